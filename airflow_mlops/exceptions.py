@@ -14,6 +14,10 @@ class ConfigError(MlopsError):
 class DataValidationError(MlopsError):
     """New data breaks the accepted schema; the message names the report."""
 
+    def __init__(self, message: str, report_uri: str | None = None) -> None:
+        super().__init__(message)
+        self.report_uri = report_uri
+
 
 class ArtifactNotFound(MlopsError):
     """An artifact that should exist in the store does not."""

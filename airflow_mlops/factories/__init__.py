@@ -1,0 +1,22 @@
+"""Public API: ``load_pipeline_config`` and the DAG builders.
+
+The builders are imported on first use so that ``airflow-mlops lint`` can load configs without Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_training_dag", "load_pipeline_config"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_pipeline_config":
+        from airflow_mlops.factories.loader import load_pipeline_config
+
+        return load_pipeline_config
+    if name == "build_training_dag":
+        from airflow_mlops.factories.builders import build_training_dag
+
+        return build_training_dag
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,39 @@
+# Two commands: `make demo` (set up and run the pipeline end to end) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: install demo test lint lock clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+	@echo "==> Installed airflow-mlops $$($(BIN)/python -c 'import airflow_mlops; print(airflow_mlops.__version__)') into $(VENV)"
+
+install: $(BIN)/.installed
+
+demo: install
+	@bash scripts/demo.sh
+
+test: install
+	@echo "==> Running the test suite (pytest)"
+	@$(BIN)/python -m pytest
+
+lint: install
+	@$(BIN)/airflow-mlops lint dags/configs
+
+# Re-resolve the lock file after changing dependencies in pyproject.toml.
+lock:
+	@$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .airflow data

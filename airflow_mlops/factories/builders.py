@@ -1,0 +1,130 @@
+"""Pipeline config -> Airflow DAG objects. Imported at DAG parse time: nothing heavy here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, TaskGroup
+
+from airflow_mlops.exceptions import ConfigError
+from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
+from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
+from airflow_mlops.operators.training import ModelTrainingOperator
+
+if TYPE_CHECKING:
+    from airflow_mlops.factories.schema import PipelineConfig
+
+DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
+
+
+def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str, Any]:
+    start = config.start_date
+    return {
+        "dag_id": f"mlops_{config.pipeline}_{kind}",
+        "schedule": schedule,
+        "start_date": datetime(start.year, start.month, start.day, tzinfo=UTC),
+        "catchup": config.catchup,
+        "tags": sorted({"mlops", f"pipeline:{config.pipeline}", kind, *config.tags}),
+        "default_args": {"owner": config.owner},
+        "max_active_runs": 1,
+        "description": config.description or f"{kind.title()} pipeline for {config.pipeline}",
+    }
+
+
+def build_training_dag(config: PipelineConfig) -> DAG:
+    """The training DAG: acquire -> validate -> preprocess (Beam) -> train -> evaluate -> gate -> bless | reject."""
+    if config.compute.target != "local":
+        raise ConfigError(f"{config.config_path}: compute.target: {config.compute.target!r} training is not available yet; use 'local'.")
+    common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+    columns = {
+        "label": config.label,
+        "task": config.task,
+        "numeric": list(config.features.numeric),
+        "categorical": list(config.features.categorical),
+    }
+    gate = config.evaluation
+    with DAG(**_dag_kwargs(config, kind="training", schedule=config.schedule), doc_md=_doc(config)) as dag:
+        with TaskGroup("data", tooltip="Snapshot the source and check it against the schema"):
+            acquire = DataAcquisitionOperator(
+                task_id="acquire",
+                source_uri=config.source.uri,
+                source_format=config.source.format,
+                source_aws_conn_id=config.source.aws_conn_id,
+                **common,
+            )
+            validate = DataValidationOperator(
+                task_id="validate",
+                dataset_id=acquire.output["dataset_id"],
+                thresholds=config.validation.model_dump(),
+                **columns,
+                **common,
+            )
+        with TaskGroup("features", tooltip="Fit the transform and profile with Beam, split train/eval"):
+            preprocess = BeamPreprocessOperator(
+                task_id="preprocess",
+                dataset_id=acquire.output["dataset_id"],
+                eval_fraction=config.preprocess.eval_fraction,
+                histogram_bins=config.preprocess.histogram_bins,
+                runner=config.preprocess.runner,
+                pipeline_options=dict(config.preprocess.pipeline_options),
+                **columns,
+                **common,
+            )
+        with TaskGroup("training", tooltip="LightGBM, deterministic"):
+            train = ModelTrainingOperator(
+                task_id="train",
+                features_id=preprocess.output["features_id"],
+                params=dict(config.model.params),
+                num_boost_round=config.model.num_boost_round,
+                seed=config.model.seed,
+                early_stopping_rounds=config.model.early_stopping_rounds,
+                **common,
+            )
+        with TaskGroup("evaluation", tooltip="Holdout metrics vs production, then the gate"):
+            evaluate = ModelEvaluationOperator(
+                task_id="evaluate",
+                model_version=train.output["model_version"],
+                features_id=preprocess.output["features_id"],
+                metric=gate.metric if gate else DEFAULT_METRIC[config.task],
+                threshold=gate.threshold if gate else None,
+                must_beat_production_by=gate.must_beat_production_by if gate else 0.0,
+                slices=list(gate.slices) if gate else [],
+                fairness_column=gate.fairness.column if gate and gate.fairness else None,
+                fairness_max_gap=gate.fairness.max_gap if gate and gate.fairness else None,
+                **common,
+            )
+            gate_branch = EvaluationGateOperator(
+                task_id="gate",
+                evaluation=evaluate.output,
+                bless_task_id="registry.bless",
+                reject_task_id="registry.reject",
+            )
+        with TaskGroup("registry", tooltip="Record the decision with lineage"):
+            lineage = {
+                "dataset_id": acquire.output["dataset_id"],
+                "source": config.source.uri,
+                "features_id": preprocess.output["features_id"],
+                "transform_hash": preprocess.output["transform_hash"],
+                "params": dict(config.model.params),
+                "num_boost_round": config.model.num_boost_round,
+                "seed": config.model.seed,
+            }
+            bless = ModelRegistrationOperator(
+                task_id="bless", evaluation=evaluate.output, lineage=lineage, promote=config.canary is None, **common
+            )
+            reject = ModelRegistrationOperator(task_id="reject", evaluation=evaluate.output, lineage=lineage, **common)
+        validate >> preprocess
+        gate_branch >> [bless, reject]
+    return dag
+
+
+def _doc(config: PipelineConfig) -> str:
+    return (
+        f"### ML pipeline `{config.pipeline}` (training)\n\n"
+        f"Built by airflow-mlops from `{config.config_path}`.\n\n"
+        f"* source: `{config.source.uri}`\n* label: `{config.label}` ({config.task})\n"
+        f"* features: {len(config.features.numeric)} numeric, {len(config.features.categorical)} categorical\n"
+        f"* artifacts: `{config.artifacts.root}`\n"
+    )

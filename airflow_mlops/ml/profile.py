@@ -1,0 +1,35 @@
+"""The reference profile (``profile.json``): what the training data looked like, column by column."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def build_profile(stats: Mapping[str, Any], quantiles: Mapping[str, list[float]]) -> dict[str, Any]:
+    """Per-column summary from the full-pass statistics and approximate quantiles.
+
+    Numeric columns keep count, null ratio, mean, std, min, max and quantile edges (equal-frequency
+    bins of the training data); categorical columns keep their category counts. Drift checks compare
+    new data with this profile without reading the training data again.
+    """
+    rows = stats["rows"] or 1
+    numeric = {}
+    for col, acc in stats["numeric"].items():
+        n = acc["count"]
+        mean = acc["sum"] / n if n else None
+        var = max(acc["sumsq"] / n - mean * mean, 0.0) if n else None
+        numeric[col] = {
+            "count": n,
+            "null_ratio": acc["nulls"] / rows,
+            "mean": mean,
+            "std": var**0.5 if var is not None else None,
+            "min": acc["min"],
+            "max": acc["max"],
+            "quantiles": list(quantiles.get(col, [])),
+        }
+    categorical = {
+        col: {"null_ratio": acc["nulls"] / rows, "counts": dict(sorted(acc["counts"].items()))}
+        for col, acc in stats["categorical"].items()
+    }
+    return {"version": 1, "rows": stats["rows"], "numeric": numeric, "categorical": categorical}

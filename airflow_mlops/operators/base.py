@@ -1,0 +1,36 @@
+"""What every airflow-mlops operator shares: the pipeline name and the artifact store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base of the lifecycle operators.
+
+    :param pipeline: the pipeline name; artifacts live under ``<kind>/<pipeline>/`` in the store.
+    :param artifact_root: ``file://...``, a local path, or ``s3://bucket/prefix`` (templated).
+    :param aws_conn_id: Airflow AWS connection used for ``s3://`` roots (its extra may set ``endpoint_url``).
+    """
+
+    template_fields: Sequence[str] = ("artifact_root",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.artifact_root = artifact_root
+        self.aws_conn_id = aws_conn_id
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
+
+        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()

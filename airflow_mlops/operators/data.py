@@ -1,0 +1,97 @@
+"""Data acquisition and validation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+
+from airflow_mlops.links.report import ReportLink
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+class DataAcquisitionOperator(MlopsBaseOperator):
+    """Snapshot a local file, glob or S3 prefix (CSV or Parquet) into the store, addressed by content.
+
+    Returns ``{"dataset_id", "dataset_uri", "rows", "created"}``; a retry or an unchanged source
+    finds the same snapshot and writes nothing.
+
+    :param source_uri: a local path or glob, or ``s3://bucket/prefix`` (templated, e.g. ``data/{{ ds }}.csv``).
+    :param source_format: ``auto`` (from the file extension), ``csv`` or ``parquet``.
+    :param source_aws_conn_id: AWS connection for an ``s3://`` source; defaults to ``aws_conn_id``.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri")
+
+    def __init__(self, *, source_uri: str, source_format: str = "auto", source_aws_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_uri = source_uri
+        self.source_format = source_format
+        self.source_aws_conn_id = source_aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        client = None
+        if self.source_uri.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            client = S3Hook(aws_conn_id=self.source_aws_conn_id or self.aws_conn_id).get_conn()
+        self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
+        result = stages.acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=client)
+        self.log.info("Dataset %s: %d rows (%s)", result["dataset_id"], result["rows"], "new snapshot" if result["created"] else "already stored")
+        return result
+
+
+class DataValidationOperator(MlopsBaseOperator):
+    """Check a dataset against the pipeline's accepted schema; infer and store the schema on the first run.
+
+    Anomalies (missing or extra column, type change, null ratio jump, out-of-range values, unseen
+    categories, too few rows) fail the task, so nothing downstream runs; the HTML report is saved
+    under ``reports/`` and linked from the task.
+
+    :param dataset_id: the snapshot to check (templated).
+    :param label: the label column.
+    :param task: ``classification`` or ``regression``.
+    :param numeric: numeric feature columns.
+    :param categorical: categorical feature columns.
+    :param thresholds: ``min_rows``, ``max_null_ratio_increase``, ``max_out_of_range_share``, ``max_unseen_category_share``.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id")
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(
+        self,
+        *,
+        dataset_id: str,
+        label: str,
+        task: str,
+        numeric: list[str],
+        categorical: list[str],
+        thresholds: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset_id = dataset_id
+        self.label = label
+        self.task = task
+        self.numeric = numeric
+        self.categorical = categorical
+        self.thresholds = thresholds or {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+        from airflow_mlops.exceptions import DataValidationError
+
+        columns = stages.Columns(self.label, self.task, list(self.numeric), list(self.categorical))
+        try:
+            result = stages.validate(self.store, self.pipeline, self.dataset_id, columns, self.thresholds, run_id=context["run_id"])
+        except DataValidationError as err:
+            ReportLink.persist(context, err.report_uri)
+            self.log.error("Validation failed; report: %s", err.report_uri)
+            raise
+        ReportLink.persist(context, result["report_uri"])
+        self.log.info("Dataset %s passed validation; report: %s", self.dataset_id, result["report_uri"])
+        return result

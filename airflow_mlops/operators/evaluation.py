@@ -1,0 +1,133 @@
+"""Evaluation, the gate's branch, and registration of the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk import Context
+
+from airflow_mlops.links.report import ReportLink
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+class ModelEvaluationOperator(MlopsBaseOperator):
+    """Score the candidate and the current production model on the same holdout rows and apply the gate.
+
+    The candidate is blessed when its metric meets ``threshold`` and is not worse than production by
+    more than allowed (``must_beat_production_by``); the first model needs only the threshold.
+    Writes ``evaluation.html`` (linked from the task) and returns metrics, decision and reason.
+
+    :param model_version: the candidate (templated).
+    :param features_id: the features it was trained on; their eval split is used (templated).
+    :param metric: the gate metric (``roc_auc``, ``log_loss``, ``accuracy``, ``rmse``, ``mae``).
+    :param threshold: minimum (higher-is-better metrics) or maximum (lower-is-better) acceptable value.
+    :param must_beat_production_by: required improvement over production; 0 means "not worse".
+    :param slices: categorical columns to report the metric for, value by value.
+    :param fairness_column: a column whose slices' metric gap is limited by ``fairness_max_gap``.
+    :param fairness_max_gap: the largest allowed gap of the metric between slices of ``fairness_column``.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_version", "features_id")
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(
+        self,
+        *,
+        model_version: str,
+        features_id: str,
+        metric: str,
+        threshold: float,
+        must_beat_production_by: float = 0.0,
+        slices: list[str] | None = None,
+        fairness_column: str | None = None,
+        fairness_max_gap: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_version = model_version
+        self.features_id = features_id
+        self.metric = metric
+        self.threshold = threshold
+        self.must_beat_production_by = must_beat_production_by
+        self.slices = slices or []
+        self.fairness_column = fairness_column
+        self.fairness_max_gap = fairness_max_gap
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        settings = stages.GateSettings(
+            self.metric, self.threshold, self.must_beat_production_by, list(self.slices), self.fairness_column, self.fairness_max_gap
+        )
+        result = stages.evaluate(self.store, self.pipeline, self.model_version, self.features_id, settings, run_id=context["run_id"])
+        ReportLink.persist(context, result["report_uri"])
+        self.log.info(
+            "Candidate %s: %s=%.4f; production %s: %s. %s: %s",
+            self.model_version,
+            self.metric,
+            result["metrics"][self.metric],
+            result["production_version"] or "(none)",
+            (result["production_metrics"] or {}).get(self.metric, "n/a"),
+            "BLESSED" if result["blessed"] else "REJECTED",
+            result["reason"],
+        )
+        return result
+
+
+class EvaluationGateOperator(BaseBranchOperator):
+    """Follow ``bless_task_id`` when the evaluation blessed the candidate, else ``reject_task_id``.
+
+    :param evaluation: the evaluation result (an XComArg of :class:`ModelEvaluationOperator`, templated).
+    :param bless_task_id: task to run for a blessed candidate.
+    :param reject_task_id: task to run for a rejected candidate.
+    """
+
+    template_fields: Sequence[str] = ("evaluation",)
+
+    def __init__(self, *, evaluation: Any, bless_task_id: str, reject_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluation = evaluation
+        self.bless_task_id = bless_task_id
+        self.reject_task_id = reject_task_id
+
+    def choose_branch(self, context: Context) -> str | Iterable[str]:
+        blessed = bool(self.evaluation["blessed"])
+        self.log.info("Gate: %s (%s)", "blessed" if blessed else "rejected", self.evaluation["reason"])
+        return self.bless_task_id if blessed else self.reject_task_id
+
+
+class ModelRegistrationOperator(MlopsBaseOperator):
+    """Record a gate decision in the model registry, with lineage and a model card.
+
+    Idempotent: registering the same version again changes nothing. With ``promote`` a blessed
+    model goes straight to the production alias (for pipelines without a canary).
+
+    :param evaluation: the evaluation result (an XComArg of :class:`ModelEvaluationOperator`, templated).
+    :param lineage: what the model came from: dataset id, features id, params, ... (templated).
+    :param promote: move a blessed model to the production alias.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "evaluation", "lineage")
+
+    def __init__(self, *, evaluation: Any, lineage: dict[str, Any] | None = None, promote: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluation = evaluation
+        self.lineage = lineage or {}
+        self.promote = promote
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        lineage = {**self.lineage, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+        result = stages.register(self.store, self.pipeline, self.evaluation, lineage=lineage, promote=self.promote)
+        self.log.info(
+            "Registered %s %s as %s (registry revision %d, production %s)",
+            self.pipeline,
+            result["model_version"],
+            result["status"],
+            result["revision"],
+            result["production"],
+        )
+        return result

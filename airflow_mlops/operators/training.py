@@ -1,0 +1,52 @@
+"""LightGBM training, in-process on the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+class ModelTrainingOperator(MlopsBaseOperator):
+    """Train a LightGBM model on preprocessed features, with a fixed seed and deterministic settings.
+
+    The model version is derived from the dataset, transform, parameters and code version, so the
+    same inputs give the same version and a byte-identical ``model.txt``; an existing version is
+    reused, not retrained. Returns ``{"model_version", "model_uri", "cached", ...}``.
+
+    :param features_id: output of the preprocessing step (templated).
+    :param params: LightGBM parameters (``objective``, ``seed`` and ``deterministic`` are set by us).
+    :param num_boost_round: boosting rounds.
+    :param seed: random seed.
+    :param early_stopping_rounds: stop when a held-out tenth of the training rows stops improving.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "features_id")
+
+    def __init__(
+        self,
+        *,
+        features_id: str,
+        params: dict[str, Any] | None = None,
+        num_boost_round: int = 200,
+        seed: int = 42,
+        early_stopping_rounds: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.features_id = features_id
+        self.params = params or {}
+        self.num_boost_round = num_boost_round
+        self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        settings = stages.TrainSettings(dict(self.params), self.num_boost_round, self.seed, self.early_stopping_rounds)
+        result = stages.train(self.store, self.pipeline, self.features_id, settings)
+        self.log.info("Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"])
+        return result

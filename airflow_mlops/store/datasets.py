@@ -1,0 +1,136 @@
+"""Content-addressed dataset snapshots: datasets/<pipeline>/<sha256>/{data.parquet, manifest.json}."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class DatasetSnapshot:
+    """A stored, immutable dataset."""
+
+    dataset_id: str
+    uri: str
+    rows: int
+    created: bool
+
+
+def dataset_prefix(pipeline: str, dataset_id: str) -> str:
+    return f"datasets/{pipeline}/{dataset_id}"
+
+
+def read_source(uri: str, fmt: str = "auto", s3_client: Any = None) -> tuple[pd.DataFrame, list[str]]:
+    """Read a local file, a glob, or every object under an s3:// prefix into one frame.
+
+    Files are read in sorted name order so the same files always give the same frame.
+    Returns the frame and the list of files read.
+    """
+    import pandas as pd
+
+    if uri.startswith("s3://"):
+        blobs = _read_s3_prefix(uri, s3_client, fmt)
+    else:
+        path = uri.removeprefix("file://")
+        paths = sorted(p for p in glob.glob(path) if Path(p).is_file()) if glob.has_magic(path) else [path]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if not paths or missing:
+            raise ArtifactNotFound(f"Source {uri!r} matched no file.")
+        blobs = [(p, Path(p).read_bytes()) for p in paths]
+    frames = []
+    for name, data in blobs:
+        kind = _format_of(name, fmt)
+        reader = pd.read_parquet if kind == "parquet" else pd.read_csv
+        try:
+            frames.append(reader(io.BytesIO(data)))
+        except Exception as err:  # pandas raises many types for unreadable files
+            raise MlopsError(f"Could not read {name} as {kind}: {err}") from err
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], [n for n, _ in blobs]
+
+
+def _format_of(name: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    lowered = name.lower()
+    if lowered.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lowered.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise MlopsError(f"Cannot tell the format of {name!r}; set source.format to one of {FORMATS}.")
+
+
+def _read_s3_prefix(uri: str, client: Any, fmt: str) -> list[tuple[str, bytes]]:
+    if client is None:
+        raise MlopsError(f"Reading {uri} needs an S3 client.")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+    if not keys:
+        raise ArtifactNotFound(f"Source {uri!r} matched no object.")
+    return [(f"s3://{bucket}/{k}", client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in sorted(keys)]
+
+
+def normalize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in name order, a fresh index, and object columns holding strings or nulls."""
+    frame = frame[sorted(frame.columns)].reset_index(drop=True)
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].where(frame[col].isna(), frame[col].astype(str))
+    return frame
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """sha256 of a canonical text rendering of the normalized frame (column names, dtypes, values)."""
+    digest = hashlib.sha256()
+    digest.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(frame.to_csv(index=False, lineterminator="\n", float_format="%.17g", na_rep="\\N").encode())
+    return digest.hexdigest()
+
+
+def snapshot(store: ArtifactStore, pipeline: str, frame: pd.DataFrame, *, source: str, files: list[str]) -> DatasetSnapshot:
+    """Store ``frame`` under its content hash; storing the same content again writes nothing."""
+    frame = normalize(frame)
+    dataset_id = content_hash(frame)
+    prefix = dataset_prefix(pipeline, dataset_id)
+    manifest_key = f"{prefix}/manifest.json"
+    if store.exists(manifest_key):
+        log.info("Dataset %s already stored at %s; reusing it", dataset_id[:12], store.uri(prefix))
+        return DatasetSnapshot(dataset_id, store.uri(prefix), len(frame), created=False)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    store.write_bytes(f"{prefix}/data.parquet", buffer.getvalue())
+    manifest = {
+        "pipeline": pipeline,
+        "dataset_id": dataset_id,
+        "source": source,
+        "files": files,
+        "rows": len(frame),
+        "schema": {c: str(t) for c, t in frame.dtypes.items()},
+        "hash": {"algorithm": "sha256", "value": dataset_id},
+    }
+    store.write_json(manifest_key, manifest)  # written last: its presence marks a complete snapshot
+    log.info("Stored dataset %s (%d rows) at %s", dataset_id[:12], len(frame), store.uri(prefix))
+    return DatasetSnapshot(dataset_id, store.uri(prefix), len(frame), created=True)
+
+
+def load_dataset(store: ArtifactStore, pipeline: str, dataset_id: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(store.read_bytes(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet")))

@@ -1,0 +1,8 @@
+"""The churn pipeline, built from its YAML."""
+
+from pathlib import Path
+
+from airflow_mlops.factories import build_training_dag, load_pipeline_config
+
+config = load_pipeline_config(Path(__file__).parent / "configs" / "churn.yaml")
+training = build_training_dag(config)
