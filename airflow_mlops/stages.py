@@ -226,7 +226,7 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
     booster = train_model(
         _read_parquet_dir(store, f"{fprefix}/train"),
         features=spec["features"],
-        categorical=list(spec["categorical"]),
+        categorical=[c for c in spec["features"] if c in spec["categorical"]],
         label=spec["label"],
         task=spec["task"],
         params=settings.params,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_mlops.ml.transform import moments
+
 
 def build_profile(stats: Mapping[str, Any], quantiles: Mapping[str, list[float]]) -> dict[str, Any]:
     """Per-column summary from the full-pass statistics and approximate quantiles.
@@ -16,14 +18,12 @@ def build_profile(stats: Mapping[str, Any], quantiles: Mapping[str, list[float]]
     rows = stats["rows"] or 1
     numeric = {}
     for col, acc in stats["numeric"].items():
-        n = acc["count"]
-        mean = acc["sum"] / n if n else None
-        var = max(acc["sumsq"] / n - mean * mean, 0.0) if n else None
+        mean, std = moments(acc)
         numeric[col] = {
-            "count": n,
+            "count": acc["count"],
             "null_ratio": acc["nulls"] / rows,
             "mean": mean,
-            "std": var**0.5 if var is not None else None,
+            "std": std,
             "min": acc["min"],
             "max": acc["max"],
             "quantiles": list(quantiles.get(col, [])),

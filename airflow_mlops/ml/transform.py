@@ -26,7 +26,7 @@ OOV_INDEX = 0
 def new_stats(numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     return {
         "rows": 0,
-        "numeric": {c: {"count": 0, "nulls": 0, "sum": 0.0, "sumsq": 0.0, "min": None, "max": None} for c in numeric},
+        "numeric": {c: {"count": 0, "nulls": 0, "sum": [], "sumsq": [], "min": None, "max": None} for c in numeric},
         "categorical": {c: {"nulls": 0, "counts": Counter()} for c in categorical},
     }
 
@@ -39,8 +39,8 @@ def add_row(stats: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
             acc["nulls"] += 1
             continue
         acc["count"] += 1
-        acc["sum"] += value
-        acc["sumsq"] += value * value
+        _exact_add(acc["sum"], value)
+        _exact_add(acc["sumsq"], value * value)
         acc["min"] = value if acc["min"] is None else min(acc["min"], value)
         acc["max"] = value if acc["max"] is None else max(acc["max"], value)
     for col, acc in stats["categorical"].items():
@@ -58,14 +58,42 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
         first["rows"] += part["rows"]
         for col, acc in first["numeric"].items():
             other = part["numeric"][col]
-            for key in ("count", "nulls", "sum", "sumsq"):
+            for key in ("count", "nulls"):
                 acc[key] += other[key]
+            for key in ("sum", "sumsq"):
+                for partial in other[key]:
+                    _exact_add(acc[key], partial)
             acc["min"] = _opt(min, acc["min"], other["min"])
             acc["max"] = _opt(max, acc["max"], other["max"])
         for col, acc in first["categorical"].items():
             acc["nulls"] += part["categorical"][col]["nulls"]
             acc["counts"].update(part["categorical"][col]["counts"])
     return first
+
+
+def _exact_add(partials: list[float], x: float) -> None:
+    """Add ``x`` to a sum kept as non-overlapping partials (Shewchuk): exact, so the result
+    does not depend on row order or on how Beam splits the data into bundles."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+def moments(acc: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation of a numeric accumulator (None when it saw no value)."""
+    n = acc["count"]
+    if not n:
+        return None, None
+    mean = math.fsum(acc["sum"]) / n
+    return mean, math.sqrt(max(math.fsum(acc["sumsq"]) / n - mean * mean, 0.0))
 
 
 def _opt(fn: Any, a: float | None, b: float | None) -> float | None:
@@ -79,10 +107,8 @@ def fit(stats: dict[str, Any], *, label: str, task: str) -> dict[str, Any]:
     """The transform spec (``transform.json``) from the full-pass statistics."""
     numeric = {}
     for col, acc in stats["numeric"].items():
-        mean = acc["sum"] / acc["count"] if acc["count"] else 0.0
-        var = max(acc["sumsq"] / acc["count"] - mean * mean, 0.0) if acc["count"] else 0.0
-        std = math.sqrt(var)
-        numeric[col] = {"mean": mean, "std": std if std > 1e-12 else 1.0}
+        mean, std = moments(acc)
+        numeric[col] = {"mean": mean or 0.0, "std": std if std and std > 1e-12 else 1.0}
     categorical = {}
     for col, acc in stats["categorical"].items():
         ranked = sorted(acc["counts"].items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_VOCAB]
@@ -110,14 +136,25 @@ class FeatureTransform:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = spec
         self.features: list[str] = list(spec["features"])
-        self.categorical: list[str] = list(spec["categorical"])
-        self._numeric = [(c, p["mean"], p["std"]) for c, p in spec["numeric"].items()]
-        self._vocab = [(c, {v: i + 1 for i, v in enumerate(p["vocabulary"])}) for c, p in spec["categorical"].items()]
+        self.categorical: list[str] = [c for c in self.features if c in spec["categorical"]]
+        # One step per feature, in ``features`` order (JSON round trips may reorder the dicts).
+        self._steps: list[tuple[str, Any]] = []
+        for col in self.features:
+            if col in spec["numeric"]:
+                p = spec["numeric"][col]
+                self._steps.append((col, (p["mean"], p["std"])))
+            else:
+                self._steps.append((col, {v: i + 1 for i, v in enumerate(spec["categorical"][col]["vocabulary"])}))
 
     def apply(self, row: Mapping[str, Any]) -> list[float]:
         """Model input for one raw row, in ``self.features`` order."""
-        out = [0.0 if (v := to_number(row.get(c))) is None else (v - mean) / std for c, mean, std in self._numeric]
-        out += [float(index.get(_category(row.get(c)), OOV_INDEX)) for c, index in self._vocab]
+        out = []
+        for col, step in self._steps:
+            if isinstance(step, tuple):
+                value = to_number(row.get(col))
+                out.append(0.0 if value is None else (value - step[0]) / step[1])
+            else:
+                out.append(float(step.get(_category(row.get(col)), OOV_INDEX)))
         return out
 
 

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.beam.preprocess import ROW_ID, PreprocessSpec, run_preprocess
+from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.ml.transform import FeatureTransform
+from airflow_mlops.store.datasets import normalize
+
+SPEC = PreprocessSpec(
+    numeric=["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"],
+    categorical=["contract", "payment_method", "region"],
+    label="churned",
+    task="classification",
+    eval_fraction=0.25,
+)
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory):
+    root = tmp_path_factory.mktemp("beam")
+    frame = normalize(make_churn(3000, seed=11))
+    frame.to_parquet(root / "data.parquet", index=False)
+    summary = run_preprocess(str(root / "data.parquet"), root / "out", SPEC)
+    return frame, root / "out", summary
+
+
+def read(out, name):
+    return pd.concat(pd.read_parquet(p) for p in sorted((out / name).glob("*.parquet")))
+
+
+class TestRunPreprocess:
+    def test_splits_every_row_once(self, output):
+        frame, out, summary = output
+        train, evaluation = read(out, "train"), read(out, "eval")
+        assert summary == {"rows": 3000, "train_rows": len(train), "eval_rows": len(evaluation)}
+        assert len(train) + len(evaluation) == 3000
+        assert 0.2 < len(evaluation) / 3000 < 0.3
+        assert not set(train[ROW_ID]) & set(evaluation[ROW_ID])
+
+    def test_transform_fitted_on_the_full_pass(self, output):
+        frame, out, _ = output
+        spec = json.loads((out / "transform.json").read_text())
+        assert spec["numeric"]["monthly_charges"]["mean"] == pytest.approx(frame["monthly_charges"].mean())
+        assert spec["numeric"]["monthly_charges"]["std"] == pytest.approx(frame["monthly_charges"].std(ddof=0))
+        assert spec["numeric"]["data_usage_gb"]["mean"] == pytest.approx(frame["data_usage_gb"].mean())  # nulls skipped
+        assert set(spec["categorical"]["region"]["vocabulary"]) == set(frame["region"])
+
+    def test_profile_has_quantiles_and_counts(self, output):
+        frame, out, _ = output
+        profile = json.loads((out / "profile.json").read_text())
+        q = profile["numeric"]["tenure_months"]["quantiles"]
+        assert len(q) == SPEC.histogram_bins + 1 and q == sorted(q)
+        assert q[0] == frame["tenure_months"].min() and q[-1] == frame["tenure_months"].max()
+        assert profile["categorical"]["contract"]["counts"] == frame["contract"].value_counts().to_dict()
+        assert profile["numeric"]["data_usage_gb"]["null_ratio"] == pytest.approx(frame["data_usage_gb"].isna().mean())
+
+    def test_beam_features_equal_the_row_function(self, output):
+        """No training/serving skew: the Beam features are what FeatureTransform.apply gives for the raw row."""
+        _, out, _ = output
+        spec = json.loads((out / "transform.json").read_text())
+        raw = read(out, "eval_raw").set_index(ROW_ID)
+        beam_features = read(out, "eval").set_index(ROW_ID).loc[raw.index, spec["features"]].to_numpy()
+        transform = FeatureTransform(spec)
+        row_features = np.array([transform.apply(r) for r in raw.reset_index().to_dict("records")])
+        np.testing.assert_array_equal(beam_features, row_features)
+
+    def test_split_is_deterministic(self, output, tmp_path):
+        frame, out, _ = output
+        frame.sample(frac=1.0, random_state=3).to_parquet(tmp_path / "shuffled.parquet", index=False)
+        run_preprocess(str(tmp_path / "shuffled.parquet"), tmp_path / "out", SPEC)
+        assert set(read(out, "eval")[ROW_ID]) == set(read(tmp_path / "out", "eval")[ROW_ID])
+        assert json.loads((out / "transform.json").read_text()) == json.loads((tmp_path / "out" / "transform.json").read_text())
