@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import __version__
 from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError
+from airflow_mlops.store.artifacts import dumps
 from airflow_mlops.store.registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def validate(
     if current is None:
         inferred = infer_schema(frame, numeric=columns.numeric, categorical=columns.categorical, label=columns.label, task=columns.task)
         inferred["inferred_from"] = dataset_id
-        created = store.write_if_match(key, _json_bytes(inferred), None)
+        created = store.write_if_match(key, dumps(inferred), None)
         current, _ = store.read_versioned(key)  # ours, or the one a concurrent run stored first
         log.info("No schema yet: %s one from dataset %s at %s", "inferred" if created else "another run stored", dataset_id[:12], store.uri(key))
     schema = json.loads(current)
@@ -120,10 +121,6 @@ def validate(
         lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])
         raise DataValidationError(f"{len(report.anomalies)} data anomalies in dataset {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri)
     return result
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
 
 
 # -- preprocess ------------------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+"""One artifact-store interface over a local directory and S3 (or any S3-compatible store).
+
+Never imports Airflow: the training pod and the model server use it directly. Inside Airflow tasks
+the S3 client comes from the Amazon provider's hook (see ``hooks/artifact_store.py``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+
+def _check_key(key: str) -> str:
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise MlopsError(f"Invalid artifact key {key!r}: keys are relative paths without '..'.")
+    return key
+
+
+class ArtifactStore(ABC):
+    """Bytes and JSON under one root URI; every key is a relative, '/'-separated path."""
+
+    root_uri: str
+
+    @staticmethod
+    def from_uri(root_uri: str, s3_client: Any = None) -> ArtifactStore:
+        """``file:///path``, a plain path, or ``s3://bucket/prefix``.
+
+        Without ``s3_client`` an S3 root uses the standard AWS credential chain and the optional
+        ``MLOPS_S3_ENDPOINT_URL`` (for S3-compatible stores), so it works without Airflow.
+        """
+        if root_uri.startswith("s3://"):
+            if s3_client is None:
+                import boto3
+
+                s3_client = boto3.client("s3", endpoint_url=os.environ.get("MLOPS_S3_ENDPOINT_URL") or None)
+            return S3ArtifactStore(root_uri, s3_client)
+        if "://" in root_uri and not root_uri.startswith("file://"):
+            raise MlopsError(f"Unsupported artifact root {root_uri!r}: use file://, a local path, or s3://bucket/prefix.")
+        return LocalArtifactStore(Path(root_uri.removeprefix("file://")))
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (recursively), sorted."""
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """Content and an opaque version token, or ``(None, None)`` when the key is absent."""
+
+    @abstractmethod
+    def write_if_match(self, key: str, data: bytes, token: str | None) -> bool:
+        """Compare-and-swap: write only if the key is still at ``token`` (absent when None).
+        Returns False when another writer got there first."""
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode()
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode())
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_bytes(key, dumps(obj))
+
+    def upload_dir(self, local_dir: Path, prefix: str) -> list[str]:
+        keys = []
+        for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+            key = f"{prefix}/{path.relative_to(local_dir).as_posix()}"
+            self.write_bytes(key, path.read_bytes())
+            keys.append(key)
+        return keys
+
+    def download_prefix(self, prefix: str, local_dir: Path) -> list[Path]:
+        paths = []
+        for key in self.list(prefix):
+            path = Path(local_dir) / key[len(prefix) :].lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.read_bytes(key))
+            paths.append(path)
+        return paths
+
+
+def dumps(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, indented, trailing newline."""
+    return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
+
+
+class LocalArtifactStore(ArtifactStore):
+    """A directory; writes are atomic (temp file + rename), CAS holds a file lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.root_uri = f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def uri(self, key: str) -> str:
+        return f"file://{self._path(key)}"
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}") from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_if_match(self, key: str, data: bytes, token: str | None) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".{path.name}.lock", "w") as lock:  # a fresh open file description per call
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.read_versioned(key)[1] != token:
+                return False
+            self.write_bytes(key, data)
+            return True
+
+
+class S3ArtifactStore(ArtifactStore):
+    """A bucket and prefix; CAS uses S3 conditional writes (``If-Match`` / ``If-None-Match``)."""
+
+    def __init__(self, root_uri: str, client: Any) -> None:
+        bucket, _, prefix = root_uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise MlopsError(f"Artifact root {root_uri!r} names no bucket.")
+        self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
+        self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in NOT_FOUND_CODES:
+                return False
+            raise
+        return True
+
+    def read_bytes(self, key: str) -> bytes:
+        data, token = self.read_versioned(key)
+        if token is None:
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
+        return data
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys += [obj["Key"][strip:] for obj in page.get("Contents", [])]
+        return sorted(keys)
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in NOT_FOUND_CODES:
+                return None, None
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def write_if_match(self, key: str, data: bytes, token: str | None) -> bool:
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except ClientError as err:
+            if _code(err) in S3_CONFLICT_CODES:
+                return False
+            raise
+        return True
+
+
+def _code(err: Any) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
