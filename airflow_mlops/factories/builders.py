@@ -39,8 +39,8 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         raise ConfigError(f"{config.config_path}: compute.target: {config.compute.target!r} training is not available yet; use 'local'.")
     common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
     columns = {
-        "label": config.label,
-        "task": config.task,
+        "label_column": config.label,
+        "problem_type": config.task,
         "numeric": list(config.features.numeric),
         "categorical": list(config.features.categorical),
     }
@@ -76,7 +76,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             train = ModelTrainingOperator(
                 task_id="train",
                 features_id=preprocess.output["features_id"],
-                params=dict(config.model.params),
+                model_params=dict(config.model.params),
                 num_boost_round=config.model.num_boost_round,
                 seed=config.model.seed,
                 early_stopping_rounds=config.model.early_stopping_rounds,

@@ -24,6 +24,8 @@ class MlopsBaseOperator(BaseOperator):
     ui_color = "#e8f4fd"
 
     def __init__(self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        # Each key of the returned dict is also its own XCom, so ``op.output["dataset_id"]`` works downstream.
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.artifact_root = artifact_root

@@ -52,8 +52,8 @@ class DataValidationOperator(MlopsBaseOperator):
     under ``reports/`` and linked from the task.
 
     :param dataset_id: the snapshot to check (templated).
-    :param label: the label column.
-    :param task: ``classification`` or ``regression``.
+    :param label_column: the label column.
+    :param problem_type: ``classification`` or ``regression``.
     :param numeric: numeric feature columns.
     :param categorical: categorical feature columns.
     :param thresholds: ``min_rows``, ``max_null_ratio_increase``, ``max_out_of_range_share``, ``max_unseen_category_share``.
@@ -66,8 +66,8 @@ class DataValidationOperator(MlopsBaseOperator):
         self,
         *,
         dataset_id: str,
-        label: str,
-        task: str,
+        label_column: str,
+        problem_type: str,
         numeric: list[str],
         categorical: list[str],
         thresholds: dict[str, Any] | None = None,
@@ -75,8 +75,8 @@ class DataValidationOperator(MlopsBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_id = dataset_id
-        self.label = label
-        self.task = task
+        self.label_column = label_column
+        self.problem_type = problem_type
         self.numeric = numeric
         self.categorical = categorical
         self.thresholds = thresholds or {}
@@ -85,7 +85,7 @@ class DataValidationOperator(MlopsBaseOperator):
         from airflow_mlops import stages
         from airflow_mlops.exceptions import DataValidationError
 
-        columns = stages.Columns(self.label, self.task, list(self.numeric), list(self.categorical))
+        columns = stages.Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
         try:
             result = stages.validate(self.store, self.pipeline, self.dataset_id, columns, self.thresholds, run_id=context["run_id"])
         except DataValidationError as err:

@@ -19,8 +19,8 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     skipped (the cache key is the content, not a file time). Returns the features id and summary.
 
     :param dataset_id: the snapshot to preprocess (templated).
-    :param label: the label column.
-    :param task: ``classification`` or ``regression``.
+    :param label_column: the label column.
+    :param problem_type: ``classification`` or ``regression``.
     :param numeric: numeric feature columns.
     :param categorical: categorical feature columns.
     :param eval_fraction: share of rows in the eval split.
@@ -36,8 +36,8 @@ class BeamPreprocessOperator(MlopsBaseOperator):
         self,
         *,
         dataset_id: str,
-        label: str,
-        task: str,
+        label_column: str,
+        problem_type: str,
         numeric: list[str],
         categorical: list[str],
         eval_fraction: float = 0.2,
@@ -48,8 +48,8 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_id = dataset_id
-        self.label = label
-        self.task = task
+        self.label_column = label_column
+        self.problem_type = problem_type
         self.numeric = numeric
         self.categorical = categorical
         self.eval_fraction = eval_fraction
@@ -60,7 +60,7 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages
 
-        columns = stages.Columns(self.label, self.task, list(self.numeric), list(self.categorical))
+        columns = stages.Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
         result = stages.preprocess(
             self.store,
             self.pipeline,

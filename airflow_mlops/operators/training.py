@@ -18,7 +18,7 @@ class ModelTrainingOperator(MlopsBaseOperator):
     reused, not retrained. Returns ``{"model_version", "model_uri", "cached", ...}``.
 
     :param features_id: output of the preprocessing step (templated).
-    :param params: LightGBM parameters (``objective``, ``seed`` and ``deterministic`` are set by us).
+    :param model_params: LightGBM parameters (``objective``, ``seed`` and ``deterministic`` are set by us).
     :param num_boost_round: boosting rounds.
     :param seed: random seed.
     :param early_stopping_rounds: stop when a held-out tenth of the training rows stops improving.
@@ -30,7 +30,7 @@ class ModelTrainingOperator(MlopsBaseOperator):
         self,
         *,
         features_id: str,
-        params: dict[str, Any] | None = None,
+        model_params: dict[str, Any] | None = None,
         num_boost_round: int = 200,
         seed: int = 42,
         early_stopping_rounds: int | None = None,
@@ -38,7 +38,7 @@ class ModelTrainingOperator(MlopsBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.features_id = features_id
-        self.params = params or {}
+        self.model_params = model_params or {}
         self.num_boost_round = num_boost_round
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
@@ -46,7 +46,7 @@ class ModelTrainingOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages
 
-        settings = stages.TrainSettings(dict(self.params), self.num_boost_round, self.seed, self.early_stopping_rounds)
+        settings = stages.TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
         result = stages.train(self.store, self.pipeline, self.features_id, settings)
         self.log.info("Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"])
         return result

@@ -1,0 +1,97 @@
+"""``airflow-mlops``: config lint, example data, registry status. Runs without an Airflow deployment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _config_files(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+    return out
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Validate pipeline configs; print every error with file and key path."""
+    from airflow_mlops.factories.loader import config_errors
+
+    failed = False
+    for path in _config_files(args.paths):
+        errors = config_errors(path)
+        for line in errors:
+            print(line, file=sys.stderr)
+        if errors:
+            failed = True
+        else:
+            print(f"OK {path}")
+    return 1 if failed else 0
+
+
+def cmd_example_data(args: argparse.Namespace) -> int:
+    """Write synthetic churn CSVs, one per date (deterministic per date)."""
+    from airflow_mlops.ml.synthetic import make_churn
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for ds in args.dates:
+        path = out / f"{ds}.csv"
+        make_churn(args.rows, seed=int(ds.replace("-", "")), drift=args.drift).to_csv(path, index=False)
+        print(f"wrote {path} ({args.rows} rows)")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """Print a pipeline's model registry as a table."""
+    from airflow_mlops.factories.loader import load_pipeline_config
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.registry import ModelRegistry
+
+    config = load_pipeline_config(args.config)
+    doc = ModelRegistry(ArtifactStore.from_uri(args.artifact_root or config.artifacts.root), config.pipeline).load()
+    production = (doc["aliases"].get("production") or {}).get("version")
+    metric = config.evaluation.metric if config.evaluation else None
+    print(f"registry/{config.pipeline}.json  revision {doc['revision']}  production {production}  last blessed {doc['last_blessed']}")
+    print(f"{'version':<14}{'status':<10}{metric or 'metric':<10}{'dataset':<14}{'alias':<12}reason")
+    for version, entry in sorted(doc["versions"].items(), key=lambda kv: kv[1]["registered_at"]):
+        value = entry["metrics"].get(metric) if metric else None
+        alias = ",".join(a for a, v in doc["aliases"].items() if (v or {}).get("version") == version)
+        dataset = str(entry["lineage"].get("dataset_id", ""))[:12]
+        print(f"{version:<14}{entry['status']:<10}{'' if value is None else f'{value:.4f}':<10}{dataset:<14}{alias:<12}{entry['reason']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description="ML lifecycle pipelines on Apache Airflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lint = sub.add_parser("lint", help=cmd_lint.__doc__)
+    lint.add_argument("paths", nargs="+", help="YAML files or directories of them")
+    lint.set_defaults(func=cmd_lint)
+    data = sub.add_parser("example-data", help=cmd_example_data.__doc__)
+    data.add_argument("--out", required=True, help="directory for <date>.csv files")
+    data.add_argument("--dates", nargs="+", required=True, help="dates (YYYY-MM-DD), one file each")
+    data.add_argument("--rows", type=int, default=3000)
+    data.add_argument("--drift", type=float, default=0.0, help="0 for the reference distribution")
+    data.set_defaults(func=cmd_example_data)
+    reg = sub.add_parser("registry", help=cmd_registry.__doc__)
+    reg.add_argument("config", help="pipeline YAML")
+    reg.add_argument("--artifact-root", help="override the config's artifact root")
+    reg.set_defaults(func=cmd_registry)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
