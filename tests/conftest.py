@@ -18,7 +18,10 @@ _HOME = Path(os.environ.get("MLOPS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefi
 
 # Airflow reads its config at import time: set the environment before anything imports it.
 os.environ["AIRFLOW_HOME"] = str(_HOME)
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+# dag.test() needs the DAG in a bundle: tests write their DAG files into this folder (see `pipeline`).
+DAGS = _HOME / "dags"
+DAGS.mkdir(exist_ok=True)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
@@ -96,3 +99,40 @@ def aws_connection(moto_server, monkeypatch) -> str:
     }
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_TEST_S3", json.dumps(conn))
     return "mlops_test_s3"
+
+
+DAG_FILE = """from airflow_mlops.factories import build_training_dag, load_pipeline_config
+
+training = build_training_dag(load_pipeline_config({path!r}))
+"""
+
+
+@pytest.fixture
+def pipeline(airflow_db, tmp_path):
+    """Write a pipeline YAML and its 3-line DAG file; returns ``make(config_dict) -> (config, dag)``."""
+    import yaml
+
+    from airflow_mlops.factories import build_training_dag, load_pipeline_config
+
+    written: list[Path] = []
+
+    def make(config: dict):
+        path = tmp_path / f"{config['pipeline']}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        dag_file = DAGS / f"test_{config['pipeline']}.py"
+        dag_file.write_text(DAG_FILE.format(path=str(path)))
+        written.append(dag_file)
+        loaded = load_pipeline_config(path)
+        return loaded, build_training_dag(loaded)
+
+    yield make
+    for dag_file in written:
+        dag_file.unlink(missing_ok=True)
+
+
+def run_dag(dag, ds: str):
+    """Run one DagRun of ``dag`` for logical date ``ds`` with dag.test(); returns (run, {task_id: state})."""
+    from datetime import datetime, timezone
+
+    run = dag.test(logical_date=datetime.fromisoformat(ds).replace(tzinfo=timezone.utc))
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -1,0 +1,212 @@
+"""The training DAG built from YAML, run for real with dag.test() on a migrated Airflow DB."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_dag
+
+from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+
+CHURN_FEATURES = {
+    "numeric": ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"],
+    "categorical": ["contract", "payment_method", "region"],
+}
+TRAINING_TASKS = ["data.acquire", "data.validate", "features.preprocess", "training.train", "evaluation.evaluate", "evaluation.gate"]
+
+
+def churn_config(name: str, tmp_path, **overrides) -> dict:
+    config = {
+        "pipeline": name,
+        "schedule": None,
+        "artifacts": {"root": str(tmp_path / "artifacts")},
+        "source": {"uri": str(tmp_path / "data" / "{{ ds }}.csv")},
+        "label": "churned",
+        "task": "classification",
+        "features": CHURN_FEATURES,
+        "model": {"num_boost_round": 60, "params": {"num_leaves": 15}},
+        "evaluation": {"metric": "roc_auc", "threshold": 0.6, "slices": ["contract"]},
+    }
+    config.update(overrides)
+    return config
+
+
+def write_day(tmp_path, ds: str, frame) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    frame.to_csv(tmp_path / "data" / f"{ds}.csv", index=False)
+
+
+def xcom(run, task_id: str, key: str = "return_value"):
+    ti = next(t for t in run.get_task_instances() if t.task_id == task_id)
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id, key=key).one()
+        return XComModel.deserialize_value(row)
+
+
+def store_of(config) -> ArtifactStore:
+    return ArtifactStore.from_uri(config.artifacts.root)
+
+
+class TestTrainingDag:
+    def test_synthetic_churn_end_to_end_then_a_second_day_against_production(self, pipeline, tmp_path):
+        config, dag = pipeline(churn_config("churn_e2e", tmp_path))
+        write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
+        run, states = run_dag(dag, "2026-11-01")
+        assert run.state == "success", states
+        assert all(states[t] == "success" for t in TRAINING_TASKS) and states["registry.bless"] == "success"
+        assert states["registry.reject"] == "skipped"
+
+        store = store_of(config)
+        registry = ModelRegistry(store, "churn_e2e")
+        v1 = xcom(run, "training.train")["model_version"]
+        assert registry.production() == v1
+        entry = registry.get(v1)
+        assert entry["status"] == "blessed"
+        assert entry["lineage"]["dataset_id"] == xcom(run, "data.acquire")["dataset_id"]
+        assert entry["lineage"]["transform_hash"] and entry["lineage"]["code_version"]
+        for name in ("model.txt", "transform.json", "profile.json", "metrics.json", "card.html", "lineage.json"):
+            assert store.exists(f"models/churn_e2e/{v1}/{name}"), name
+        assert store.exists("schemas/churn_e2e/schema.json")
+        evaluation = xcom(run, "evaluation.evaluate")
+        assert 0.6 < evaluation["metrics"]["roc_auc"] < 1.0
+        assert set(evaluation["slices"]["contract"]) == {"month-to-month", "one-year", "two-year"}
+
+        # Day two: new data, new candidate, judged against production on the same eval rows.
+        write_day(tmp_path, "2026-11-02", make_churn(2500, seed=2))
+        run2, states2 = run_dag(dag, "2026-11-02")
+        assert run2.state == "success", states2
+        evaluation2 = xcom(run2, "evaluation.evaluate")
+        assert evaluation2["production_version"] == v1
+        assert set(evaluation2["production_metrics"]) == {"roc_auc", "log_loss", "accuracy", "rows"}
+        assert len(registry.load()["versions"]) == 2
+
+    def test_a_worse_candidate_is_rejected_and_production_kept(self, pipeline, tmp_path):
+        config, dag = pipeline(churn_config("churn_reject", tmp_path))
+        write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
+        run, _ = run_dag(dag, "2026-11-01")
+        v1 = xcom(run, "training.train")["model_version"]
+        noisy = make_churn(2500, seed=3)
+        noisy["churned"] = np.random.default_rng(0).permutation(noisy["churned"].to_numpy())  # labels carry no signal
+        write_day(tmp_path, "2026-11-02", noisy)
+        run2, states = run_dag(dag, "2026-11-02")
+        assert states["registry.reject"] == "success" and states["registry.bless"] == "skipped"
+        registry = ModelRegistry(store_of(config), "churn_reject")
+        v2 = xcom(run2, "training.train")["model_version"]
+        assert registry.get(v2)["status"] == "rejected" and "roc_auc" in registry.get(v2)["reason"]
+        assert registry.production() == v1
+
+    def test_retried_tasks_reuse_their_artifacts(self, pipeline, tmp_path):
+        config, dag = pipeline(churn_config("churn_retry", tmp_path))
+        write_day(tmp_path, "2026-11-01", make_churn(2000, seed=4))
+        run, _ = run_dag(dag, "2026-11-01")
+        store = store_of(config)
+        ids = {t: xcom(run, t) for t in ("data.acquire", "features.preprocess", "training.train")}
+        keys_before = {k: store.read_bytes(k) for k in store.list("") if not k.startswith("reports/")}
+        doc_before = ModelRegistry(store, "churn_retry").load()
+
+        # dag.test() on the same logical date clears every task of the finished run and runs it again.
+        rerun, states = run_dag(dag, "2026-11-01")
+        assert rerun.run_id == run.run_id and rerun.state == "success", states
+        assert xcom(rerun, "data.acquire")["dataset_id"] == ids["data.acquire"]["dataset_id"]
+        assert xcom(rerun, "data.acquire")["created"] is False
+        assert xcom(rerun, "features.preprocess")["features_id"] == ids["features.preprocess"]["features_id"]
+        assert xcom(rerun, "features.preprocess")["cached"] is True
+        assert xcom(rerun, "training.train")["model_version"] == ids["training.train"]["model_version"]
+        assert xcom(rerun, "training.train")["cached"] is True
+        assert ModelRegistry(store, "churn_retry").load() == doc_before, "no second registry entry, no new revision"
+        assert {k: store.read_bytes(k) for k in store.list("") if not k.startswith("reports/")} == keys_before
+
+    def test_same_inputs_give_a_byte_identical_model(self, pipeline, tmp_path):
+        """Two pipelines with separate stores, same data and params: the same model file."""
+        frame = make_churn(1500, seed=9)
+        models = []
+        for name in ("churn_det_a", "churn_det_b"):
+            root = tmp_path / name
+            root.mkdir()
+            write_day(root, "2026-11-01", frame)
+            config, dag = pipeline(churn_config(name, root))
+            run, _ = run_dag(dag, "2026-11-01")
+            version = xcom(run, "training.train")["model_version"]
+            models.append((version, store_of(config).read_bytes(f"models/{name}/{version}/model.txt")))
+        assert models[0] == models[1]
+
+
+class TestPackagedDatasets:
+    """Real datasets shipped inside scikit-learn, not data made here."""
+
+    @pytest.mark.parametrize(
+        ("loader", "task", "metric", "threshold"),
+        [
+            pytest.param("load_breast_cancer", "classification", "roc_auc", 0.95, id="breast-cancer-classification"),
+            pytest.param("load_diabetes", "regression", "rmse", 70.0, id="diabetes-regression"),
+        ],
+    )
+    def test_end_to_end(self, pipeline, tmp_path, loader, task, metric, threshold):
+        import sklearn.datasets
+
+        frame = getattr(sklearn.datasets, loader)(as_frame=True).frame
+        frame.columns = [c.replace(" ", "_") for c in frame.columns]
+        numeric = [c for c in frame.columns if c != "target"]
+        name = loader.removeprefix("load_")
+        write_day(tmp_path, "2026-11-01", frame)
+        config, dag = pipeline(
+            churn_config(
+                name,
+                tmp_path,
+                label="target",
+                task=task,
+                features={"numeric": numeric, "categorical": []},
+                evaluation={"metric": metric, "threshold": threshold},
+                validation={"min_rows": 100},
+            )
+        )
+        run, states = run_dag(dag, "2026-11-01")
+        assert run.state == "success", states
+        evaluation = xcom(run, "evaluation.evaluate")
+        assert evaluation["blessed"], evaluation["reason"]
+        assert ModelRegistry(store_of(config), name).production() == evaluation["model_version"]
+        report = store_of(config).read_text(evaluation["report_uri"].split("/artifacts/", 1)[1])
+        assert "BLESSED" in report and metric in report
+
+
+CORRUPTIONS = {
+    "missing_column": lambda f: f.drop(columns=["monthly_charges"]),
+    "extra_column": lambda f: f.assign(promo_code="SPRING"),
+    "type_change": lambda f: f.assign(tenure_months=f["tenure_months"].astype(int).astype(str) + "m"),
+    "null_ratio": lambda f: f.assign(support_calls=f["support_calls"].where(np.arange(len(f)) % 3 != 0)),
+    "out_of_range": lambda f: f.assign(monthly_charges=f["monthly_charges"] * 50),
+    "unseen_categories": lambda f: f.assign(region=np.where(np.arange(len(f)) % 4 == 0, "atlantis", f["region"])),
+    "empty_data": lambda f: f.iloc[:10],
+}
+
+
+class TestValidationGate:
+    def test_each_corruption_stops_the_run_before_training(self, pipeline, tmp_path):
+        config, dag = pipeline(churn_config("churn_bad", tmp_path))
+        write_day(tmp_path, "2026-11-01", make_churn(1500, seed=1))
+        run, _ = run_dag(dag, "2026-11-01")
+        assert run.state == "success"
+        store = store_of(config)
+        registry_before = ModelRegistry(store, "churn_bad").load()
+        models_before = store.list("models/churn_bad")
+        for day, (kind, corrupt) in enumerate(CORRUPTIONS.items(), start=2):
+            ds = f"2026-11-{day:02d}"
+            write_day(tmp_path, ds, corrupt(make_churn(1500, seed=day)))
+            bad_run, states = run_dag(dag, ds)
+            assert bad_run.state == "failed", kind
+            assert states["data.acquire"] == "success" and states["data.validate"] == "failed", (kind, states)
+            downstream = [t for t in states if t not in ("data.acquire", "data.validate")]
+            assert all(states[t] in ("upstream_failed", "skipped") for t in downstream), (kind, states)
+            report = json.loads(store.read_text(f"reports/churn_bad/{bad_run.run_id.replace(':', '_').replace('+', '_')}/validation.json"))
+            assert kind in {a["kind"] for a in report["anomalies"]}, (kind, report["anomalies"])
+        assert ModelRegistry(store, "churn_bad").load() == registry_before
+        assert store.list("models/churn_bad") == models_before
