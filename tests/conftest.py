@@ -131,8 +131,10 @@ def pipeline(airflow_db, tmp_path):
 
 
 def run_dag(dag, ds: str):
-    """Run one DagRun of ``dag`` for logical date ``ds`` with dag.test(); returns (run, {task_id: state})."""
+    """Run (or clear and re-run) the DagRun of ``dag`` for ``ds`` with dag.test(); returns (run, {task_id: state})."""
     from datetime import datetime, timezone
 
-    run = dag.test(logical_date=datetime.fromisoformat(ds).replace(tzinfo=timezone.utc))
+    when = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
+    # run_after fixed to the logical date: the run id is stable, so a second call clears and re-runs that run.
+    run = dag.test(logical_date=when, run_after=when)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -14,6 +14,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from airflow_mlops.ml import transform as tf
 from airflow_mlops.ml.profile import build_profile
@@ -106,7 +107,9 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
         [(ROW_ID, pa.string()), (spec.label, pa.float64())] + [(c, pa.float64()) for c in spec.numeric + spec.categorical]
     )
     flags = [f"--{k}={v}" for k, v in sorted(spec.pipeline_options.items())]
-    options = PipelineOptions(flags, runner=spec.runner)
+    options = PipelineOptions(flags)
+    # DirectRunner would first try to download the Prism binary; run its in-process engine directly.
+    runner = FnApiRunner() if spec.runner == "DirectRunner" else spec.runner
     log.info("Starting Beam pipeline on %s (runner %s, options %s)", input_path, spec.runner, flags)
 
     def write_parquet(pcoll: beam.PCollection, name: str, schema: pa.Schema) -> None:
@@ -121,7 +124,7 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
             | f"Write{name}" >> beam.io.WriteToText(str(out_dir / name), shard_name_template="", num_shards=1)
         )
 
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
         rows = pipeline | "Read" >> beam.io.ReadFromParquet(input_path) | "RowId" >> beam.Map(_with_row_id)
         stats = rows | "Stats" >> beam.CombineGlobally(StatsCombineFn(spec.numeric, spec.categorical))
         quantiles = (

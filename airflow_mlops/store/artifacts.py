@@ -144,7 +144,7 @@ class LocalArtifactStore(ArtifactStore):
             raise
 
     def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix)
+        base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
         return sorted(
@@ -207,7 +207,7 @@ class S3ArtifactStore(ArtifactStore):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/") + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
