@@ -210,3 +210,31 @@ class TestValidationGate:
             assert kind in {a["kind"] for a in report["anomalies"]}, (kind, report["anomalies"])
         assert ModelRegistry(store, "churn_bad").load() == registry_before
         assert store.list("models/churn_bad") == models_before
+
+
+class TestS3Artifacts:
+    def test_pipeline_on_s3_through_the_amazon_provider_hook(self, pipeline, tmp_path, s3_bucket, aws_connection):
+        import boto3
+
+        endpoint, bucket = s3_bucket
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        for part, seed in (("a", 1), ("b", 2)):
+            client.put_object(Bucket=bucket, Key=f"raw/2026-11-01/part-{part}.csv", Body=make_churn(800, seed=seed).to_csv(index=False).encode())
+        config, dag = pipeline(
+            churn_config(
+                "churn_s3",
+                tmp_path,
+                artifacts={"root": f"s3://{bucket}/mlops", "aws_conn_id": aws_connection},
+                source={"uri": f"s3://{bucket}/raw/{{{{ ds }}}}/", "aws_conn_id": aws_connection},
+            )
+        )
+        run, states = run_dag(dag, "2026-11-01")
+        assert run.state == "success", states
+        assert xcom(run, "data.acquire")["rows"] == 1600
+        store = ArtifactStore.from_uri(config.artifacts.root, client)
+        version = xcom(run, "training.train")["model_version"]
+        assert ModelRegistry(store, "churn_s3").production() == version
+        keys = set(store.list(""))
+        assert f"models/churn_s3/{version}/model.txt" in keys and "registry/churn_s3.json" in keys
+        assert any(k.startswith("features/churn_s3/") and k.endswith(".parquet") for k in keys)
+        assert not (tmp_path / "artifacts").exists(), "nothing may land on the local disk"

@@ -1,0 +1,60 @@
+"""Constructors only store; templated fields render; every argument keeps its name."""
+
+import pytest
+
+from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
+from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
+from airflow_mlops.operators.training import ModelTrainingOperator
+
+COMMON = {"pipeline": "churn", "artifact_root": "/tmp/{{ ds }}"}
+COLUMNS = {"label_column": "y", "problem_type": "classification", "numeric": ["a"], "categorical": ["b"]}
+
+CASES = [
+    pytest.param(DataAcquisitionOperator, {**COMMON, "source_uri": "data/{{ ds }}.csv"}, {"artifact_root", "source_uri"}, id="acquire"),
+    pytest.param(DataValidationOperator, {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}"}, {"artifact_root", "dataset_id"}, id="validate"),
+    pytest.param(
+        BeamPreprocessOperator,
+        {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}", "runner": "{{ ds }}", "pipeline_options": {"job_name": "j-{{ ds }}"}},
+        {"artifact_root", "dataset_id", "runner", "pipeline_options"},
+        id="preprocess",
+    ),
+    pytest.param(ModelTrainingOperator, {**COMMON, "features_id": "{{ ds }}"}, {"artifact_root", "features_id"}, id="train"),
+    pytest.param(
+        ModelEvaluationOperator,
+        {**COMMON, "model_version": "{{ ds }}", "features_id": "{{ ds }}", "metric": "roc_auc", "threshold": 0.7},
+        {"artifact_root", "model_version", "features_id"},
+        id="evaluate",
+    ),
+    pytest.param(
+        ModelRegistrationOperator,
+        {**COMMON, "evaluation": {"v": "{{ ds }}"}, "lineage": {"d": "{{ ds }}"}},
+        {"artifact_root", "evaluation", "lineage"},
+        id="register",
+    ),
+    pytest.param(
+        EvaluationGateOperator, {"evaluation": {"x": "{{ ds }}"}, "bless_task_id": "b", "reject_task_id": "r"}, {"evaluation"}, id="gate"
+    ),
+]
+
+
+class TestOperators:
+    @pytest.mark.parametrize(("cls", "kwargs", "templated"), CASES)
+    def test_template_fields(self, cls, kwargs, templated):
+        assert set(cls.template_fields) == templated
+        op = cls(task_id="t", **kwargs)
+        for name, value in kwargs.items():
+            assert getattr(op, name) == value, f"{name} must be stored as given"
+        op.render_template_fields({"ds": "2026-11-01"})
+        for name in templated:
+            assert "{{" not in repr(getattr(op, name)), name
+            assert "2026-11-01" in repr(getattr(op, name)), name
+
+    def test_constructor_does_no_io(self, tmp_path):
+        root = tmp_path / "never-created"
+        DataAcquisitionOperator(task_id="t", pipeline="p", artifact_root=str(root), source_uri="x.csv")
+        assert not root.exists()
+
+    def test_lifecycle_operators_push_each_output_key(self):
+        op = ModelTrainingOperator(task_id="t", features_id="f", **COMMON)
+        assert op.multiple_outputs is True
