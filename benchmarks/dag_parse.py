@@ -1,0 +1,71 @@
+"""DAG parse time: the YAML-built churn DAG vs a hand-written DAG with the same number of tasks.
+
+Runs `airflow dags report` (the DAG processor's own timing) several times over a folder holding
+both files and prints each file's median parse duration and the ratio against the baseline.
+Usage: .venv/bin/python benchmarks/dag_parse.py [repeats]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+HAND_WRITTEN = '''"""Baseline: the same 8 tasks and groups, written by hand with EmptyOperator."""
+from datetime import datetime, timezone
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, TaskGroup
+
+with DAG("hand_written", schedule="@daily", start_date=datetime(2026, 11, 1, tzinfo=timezone.utc), catchup=False):
+    with TaskGroup("data"):
+        acquire = EmptyOperator(task_id="acquire")
+        validate = EmptyOperator(task_id="validate")
+    with TaskGroup("features"):
+        preprocess = EmptyOperator(task_id="preprocess")
+    with TaskGroup("training"):
+        train = EmptyOperator(task_id="train")
+    with TaskGroup("evaluation"):
+        evaluate = EmptyOperator(task_id="evaluate")
+        gate = EmptyOperator(task_id="gate")
+    with TaskGroup("registry"):
+        bless = EmptyOperator(task_id="bless")
+        reject = EmptyOperator(task_id="reject")
+    acquire >> validate >> preprocess >> train >> evaluate >> gate >> [bless, reject]
+'''
+
+
+def main(repeats: int = 5) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mlops-parse-"))
+    shutil.copytree(REPO / "dags", folder, dirs_exist_ok=True)
+    (folder / "hand_written.py").write_text(HAND_WRITTEN)
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    samples: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        out = subprocess.run([airflow, "dags", "report", "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout
+        for row in json.loads(out.strip().splitlines()[-1]):
+            seconds = _seconds(row["duration"])
+            samples.setdefault(Path(row["file"]).name, []).append(seconds)
+    base = statistics.median(samples["hand_written.py"])
+    print(f"{'file':<20}{'median parse (s)':>18}{'ratio vs hand-written':>24}   ({repeats} runs of `airflow dags report`)")
+    for name, values in sorted(samples.items()):
+        median = statistics.median(values)
+        print(f"{name:<20}{median:>18.4f}{median / base:>24.2f}")
+    shutil.rmtree(folder)
+
+
+def _seconds(text: str) -> float:
+    hours, minutes, seconds = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
