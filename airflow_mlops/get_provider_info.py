@@ -8,7 +8,6 @@ from typing import Any
 import yaml
 
 
-
 def get_provider_info() -> dict[str, Any]:
     """``provider.yaml`` as a dict."""
     return yaml.safe_load(files("airflow_mlops").joinpath("provider.yaml").read_text())

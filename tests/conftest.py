@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def moto_server():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("moto server did not start")
+                raise RuntimeError("moto server did not start") from None
             time.sleep(0.2)
     yield url
     proc.terminate()
@@ -132,9 +133,9 @@ def pipeline(airflow_db, tmp_path):
 
 def run_dag(dag, ds: str):
     """Run (or clear and re-run) the DagRun of ``dag`` for ``ds`` with dag.test(); returns (run, {task_id: state})."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
+    when = datetime.fromisoformat(ds).replace(tzinfo=UTC)
     # run_after fixed to the logical date: the run id is stable, so a second call clears and re-runs that run.
     run = dag.test(logical_date=when, run_after=when)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}

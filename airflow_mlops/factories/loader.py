@@ -21,9 +21,8 @@ from airflow_mlops.factories.schema import PipelineConfig
 def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     """Read, merge with defaults and validate one pipeline config; raise ConfigError listing every problem."""
     config, errors = _load(path)
-    if errors:
+    if config is None:
         raise ConfigError("\n".join(errors))
-    assert config is not None
     return config
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
+    from airflow_mlops.stages import Columns
     from airflow_mlops.store.artifacts import ArtifactStore
 
 
@@ -36,3 +37,26 @@ class MlopsBaseOperator(BaseOperator):
         from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
 
         return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()
+
+
+class ColumnsOperator(MlopsBaseOperator):
+    """Base of operators that need the pipeline's column roles.
+
+    :param label_column: the label column.
+    :param problem_type: ``classification`` or ``regression``.
+    :param numeric: numeric feature columns.
+    :param categorical: categorical feature columns.
+    """
+
+    def __init__(self, *, label_column: str, problem_type: str, numeric: list[str], categorical: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.label_column = label_column
+        self.problem_type = problem_type
+        self.numeric = numeric
+        self.categorical = categorical
+
+    @property
+    def columns(self) -> Columns:
+        from airflow_mlops.stages import Columns
+
+        return Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 
 from airflow_mlops.links.report import ReportLink
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator
 
 
 class DataAcquisitionOperator(MlopsBaseOperator):
@@ -44,7 +44,7 @@ class DataAcquisitionOperator(MlopsBaseOperator):
         return result
 
 
-class DataValidationOperator(MlopsBaseOperator):
+class DataValidationOperator(ColumnsOperator):
     """Check a dataset against the pipeline's accepted schema; infer and store the schema on the first run.
 
     Anomalies (missing or extra column, type change, null ratio jump, out-of-range values, unseen
@@ -52,10 +52,7 @@ class DataValidationOperator(MlopsBaseOperator):
     under ``reports/`` and linked from the task.
 
     :param dataset_id: the snapshot to check (templated).
-    :param label_column: the label column.
-    :param problem_type: ``classification`` or ``regression``.
-    :param numeric: numeric feature columns.
-    :param categorical: categorical feature columns.
+    Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.
     :param thresholds: ``min_rows``, ``max_null_ratio_increase``, ``max_out_of_range_share``, ``max_unseen_category_share``.
     """
 
@@ -66,28 +63,19 @@ class DataValidationOperator(MlopsBaseOperator):
         self,
         *,
         dataset_id: str,
-        label_column: str,
-        problem_type: str,
-        numeric: list[str],
-        categorical: list[str],
         thresholds: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_id = dataset_id
-        self.label_column = label_column
-        self.problem_type = problem_type
-        self.numeric = numeric
-        self.categorical = categorical
         self.thresholds = thresholds or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages
         from airflow_mlops.exceptions import DataValidationError
 
-        columns = stages.Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
         try:
-            result = stages.validate(self.store, self.pipeline, self.dataset_id, columns, self.thresholds, run_id=context["run_id"])
+            result = stages.validate(self.store, self.pipeline, self.dataset_id, self.columns, self.thresholds, run_id=context["run_id"])
         except DataValidationError as err:
             ReportLink.persist(context, err.report_uri)
             self.log.error("Validation failed; report: %s", err.report_uri)

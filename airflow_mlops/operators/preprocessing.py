@@ -7,10 +7,10 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import ColumnsOperator
 
 
-class BeamPreprocessOperator(MlopsBaseOperator):
+class BeamPreprocessOperator(ColumnsOperator):
     """Run the preprocessing Beam pipeline over a dataset snapshot.
 
     One full pass fits the transform (standardize + impute numerics, vocabulary with an
@@ -19,27 +19,20 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     skipped (the cache key is the content, not a file time). Returns the features id and summary.
 
     :param dataset_id: the snapshot to preprocess (templated).
-    :param label_column: the label column.
-    :param problem_type: ``classification`` or ``regression``.
-    :param numeric: numeric feature columns.
-    :param categorical: categorical feature columns.
+    Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.
     :param eval_fraction: share of rows in the eval split.
     :param histogram_bins: number of quantile bins in the reference profile.
     :param runner: the Beam runner (``DirectRunner`` here; Flink, Spark or Dataflow at scale).
     :param pipeline_options: Beam pipeline options, passed as ``--key=value``.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id", "runner", "pipeline_options")
+    template_fields: Sequence[str] = (*ColumnsOperator.template_fields, "dataset_id", "runner", "pipeline_options")
     template_fields_renderers = {"pipeline_options": "json"}
 
     def __init__(
         self,
         *,
         dataset_id: str,
-        label_column: str,
-        problem_type: str,
-        numeric: list[str],
-        categorical: list[str],
         eval_fraction: float = 0.2,
         histogram_bins: int = 10,
         runner: str = "DirectRunner",
@@ -48,10 +41,6 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_id = dataset_id
-        self.label_column = label_column
-        self.problem_type = problem_type
-        self.numeric = numeric
-        self.categorical = categorical
         self.eval_fraction = eval_fraction
         self.histogram_bins = histogram_bins
         self.runner = runner
@@ -60,12 +49,11 @@ class BeamPreprocessOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages
 
-        columns = stages.Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
         result = stages.preprocess(
             self.store,
             self.pipeline,
             self.dataset_id,
-            columns,
+            self.columns,
             eval_fraction=self.eval_fraction,
             histogram_bins=self.histogram_bins,
             runner=self.runner,
