@@ -366,11 +366,18 @@ def register(
         store.write_text(f"{mprefix}/card.html", _card_html(pipeline, status, evaluation, full_lineage))
     registry = ModelRegistry(store, pipeline)
     entry = registry.register(version, status=status, metrics=evaluation["metrics"], lineage=full_lineage, reason=evaluation["reason"])
-    if entry["status"] == "blessed" and promote and registry.production() != version:
-        registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason=evaluation["reason"])
-        log.info("Promoted %s %s to production (%s)", pipeline, version, evaluation["reason"])
     doc = registry.load()
-    return {"model_version": version, "status": entry["status"], "production": registry.production(), "revision": doc["revision"]}
+    production = (doc["aliases"].get("production") or {}).get("version")
+    if entry["status"] == "blessed" and promote and production != version:
+        # Never move production back to a model registered before it (re-running an old run must not
+        # roll production back; rollbacks are explicit decisions).
+        if production and doc["versions"][production]["registered_at"] > entry["registered_at"]:
+            log.info("Production %s is newer than %s; left as is", production, version)
+        else:
+            doc = registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason=evaluation["reason"])
+            production = version
+            log.info("Promoted %s %s to production (%s)", pipeline, version, evaluation["reason"])
+    return {"model_version": version, "status": entry["status"], "production": production, "revision": doc["revision"]}
 
 
 def _card_html(pipeline: str, status: str, evaluation: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:

@@ -70,7 +70,7 @@ def train_model(
         raise MlopsError("The training split is empty; nothing to train on.")
     train = train.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
     full = lgb_params(task, params, seed)
-    callbacks = [lgb.log_evaluation(period=log_every)]
+    callbacks = [lgb.log_evaluation(period=log_every), _progress(log_every, num_boost_round)]
     valid = None
     if early_stopping_rounds:
         # Hold out a deterministic tenth of the training rows; the eval split stays untouched for the gate.
@@ -83,3 +83,14 @@ def train_model(
     booster = lgb.train(full, dataset, num_boost_round=num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
     log.info("Trained %d trees", booster.num_trees())
     return booster
+
+
+def _progress(every: int, total: int) -> Any:
+    """A LightGBM callback that logs the boosting round every ``every`` rounds (the task log shows progress)."""
+
+    def callback(env: Any) -> None:
+        done = env.iteration + 1
+        if done % every == 0 or done == total:
+            log.info("Boosting round %d/%d", done, total)
+
+    return callback

@@ -238,3 +238,26 @@ class TestS3Artifacts:
         assert f"models/churn_s3/{version}/model.txt" in keys and "registry/churn_s3.json" in keys
         assert any(k.startswith("features/churn_s3/") and k.endswith(".parquet") for k in keys)
         assert not (tmp_path / "artifacts").exists(), "nothing may land on the local disk"
+
+
+class TestRerunningOldRuns:
+    def test_rerunning_an_old_run_never_rolls_production_back(self, pipeline, tmp_path):
+        config, dag = pipeline(
+            churn_config(
+                "churn_rerun",
+                tmp_path,
+                evaluation={"metric": "roc_auc", "threshold": 0.5},
+                validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0},
+            )
+        )
+        # A small first day and a large second one: the second model beats the first.
+        for ds, rows in (("2026-11-01", 300), ("2026-11-02", 4000)):
+            write_day(tmp_path, ds, make_churn(rows, seed=rows))
+        run1, _ = run_dag(dag, "2026-11-01")
+        run2, _ = run_dag(dag, "2026-11-02")
+        registry = ModelRegistry(store_of(config), "churn_rerun")
+        v2 = xcom(run2, "training.train")["model_version"]
+        assert registry.production() == v2, xcom(run2, "evaluation.evaluate")["reason"]
+        rerun, states = run_dag(dag, "2026-11-01")  # clear and re-run the older run
+        assert rerun.state == "success", states
+        assert registry.production() == v2
