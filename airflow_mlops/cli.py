@@ -1,4 +1,4 @@
-"""``airflow-mlops``: config lint, example data, registry status. Runs without an Airflow deployment."""
+"""``airflow-mlops``: config lint, example data, registry status, model server. Runs without an Airflow deployment."""
 
 from __future__ import annotations
 
@@ -65,6 +65,23 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the pipeline's production (and canary) model over HTTP."""
+    import logging
+
+    import uvicorn
+
+    from airflow_mlops.serving.app import ModelServer, create_app
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = ModelServer(
+        ArtifactStore.from_uri(args.artifact_root), args.pipeline, poll_seconds=args.poll_seconds, flush_seconds=args.flush_seconds
+    )
+    uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description="ML lifecycle pipelines on Apache Airflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("config", help="pipeline YAML")
     reg.add_argument("--artifact-root", help="override the config's artifact root")
     reg.set_defaults(func=cmd_registry)
+    serve = sub.add_parser("serve", help=cmd_serve.__doc__)
+    serve.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")
+    serve.add_argument("--pipeline", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often the registry is checked for new models")
+    serve.add_argument("--flush-seconds", type=float, default=2.0, help="how often logged predictions are written")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,0 +1,206 @@
+"""The model server: an ASGI app over the registry's production and canary models.
+
+Never imports Airflow. ``create_app`` wires the router, the prediction log, the metrics and a
+registry watcher that swaps models without touching requests in flight (each request keeps the
+router it started with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.serving.metrics import ServerMetrics
+from airflow_mlops.serving.models import Router, ServedModel
+from airflow_mlops.serving.predlog import PredictionLog
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+MAX_ROWS = 1000
+ID_KEYS = ("id", "request_id")
+
+
+class ModelServer:
+    """State shared by the routes: the current router, the logs, the metrics."""
+
+    def __init__(self, store: ArtifactStore, pipeline: str, *, poll_seconds: float = 2.0, flush_seconds: float = 2.0) -> None:
+        self.store, self.pipeline, self.poll_seconds = store, pipeline, poll_seconds
+        self.registry = ModelRegistry(store, pipeline)
+        self.router = Router(None)
+        self.metrics = ServerMetrics()
+        self.prediction_log = PredictionLog(store, pipeline, kind="predictions", flush_seconds=flush_seconds)
+        self.feedback_log = PredictionLog(store, pipeline, kind="feedback", flush_seconds=flush_seconds)
+        self._loaded: dict[str, ServedModel] = {}
+
+    def refresh(self) -> bool:
+        """Load the registry's production and canary models if they changed; True when swapped."""
+        aliases = self.registry.load()["aliases"]
+        production = (aliases.get("production") or {}).get("version")
+        canary_alias = aliases.get("canary") or {}
+        canary, percent = canary_alias.get("version"), float(canary_alias.get("weight", 0) or 0)
+        wanted = (production, canary, percent)
+        if wanted == self.router.versions:
+            return False
+        models = {v: self._loaded.get(v) or ServedModel.load(self.store, self.pipeline, v) for v in (production, canary) if v}
+        self._loaded = models
+        self.router = Router(models.get(production), models.get(canary), percent, wanted)
+        log.info("Serving production %s, canary %s at %s%%", production, canary, percent)
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # a broken registry write must not take the server down
+                log.exception("Registry refresh failed; keeping the current models")
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def predict(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        rows = body["instances"] if isinstance(body, dict) and "instances" in body else body
+        rows = rows if isinstance(rows, list) else [rows]
+        if not rows:
+            return _error(422, "no instances to score")
+        if len(rows) > MAX_ROWS:
+            return _error(413, f"{len(rows)} instances; at most {MAX_ROWS} per request")
+        router = self.router  # this request keeps this router even if the registry changes meanwhile
+        if router.production is None:
+            return _error(503, f"no production model for pipeline {self.pipeline!r} yet")
+        groups: dict[str, tuple[ServedModel, list[int]]] = {}
+        ids: list[str] = []
+        for i, row in enumerate(rows):
+            key = str(row.get("id") or row.get("request_id") or "") if isinstance(row, dict) else ""
+            model = router.choose(key or None, random.random())
+            try:
+                model.check(row, i)
+            except MlopsError as err:
+                return _error(422, str(err))
+            ids.append(key or uuid.uuid4().hex)
+            groups.setdefault(model.version, (model, []))[1].append(i)
+        answers: list[dict[str, Any]] = [{} for _ in rows]
+        failed = None
+        for version, (model, indexes) in groups.items():
+            t0 = time.perf_counter()
+            try:
+                scores = await asyncio.to_thread(model.predict, [rows[i] for i in indexes])
+            except Exception as err:  # a model that cannot score is a server-side failure, counted per version
+                self.metrics.observe(version, time.perf_counter() - t0, rows=len(indexes), error=True)
+                log.exception("Model %s failed to score %d rows", version, len(indexes))
+                failed = f"model {version} failed: {type(err).__name__}"
+                continue
+            self.metrics.observe(version, time.perf_counter() - t0, rows=len(indexes))
+            for i, score in zip(indexes, scores, strict=True):
+                answers[i] = {"id": ids[i], "prediction": score, "version": version}
+        if failed:
+            return _error(500, failed)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.prediction_log.append([self._log_row(rows[i], a, latency_ms) for i, a in enumerate(answers)])
+        return JSONResponse({"predictions": answers})
+
+    def _log_row(self, row: dict[str, Any], answer: dict[str, Any], latency_ms: float) -> dict[str, Any]:
+        model = self._loaded.get(answer["version"]) or self.router.production
+        numeric = model.transform.spec["numeric"]
+        features = {
+            name: (None if row.get(name) is None else float(row[name]) if name in numeric else str(row[name]))
+            for name in model.transform.features
+        }
+        return {
+            "_ts": time.time(),
+            "_id": answer["id"],
+            "_version": answer["version"],
+            "_prediction": answer["prediction"],
+            "_latency_ms": latency_ms,
+            **features,
+        }
+
+    async def feedback(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        items = body if isinstance(body, list) else [body]
+        rows = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "id" not in item or "label" not in item:
+                return _error(422, f"feedback[{i}]: expected an object with 'id' and 'label'")
+            if isinstance(item["label"], bool) or not isinstance(item["label"], int | float):
+                return _error(422, f"feedback[{i}].label: expected a number")
+            rows.append({"_ts": time.time(), "_id": str(item["id"]), "label": float(item["label"])})
+        self.feedback_log.append(rows)
+        return JSONResponse({"accepted": len(rows)})
+
+    async def health(self, request: Request) -> Response:
+        production, canary, percent = self.router.versions
+        status = 200 if production else 503
+        return JSONResponse({"status": "ok" if production else "no model", "production": production, "canary": canary, "canary_percent": percent}, status_code=status)
+
+    async def metrics_text(self, request: Request) -> Response:
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return _error(413, f"body of {declared} bytes; at most {MAX_BODY_BYTES}")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return _error(400, f"body is not valid JSON: {err}")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(server: ModelServer) -> Starlette:
+    """The ASGI app; its lifespan loads the models, starts the watcher and flushes the logs on exit."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        try:
+            await asyncio.to_thread(server.refresh)
+        except Exception:
+            log.exception("Could not load models at start; will retry")
+        server.prediction_log.start()
+        server.feedback_log.start()
+        watcher = asyncio.create_task(server.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            server.prediction_log.close()
+            server.feedback_log.close()
+
+    routes = [
+        Route("/predict", server.predict, methods=["POST"]),
+        Route("/feedback", server.feedback, methods=["POST"]),
+        Route("/health", server.health, methods=["GET"]),
+        Route("/metrics", server.metrics_text, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return app

@@ -1,0 +1,77 @@
+"""Models as the server holds them, and the router that picks one per request."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.ml.transform import FeatureTransform
+from airflow_mlops.store.artifacts import ArtifactStore
+
+NUMERIC_TYPES = (int, float)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model version with its own transform, ready to predict on raw rows."""
+
+    version: str
+    booster: Any
+    transform: FeatureTransform
+    task: str
+
+    @classmethod
+    def load(cls, store: ArtifactStore, pipeline: str, version: str) -> ServedModel:
+        import lightgbm as lgb
+
+        prefix = f"models/{pipeline}/{version}"
+        spec = store.read_json(f"{prefix}/transform.json")
+        booster = lgb.Booster(model_str=store.read_text(f"{prefix}/model.txt"))
+        return cls(version, booster, FeatureTransform(spec), spec["task"])
+
+    def check(self, row: Any, index: int) -> None:
+        """Raise a MlopsError naming the row and feature when ``row`` cannot be scored."""
+        if not isinstance(row, dict):
+            raise MlopsError(f"instances[{index}]: expected an object of feature values, got {type(row).__name__}")
+        numeric = self.transform.spec["numeric"]
+        for name in self.transform.features:
+            if name not in row:
+                raise MlopsError(f"instances[{index}]: missing feature {name!r}")
+            value = row[name]
+            if value is None:
+                continue
+            if name in numeric and (isinstance(value, bool) or not isinstance(value, NUMERIC_TYPES)):
+                raise MlopsError(f"instances[{index}].{name}: expected a number or null, got {type(value).__name__}")
+            if name not in numeric and not isinstance(value, str | int):
+                raise MlopsError(f"instances[{index}].{name}: expected a string or null, got {type(value).__name__}")
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[float]:
+        import numpy as np
+
+        matrix = np.array([self.transform.apply(r) for r in rows], dtype=float)
+        return [float(p) for p in self.booster.predict(matrix, num_threads=1)]
+
+
+@dataclass(frozen=True)
+class Router:
+    """Production plus an optional canary taking ``canary_percent`` of the traffic.
+
+    A request with an id always goes to the same side (sticky); without one the split is random.
+    """
+
+    production: ServedModel | None
+    canary: ServedModel | None = None
+    canary_percent: float = 0.0
+    versions: tuple[str | None, str | None, float] = field(default=(None, None, 0.0))
+
+    def choose(self, key: str | None, draw: float) -> ServedModel | None:
+        if self.canary is None or self.canary_percent <= 0:
+            return self.production
+        share = _bucket(key) if key is not None else draw
+        return self.canary if share * 100 < self.canary_percent else self.production
+
+
+def _bucket(key: str) -> float:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
