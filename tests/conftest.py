@@ -139,3 +139,39 @@ def run_dag(dag, ds: str):
     # run_after fixed to the logical date: the run id is stable, so a second call clears and re-runs that run.
     run = dag.test(logical_date=when, run_after=when)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+@pytest.fixture
+def model_server():
+    """Start ``airflow-mlops serve`` on 127.0.0.1; ``start(root_uri, pipeline)`` returns an httpx client."""
+    import httpx
+
+    procs: list[subprocess.Popen] = []
+
+    def start(root_uri: str, pipeline: str, *, require_model: bool = True):
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow_mlops.cli", "serve", "--artifact-root", root_uri, "--pipeline", pipeline,
+             "--port", str(port), "--poll-seconds", "0.3", "--flush-seconds", "0.3"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        procs.append(proc)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = client.get("/health").status_code
+                if status == 200 or (status == 503 and not require_model):
+                    return client
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"model server exited: {proc.stderr.read().decode()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("model server did not become healthy")
+            time.sleep(0.2)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)

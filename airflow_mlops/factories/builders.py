@@ -9,9 +9,11 @@ from airflow.sdk import DAG, TaskGroup
 
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
+from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
+from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
 if TYPE_CHECKING:
     from airflow_mlops.factories.schema import PipelineConfig
@@ -35,6 +37,8 @@ def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str
 
 def build_training_dag(config: PipelineConfig) -> DAG:
     """The training DAG: acquire -> validate -> preprocess (Beam) -> train -> evaluate -> gate -> bless | reject."""
+    if config.canary is not None and config.canary.target != "local":
+        raise ConfigError(f"{config.config_path}: canary.target: {config.canary.target!r} serving is not available yet; use 'local'.")
     if config.compute.target != "local":
         raise ConfigError(f"{config.config_path}: compute.target: {config.compute.target!r} training is not available yet; use 'local'.")
     common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
@@ -117,7 +121,33 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             reject = ModelRegistrationOperator(task_id="reject", evaluation=evaluate.output, lineage=lineage, **common)
         validate >> preprocess
         gate_branch >> [bless, reject]
+        if config.canary is not None:
+            _canary_group(config, common, train.output["model_version"], upstream=bless)
     return dag
+
+
+def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version: Any, *, upstream: Any) -> None:
+    """deploy (first share) -> analysis through every share -> promote | rollback."""
+    canary = config.canary
+    with TaskGroup("deploy", tooltip="Canary on the model server, then promote or roll back"):
+        deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
+        analysis = CanaryAnalysisSensor(
+            task_id="analysis",
+            pipeline=config.pipeline,
+            artifact_root=config.artifacts.root,
+            steps=list(canary.steps),
+            task_type=config.task,
+            min_requests=canary.min_requests,
+            bake_minutes=canary.bake_minutes,
+            criteria=canary.analysis.model_dump(),
+            check_seconds=canary.check_seconds,
+        )
+        decide = CanaryBranchOperator(
+            task_id="decide", analysis=analysis.output, promote_task_id="deploy.promote", rollback_task_id="deploy.rollback"
+        )
+        promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
+        rollback = CanaryResolveOperator(task_id="rollback", decision="rollback", analysis=analysis.output, **common)
+        upstream >> deploy >> analysis >> decide >> [promote, rollback]
 
 
 def _doc(config: PipelineConfig) -> str:

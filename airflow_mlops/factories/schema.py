@@ -132,8 +132,9 @@ class CanaryAnalysisConfig(Strict):
 class CanaryConfig(Strict):
     target: Literal["local", "kserve"] = Field("local", description="Where the model is served.")
     steps: list[Annotated[int, Field(ge=1, le=100)]] = Field([10, 50], min_length=1, description="Canary traffic percent at each step.")
-    bake_minutes: PositiveInt = Field(10, description="Minimum time at each step.")
-    min_requests: PositiveInt = Field(200, description="Minimum canary requests before a step is judged.")
+    bake_minutes: float = Field(10, gt=0, description="Longest wait at each step before it is judged.")
+    min_requests: PositiveInt = Field(200, description="Canary requests that end a step's wait (else the bake time does).")
+    check_seconds: float = Field(10.0, gt=0, le=3600, description="Time between checks of the prediction log while a step bakes.")
     analysis: CanaryAnalysisConfig = Field(default_factory=CanaryAnalysisConfig, description="Promotion criteria.")
 
     @model_validator(mode="after")

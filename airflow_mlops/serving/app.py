@@ -97,7 +97,7 @@ class ModelServer:
                 return _error(422, str(err))
             ids.append(key or uuid.uuid4().hex)
             groups.setdefault(model.version, (model, []))[1].append(i)
-        answers: list[dict[str, Any]] = [{} for _ in rows]
+        answers: list[dict[str, Any]] = [{"id": ids[i], "prediction": None, "version": None} for i in range(len(rows))]
         failed = None
         for version, (model, indexes) in groups.items():
             t0 = time.perf_counter()
@@ -107,14 +107,15 @@ class ModelServer:
                 self.metrics.observe(version, time.perf_counter() - t0, rows=len(indexes), error=True)
                 log.exception("Model %s failed to score %d rows", version, len(indexes))
                 failed = f"model {version} failed: {type(err).__name__}"
-                continue
-            self.metrics.observe(version, time.perf_counter() - t0, rows=len(indexes))
+                scores = [None] * len(indexes)
+            else:
+                self.metrics.observe(version, time.perf_counter() - t0, rows=len(indexes))
             for i, score in zip(indexes, scores, strict=True):
                 answers[i] = {"id": ids[i], "prediction": score, "version": version}
-        if failed:
-            return _error(500, failed)
         latency_ms = (time.perf_counter() - started) * 1000
         self.prediction_log.append([self._log_row(rows[i], a, latency_ms) for i, a in enumerate(answers)])
+        if failed:
+            return _error(500, failed)
         return JSONResponse({"predictions": answers})
 
     def _log_row(self, row: dict[str, Any], answer: dict[str, Any], latency_ms: float) -> dict[str, Any]:
@@ -129,6 +130,7 @@ class ModelServer:
             "_id": answer["id"],
             "_version": answer["version"],
             "_prediction": answer["prediction"],
+            "_error": answer["prediction"] is None,
             "_latency_ms": latency_ms,
             **features,
         }

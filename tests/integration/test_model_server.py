@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -47,38 +44,13 @@ def trained(tmp_path_factory):
     return store, v1, v2, features
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server(trained):
+def server(trained, model_server):
     store, v1, v2, features = trained
     registry = ModelRegistry(store, PIPELINE)
     registry.set_alias("canary", None)
     registry.set_alias("production", v1)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_mlops.cli", "serve", "--artifact-root", store.root_uri, "--pipeline", PIPELINE,
-         "--port", str(port), "--poll-seconds", "0.3", "--flush-seconds", "0.3"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if client.get("/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "server did not start"
-        time.sleep(0.2)
-    yield client, store, v1, v2, features
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield model_server(store.root_uri, PIPELINE), store, v1, v2, features
 
 
 def raw_eval_rows(store, features) -> pd.DataFrame:

@@ -34,7 +34,7 @@ class TestProviderInfo:
 
     def test_every_module_and_class_listed_exists(self):
         info = get_provider_info()
-        for kind in ("operators", "hooks"):
+        for kind in ("operators", "hooks", "sensors", "triggers"):
             for entry in info[kind]:
                 for module in entry["python-modules"]:
                     importlib.import_module(module)
@@ -44,7 +44,7 @@ class TestProviderInfo:
 
     def test_every_operator_and_hook_module_is_listed(self):
         info = get_provider_info()
-        for kind in ("operators", "hooks"):
+        for kind in ("operators", "hooks", "sensors", "triggers"):
             listed = {m for e in info[kind] for m in e["python-modules"]}
             package = importlib.import_module(f"airflow_mlops.{kind}")
             present = {f"airflow_mlops.{kind}.{m.name}" for m in pkgutil.iter_modules(package.__path__)}

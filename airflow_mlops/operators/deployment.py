@@ -1,0 +1,80 @@
+"""Canary deployment on the local model server: deploy, decide, promote or roll back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk import Context
+
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+class CanaryDeployOperator(MlopsBaseOperator):
+    """Put a blessed candidate on the canary alias with the first traffic share (the server picks it up).
+
+    A pipeline's first model has nothing to be compared with and goes straight to production.
+
+    :param model_version: the blessed candidate (templated).
+    :param percent: traffic share of the first canary step.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_version")
+
+    def __init__(self, *, model_version: str, percent: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_version = model_version
+        self.percent = percent
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        result = stages.canary_deploy(self.store, self.pipeline, self.model_version, self.percent)
+        self.log.info("Deployed %s: %s", self.model_version, result)
+        return result
+
+
+class CanaryBranchOperator(BaseBranchOperator):
+    """Follow ``promote_task_id`` or ``rollback_task_id`` as the canary analysis decided.
+
+    :param analysis: the analysis result (an XComArg of the canary sensor, templated).
+    :param promote_task_id: task that promotes.
+    :param rollback_task_id: task that rolls back.
+    """
+
+    template_fields: Sequence[str] = ("analysis",)
+
+    def __init__(self, *, analysis: Any, promote_task_id: str, rollback_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.analysis = analysis
+        self.promote_task_id = promote_task_id
+        self.rollback_task_id = rollback_task_id
+
+    def choose_branch(self, context: Context) -> str | Iterable[str]:
+        promote = self.analysis["decision"] == "promote"
+        self.log.info("Canary decision: %s (%s)", self.analysis["decision"], self.analysis["reason"])
+        return self.promote_task_id if promote else self.rollback_task_id
+
+
+class CanaryResolveOperator(MlopsBaseOperator):
+    """Promote the canary (it becomes production; the old production stays in the registry as the
+    previous one) or roll it back (canary removed); the decision goes to ``events/<pipeline>.jsonl``.
+
+    :param decision: ``promote`` or ``rollback``.
+    :param analysis: the analysis result with reason and figures (templated).
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "analysis")
+
+    def __init__(self, *, decision: str, analysis: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision = decision
+        self.analysis = analysis
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        result = stages.canary_resolve(self.store, self.pipeline, self.decision, self.analysis)
+        self.log.info("Canary %s: %s; production is %s", result["version"], self.decision, result["production"])
+        return result

@@ -1,0 +1,117 @@
+"""Steps a canary through its traffic shares, judging each step against production."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.triggers.canary import CanaryAnalysisTrigger, TriggerStatus
+
+
+class CanaryAnalysisSensor(BaseSensorOperator):
+    """Wait for each canary step's bake time or minimum requests, compare canary and production over
+    the same window (error rate, p95 latency, prediction divergence, label quality where feedback
+    exists), move to the next share when it passes, and finish with ``{"decision": "promote" | "rollback"}``.
+
+    :param pipeline: pipeline name.
+    :param artifact_root: the artifact store (templated).
+    :param steps: canary traffic percent at each step; the deploy operator set the first.
+    :param task_type: ``classification`` or ``regression`` (for label quality).
+    :param min_requests: canary requests that end a step's wait.
+    :param bake_minutes: time that ends a step's wait.
+    :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param check_seconds: time between checks, in either mode.
+    """
+
+    template_fields: Sequence[str] = ("artifact_root",)
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        artifact_root: str,
+        steps: list[int],
+        task_type: str = "classification",
+        min_requests: int = 200,
+        bake_minutes: float = 10,
+        criteria: dict[str, Any] | None = None,
+        deferrable: bool = True,
+        check_seconds: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", check_seconds)
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.artifact_root = artifact_root
+        self.steps = steps
+        self.task_type = task_type
+        self.min_requests = min_requests
+        self.bake_minutes = bake_minutes
+        self.criteria = criteria or {}
+        self.deferrable = deferrable
+        self.check_seconds = check_seconds
+
+    @cached_property
+    def store(self) -> Any:
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        return ArtifactStore.from_uri(self.artifact_root)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self._defer()
+
+    def _defer(self) -> None:
+        trigger = CanaryAnalysisTrigger(
+            artifact_root=self.artifact_root,
+            pipeline=self.pipeline,
+            task=self.task_type,
+            min_requests=self.min_requests,
+            bake_seconds=self.bake_minutes * 60,
+            criteria=self.criteria,
+            poll_seconds=self.check_seconds,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(minutes=self.bake_minutes * 3 + 10))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if not event or event.get("status") != TriggerStatus.SUCCESS:
+            raise MlopsError(f"Canary analysis failed: {(event or {}).get('message')}\n{(event or {}).get('traceback', '')}")
+        result = self._advance(event["verdict"])
+        if result is None:
+            self._defer()
+        return result
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_mlops import stages
+
+        verdict = stages.canary_check(
+            self.store, self.pipeline, task=self.task_type, min_requests=self.min_requests,
+            bake_seconds=self.bake_minutes * 60, criteria=self.criteria, now=time.time(),
+        )
+        result = None if verdict is None else self._advance(verdict)
+        return PokeReturnValue(is_done=result is not None, xcom_value=result)
+
+    def _advance(self, verdict: dict[str, Any]) -> dict[str, Any] | None:
+        """The decision once a step fails or the last step passes; otherwise move to the next share (None)."""
+        from airflow_mlops import stages
+        from airflow_mlops.store.events import append_event
+
+        append_event(self.store, self.pipeline, "canary_analysis", version=verdict.get("version"), weight=verdict.get("weight"),
+                     passed=verdict["passed"], reason=verdict["reason"], figures=verdict["figures"])
+        self.log.info("Canary %s at %s%%: %s (%s)", verdict.get("version"), verdict.get("weight"),
+                      "PASSED" if verdict["passed"] else "FAILED", verdict["reason"])
+        if not verdict["passed"]:
+            return {"decision": "rollback", **verdict}
+        later = [s for s in self.steps if s > (verdict.get("weight") or 0)]
+        if not later:
+            return {"decision": "promote", **verdict}
+        stages.canary_deploy(self.store, self.pipeline, verdict["version"], later[0])
+        return None

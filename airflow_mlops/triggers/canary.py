@@ -1,0 +1,88 @@
+"""Waits, in the triggerer, until the current canary step can be judged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class TriggerStatus(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+
+
+class CanaryAnalysisTrigger(BaseTrigger):
+    """Poll the prediction log until the canary step has its minimum requests or its bake time, then judge it.
+
+    :param artifact_root: the artifact store (the triggerer reads it with the standard AWS chain for s3://).
+    :param pipeline: pipeline name.
+    :param task: ``classification`` or ``regression``.
+    :param min_requests: canary requests that end the wait.
+    :param bake_seconds: time that ends the wait.
+    :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
+    :param poll_seconds: time between checks.
+    """
+
+    def __init__(
+        self,
+        *,
+        artifact_root: str,
+        pipeline: str,
+        task: str,
+        min_requests: int,
+        bake_seconds: float,
+        criteria: dict[str, Any],
+        poll_seconds: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.artifact_root = artifact_root
+        self.pipeline = pipeline
+        self.task = task
+        self.min_requests = min_requests
+        self.bake_seconds = bake_seconds
+        self.criteria = criteria
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "artifact_root": self.artifact_root,
+                "pipeline": self.pipeline,
+                "task": self.task,
+                "min_requests": self.min_requests,
+                "bake_seconds": self.bake_seconds,
+                "criteria": self.criteria,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops import stages
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        try:
+            store = ArtifactStore.from_uri(self.artifact_root)
+            while True:
+                verdict = await asyncio.to_thread(
+                    stages.canary_check,
+                    store,
+                    self.pipeline,
+                    task=self.task,
+                    min_requests=self.min_requests,
+                    bake_seconds=self.bake_seconds,
+                    criteria=self.criteria,
+                    now=time.time(),
+                )
+                if verdict is not None:
+                    yield TriggerEvent({"status": TriggerStatus.SUCCESS, "message": verdict["reason"], "verdict": verdict})
+                    return
+                await asyncio.sleep(self.poll_seconds)
+        except Exception as err:
+            yield TriggerEvent({"status": TriggerStatus.ERROR, "message": str(err), "traceback": traceback.format_exc()})
