@@ -147,6 +147,7 @@ def model_server():
     import httpx
 
     procs: list[subprocess.Popen] = []
+    clients = []
 
     def start(root_uri: str, pipeline: str, *, require_model: bool = True):
         port = _free_port()
@@ -157,6 +158,7 @@ def model_server():
         )
         procs.append(proc)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        clients.append(client)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -172,6 +174,12 @@ def model_server():
             time.sleep(0.2)
 
     yield start
+    for client in clients:
+        client.close()
     for proc in procs:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)

@@ -136,7 +136,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             pipeline=config.pipeline,
             artifact_root=config.artifacts.root,
             steps=list(canary.steps),
-            task_type=config.task,
+            problem_type=config.task,
             min_requests=canary.min_requests,
             bake_minutes=canary.bake_minutes,
             criteria=canary.analysis.model_dump(),

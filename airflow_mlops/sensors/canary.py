@@ -22,7 +22,7 @@ class CanaryAnalysisSensor(BaseSensorOperator):
     :param pipeline: pipeline name.
     :param artifact_root: the artifact store (templated).
     :param steps: canary traffic percent at each step; the deploy operator set the first.
-    :param task_type: ``classification`` or ``regression`` (for label quality).
+    :param problem_type: ``classification`` or ``regression`` (for label quality).
     :param min_requests: canary requests that end a step's wait.
     :param bake_minutes: time that ends a step's wait.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
@@ -38,7 +38,7 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         pipeline: str,
         artifact_root: str,
         steps: list[int],
-        task_type: str = "classification",
+        problem_type: str = "classification",
         min_requests: int = 200,
         bake_minutes: float = 10,
         criteria: dict[str, Any] | None = None,
@@ -47,11 +47,12 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", check_seconds)
+        kwargs.setdefault("timeout", (bake_minutes * 60 + 300) * (len(steps) + 1))
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.steps = steps
-        self.task_type = task_type
+        self.problem_type = problem_type
         self.min_requests = min_requests
         self.bake_minutes = bake_minutes
         self.criteria = criteria or {}
@@ -73,7 +74,7 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         trigger = CanaryAnalysisTrigger(
             artifact_root=self.artifact_root,
             pipeline=self.pipeline,
-            task=self.task_type,
+            problem_type=self.problem_type,
             min_requests=self.min_requests,
             bake_seconds=self.bake_minutes * 60,
             criteria=self.criteria,
@@ -93,7 +94,7 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         from airflow_mlops import stages
 
         verdict = stages.canary_check(
-            self.store, self.pipeline, task=self.task_type, min_requests=self.min_requests,
+            self.store, self.pipeline, task=self.problem_type, min_requests=self.min_requests,
             bake_seconds=self.bake_minutes * 60, criteria=self.criteria, now=time.time(),
         )
         result = None if verdict is None else self._advance(verdict)

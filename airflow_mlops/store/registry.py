@@ -88,10 +88,11 @@ class ModelRegistry:
             entry = doc["versions"].get(version)
             if entry is None or entry["status"] == "rejected":
                 raise MlopsError(f"Cannot point alias {alias!r} of {self.pipeline} at {version!r}: not a registered, accepted version.")
-            previous = (doc["aliases"].get(alias) or {}).get("version")
-            if previous == version:
+            current = doc["aliases"].get(alias) or {}
+            previous = current.get("version")
+            if previous == version and (not extra or all(current.get(k) == v for k, v in extra.items())):
                 return
-            if alias == "production" and previous:
+            if alias == "production" and previous and previous != version:
                 doc["previous_production"] = previous
             doc["aliases"][alias] = {"version": version, **extra}
 

@@ -22,7 +22,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
 
     :param artifact_root: the artifact store (the triggerer reads it with the standard AWS chain for s3://).
     :param pipeline: pipeline name.
-    :param task: ``classification`` or ``regression``.
+    :param problem_type: ``classification`` or ``regression``.
     :param min_requests: canary requests that end the wait.
     :param bake_seconds: time that ends the wait.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
@@ -34,7 +34,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
         *,
         artifact_root: str,
         pipeline: str,
-        task: str,
+        problem_type: str,
         min_requests: int,
         bake_seconds: float,
         criteria: dict[str, Any],
@@ -43,7 +43,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
         super().__init__()
         self.artifact_root = artifact_root
         self.pipeline = pipeline
-        self.task = task
+        self.problem_type = problem_type
         self.min_requests = min_requests
         self.bake_seconds = bake_seconds
         self.criteria = criteria
@@ -55,7 +55,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
             {
                 "artifact_root": self.artifact_root,
                 "pipeline": self.pipeline,
-                "task": self.task,
+                "problem_type": self.problem_type,
                 "min_requests": self.min_requests,
                 "bake_seconds": self.bake_seconds,
                 "criteria": self.criteria,
@@ -74,7 +74,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                     stages.canary_check,
                     store,
                     self.pipeline,
-                    task=self.task,
+                    task=self.problem_type,
                     min_requests=self.min_requests,
                     bake_seconds=self.bake_seconds,
                     criteria=self.criteria,

@@ -3,9 +3,11 @@
 import pytest
 
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
+from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
+from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
 COMMON = {"pipeline": "churn", "artifact_root": "/tmp/{{ ds }}"}
 COLUMNS = {"label_column": "y", "problem_type": "classification", "numeric": ["a"], "categorical": ["b"]}
@@ -32,6 +34,14 @@ CASES = [
         {"artifact_root", "evaluation", "lineage"},
         id="register",
     ),
+    pytest.param(CanaryDeployOperator, {**COMMON, "model_version": "{{ ds }}", "percent": 10}, {"artifact_root", "model_version"}, id="canary-deploy"),
+    pytest.param(
+        CanaryBranchOperator, {"analysis": {"d": "{{ ds }}"}, "promote_task_id": "p", "rollback_task_id": "r"}, {"analysis"}, id="canary-branch"
+    ),
+    pytest.param(
+        CanaryResolveOperator, {**COMMON, "decision": "promote", "analysis": {"d": "{{ ds }}"}}, {"artifact_root", "analysis"}, id="canary-resolve"
+    ),
+    pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50]}, {"artifact_root"}, id="canary-sensor"),
     pytest.param(
         EvaluationGateOperator, {"evaluation": {"x": "{{ ds }}"}, "bless_task_id": "b", "reject_task_id": "r"}, {"evaluation"}, id="gate"
     ),

@@ -1,0 +1,50 @@
+import asyncio
+import time
+
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.registry import ModelRegistry
+from airflow_mlops.triggers.canary import CanaryAnalysisTrigger, TriggerStatus
+
+KWARGS = {
+    "artifact_root": "file:///tmp/x",
+    "pipeline": "churn",
+    "problem_type": "classification",
+    "min_requests": 10,
+    "bake_seconds": 60.0,
+    "criteria": {"max_prediction_divergence": 0.3},
+    "poll_seconds": 0.1,
+}
+
+
+class TestCanaryAnalysisTrigger:
+    def test_serialize_round_trip(self):
+        path, kwargs = CanaryAnalysisTrigger(**KWARGS).serialize()
+        assert path == "airflow_mlops.triggers.canary.CanaryAnalysisTrigger"
+        assert kwargs == KWARGS
+        assert CanaryAnalysisTrigger(**kwargs).serialize() == (path, kwargs)
+
+    def test_run_yields_a_failed_verdict_when_the_bake_time_passes_without_traffic(self, tmp_path):
+        store = ArtifactStore.from_uri(str(tmp_path))
+        registry = ModelRegistry(store, "churn")
+        for v in ("prod", "cand"):
+            registry.register(v, status="blessed", metrics={}, lineage={}, reason="")
+        registry.set_alias("production", "prod")
+        registry.set_alias("canary", "cand", weight=10, since=time.time() - 120)
+        trigger = CanaryAnalysisTrigger(**{**KWARGS, "artifact_root": store.root_uri})
+
+        async def first():
+            return await anext(trigger.run())
+
+        event = asyncio.run(first())
+        assert event.payload["status"] == TriggerStatus.SUCCESS
+        assert event.payload["verdict"]["passed"] is False
+        assert "no traffic" in event.payload["verdict"]["reason"]
+
+    def test_run_reports_errors_with_a_traceback(self):
+        trigger = CanaryAnalysisTrigger(**{**KWARGS, "artifact_root": "gs://unsupported"})
+
+        async def first():
+            return await anext(trigger.run())
+
+        event = asyncio.run(first())
+        assert event.payload["status"] == TriggerStatus.ERROR and "Traceback" in event.payload["traceback"]
