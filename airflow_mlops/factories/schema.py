@@ -146,7 +146,7 @@ class CanaryConfig(Strict):
 
 
 class DriftConfig(Strict):
-    method: Literal["psi", "ks", "wasserstein"] = Field("psi", description="Per-column drift test.")
+    method: Literal["psi", "ks"] = Field("psi", description="Per-column drift score against the reference profile: psi, or ks (approximate for discrete columns).")
     column_threshold: Fraction = Field(0.2, description="A column drifts when its score passes this.")
     share_threshold: Fraction = Field(0.3, description="The data drifts when this share of columns drifts.")
 
