@@ -487,3 +487,86 @@ def canary_resolve(store: ArtifactStore, pipeline: str, decision: str, verdict: 
     )
     log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), verdict["reason"])
     return {"decision": decision, "version": version, "production": registry.production(), "event_time": event["time"]}
+
+
+# -- monitor ---------------------------------------------------------------------------------------
+
+
+def last_drift_check(store: ArtifactStore, pipeline: str) -> float:
+    """Epoch seconds up to which logged predictions were already checked (0 before the first check)."""
+    from airflow_mlops.store.events import read_events
+
+    checks = [e["checked_until"] for e in read_events(store, pipeline) if e["kind"] == "drift_check"]
+    return max(checks, default=0.0)
+
+
+def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
+    """Predictions logged since the last drift check."""
+    return len(read_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6))
+
+
+def drift_check(
+    store: ArtifactStore, pipeline: str, *, method: str, column_threshold: float, share_threshold: float, run_id: str
+) -> dict[str, Any]:
+    """Compare predictions logged since the last check with the production model's reference profile,
+    save an evidently drift report, and record the check."""
+    from airflow_mlops.ml.drift import detect_drift
+    from airflow_mlops.store.events import append_event
+
+    since = last_drift_check(store, pipeline)
+    frame = read_log(store, pipeline, "predictions", since + 1e-6)
+    production = ModelRegistry(store, pipeline).production()
+    if production is None:
+        raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
+    profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
+    result = detect_drift(frame, profile, method=method, column_threshold=column_threshold, share_threshold=share_threshold)
+    prefix = report_prefix(pipeline, run_id)
+    report_uri = store.uri(f"{prefix}/drift.html")
+    store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, profile))
+    checked_until = float(frame["_ts"].max()) if len(frame) else since
+    out = {**result.to_dict(), "reason": result.reason, "production_version": production, "report_uri": report_uri,
+           "checked_from": since, "checked_until": checked_until}
+    store.write_json(f"{prefix}/drift.json", out)
+    append_event(store, pipeline, "drift_check", event_id=f"drift-{run_id}", **{k: out[k] for k in ("drifted", "reason", "scores", "rows", "checked_until", "report_uri")})
+    log.info("Drift check of %s over %d rows: %s", pipeline, result.rows, result.reason)
+    return out
+
+
+def _drift_html(store: ArtifactStore, pipeline: str, production: str, current: pd.DataFrame, profile: Mapping[str, Any]) -> str:
+    """evidently's data drift report: new rows against the eval rows the production model was checked on."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    lineage = store.read_json(f"{model_prefix(pipeline, production)}/lineage.json") if store.exists(f"{model_prefix(pipeline, production)}/lineage.json") else {}
+    columns = list(profile["numeric"]) + list(profile["categorical"])
+    features_id = lineage.get("features_id")
+    reference = _read_parquet_dir(store, f"{features_prefix(pipeline, features_id)}/eval_raw")[columns] if features_id else current[columns].iloc[:0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "drift.html"
+        Report([DataDriftPreset()]).run(current[columns], reference).save_html(str(path))
+        return path.read_text()
+
+
+def request_retrain(store: ArtifactStore, pipeline: str, *, reason: str, details: Mapping[str, Any], cooldown_hours: float, run_id: str) -> dict[str, Any]:
+    """Record a retrain request unless one is still open or the cooldown since the last one has not passed."""
+    from airflow_mlops.store.events import append_event, read_events
+
+    events = read_events(store, pipeline)
+    requests = [e for e in events if e["kind"] == "retrain_request"]
+    done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
+    open_requests = [r for r in requests if r["event_id"] not in done]
+    if open_requests:
+        return {"requested": False, "why": f"request {open_requests[-1]['event_id']} is still open", "request_id": open_requests[-1]["event_id"]}
+    if requests:
+        last = datetime.fromisoformat(requests[-1]["time"])
+        remaining = last.timestamp() + cooldown_hours * 3600 - datetime.now(UTC).timestamp()
+        if remaining > 0:
+            return {"requested": False, "why": f"cooldown: {remaining / 3600:.1f} h left after {requests[-1]['event_id']}", "request_id": None}
+    event = append_event(store, pipeline, "retrain_request", event_id=f"retrain-{run_id}", reason=reason, details=dict(details))
+    return {"requested": True, "why": reason, "request_id": event["event_id"]}
+
+
+def close_retrain_request(store: ArtifactStore, pipeline: str, request_id: str, *, model_version: str, status: str) -> None:
+    from airflow_mlops.store.events import append_event
+
+    append_event(store, pipeline, "retrain_done", event_id=f"done-{request_id}", request_id=request_id, model_version=model_version, status=status)

@@ -102,18 +102,21 @@ def aws_connection(moto_server, monkeypatch) -> str:
     return "mlops_test_s3"
 
 
-DAG_FILE = """from airflow_mlops.factories import build_training_dag, load_pipeline_config
+DAG_FILE = """from airflow_mlops.factories import build_monitor_dag, build_training_dag, load_pipeline_config
 
-training = build_training_dag(load_pipeline_config({path!r}))
+config = load_pipeline_config({path!r})
+training = build_training_dag(config)
+monitor = build_monitor_dag(config) if config.monitor else None
 """
 
 
 @pytest.fixture
 def pipeline(airflow_db, tmp_path):
-    """Write a pipeline YAML and its 3-line DAG file; returns ``make(config_dict) -> (config, dag)``."""
+    """Write a pipeline YAML and its DAG file; ``make(config_dict) -> (config, training_dag)``; ``make.monitor``
+    holds the monitor DAG of the last pipeline made with a monitor section."""
     import yaml
 
-    from airflow_mlops.factories import build_training_dag, load_pipeline_config
+    from airflow_mlops.factories import build_monitor_dag, build_training_dag, load_pipeline_config
 
     written: list[Path] = []
 
@@ -124,6 +127,8 @@ def pipeline(airflow_db, tmp_path):
         dag_file.write_text(DAG_FILE.format(path=str(path)))
         written.append(dag_file)
         loaded = load_pipeline_config(path)
+        if loaded.monitor:
+            make.monitor = build_monitor_dag(loaded)
         return loaded, build_training_dag(loaded)
 
     yield make

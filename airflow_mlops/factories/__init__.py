@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_training_dag", "load_pipeline_config"]
+__all__ = ["build_monitor_dag", "build_training_dag", "load_pipeline_config"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,8 +15,8 @@ def __getattr__(name: str) -> Any:
         from airflow_mlops.factories.loader import load_pipeline_config
 
         return load_pipeline_config
-    if name == "build_training_dag":
-        from airflow_mlops.factories.builders import build_training_dag
+    if name in ("build_training_dag", "build_monitor_dag"):
+        from airflow_mlops.factories import builders
 
-        return build_training_dag
+        return getattr(builders, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,9 +11,11 @@ from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
     from airflow_mlops.factories.schema import PipelineConfig
@@ -49,7 +51,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         "categorical": list(config.features.categorical),
     }
     gate = config.evaluation
-    with DAG(**_dag_kwargs(config, kind="training", schedule=config.schedule), doc_md=_doc(config)) as dag:
+    with DAG(**_dag_kwargs(config, kind="training", schedule=_training_schedule(config)), doc_md=_doc(config)) as dag:
         with TaskGroup("data", tooltip="Snapshot the source and check it against the schema"):
             acquire = DataAcquisitionOperator(
                 task_id="acquire",
@@ -123,6 +125,43 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         gate_branch >> [bless, reject]
         if config.canary is not None:
             _canary_group(config, common, train.output["model_version"], upstream=bless)
+    return dag
+
+
+def _training_schedule(config: PipelineConfig) -> Any:
+    """The cron schedule, OR the pipeline's retrain-request Asset when a monitor can request retraining."""
+    if config.monitor is None:
+        return config.schedule
+    asset = retrain_asset(config.pipeline)
+    if config.schedule is None:
+        return [asset]
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[asset])
+
+
+def build_monitor_dag(config: PipelineConfig) -> DAG:
+    """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done."""
+    monitor = config.monitor
+    if monitor is None:
+        raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
+    common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+    with DAG(**_dag_kwargs(config, kind="monitor", schedule=monitor.schedule)) as dag:
+        wait = DriftDataSensor(
+            task_id="wait_for_predictions", pipeline=config.pipeline, artifact_root=config.artifacts.root,
+            min_rows=monitor.min_rows, check_seconds=monitor.check_seconds,
+        )
+        check = DriftCheckOperator(
+            task_id="drift_check", method=monitor.drift.method, column_threshold=monitor.drift.column_threshold,
+            share_threshold=monitor.drift.share_threshold, **common,
+        )
+        branch = DriftBranchOperator(task_id="branch", result=check.output, drift_task_id="request_retrain", no_drift_task_id="no_drift")
+        request = RetrainRequestOperator(task_id="request_retrain", drift=check.output, cooldown_hours=monitor.cooldown_hours, **common)
+        from airflow.providers.standard.operators.empty import EmptyOperator
+
+        done = EmptyOperator(task_id="no_drift")
+        wait >> check >> branch >> [request, done]
     return dag
 
 

@@ -121,7 +121,17 @@ class ModelRegistrationOperator(MlopsBaseOperator):
         from airflow_mlops import stages
 
         lineage = {**self.lineage, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+        requests = [
+            dict(event.extra)
+            for events in (context.get("triggering_asset_events") or {}).values()
+            for event in events
+            if event.extra and "request_id" in event.extra
+        ]
+        if requests:
+            lineage["retrain_request"] = requests[-1]  # why this model was trained
         result = stages.register(self.store, self.pipeline, self.evaluation, lineage=lineage, promote=self.promote)
+        for request in requests:
+            stages.close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=result["model_version"], status=result["status"])
         self.log.info(
             "Registered %s %s as %s (registry revision %d, production %s)",
             self.pipeline,

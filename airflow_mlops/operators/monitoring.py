@@ -1,0 +1,100 @@
+"""Drift check against the production model's reference profile, and governed retrain requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk import Asset, Context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.links.report import ReportLink
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+def retrain_asset(pipeline: str) -> Asset:
+    """The Asset whose events start a pipeline's training DAG."""
+    return Asset(name=f"mlops_{pipeline}_retrain_request", uri=f"mlops://retrain-request/{pipeline}")
+
+
+class DriftCheckOperator(MlopsBaseOperator):
+    """Compare predictions logged since the last check with the production model's reference profile.
+
+    Saves an evidently drift report (linked from the task) and returns the per-column scores, the
+    drifted columns and whether the data drifted.
+
+    :param method: ``psi`` or ``ks``.
+    :param column_threshold: a column drifts when its score passes this.
+    :param share_threshold: the data drifts when this share of columns drifts.
+    """
+
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(self, *, method: str = "psi", column_threshold: float = 0.2, share_threshold: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.method = method
+        self.column_threshold = column_threshold
+        self.share_threshold = share_threshold
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        result = stages.drift_check(
+            self.store, self.pipeline, method=self.method, column_threshold=self.column_threshold,
+            share_threshold=self.share_threshold, run_id=context["run_id"],
+        )
+        ReportLink.persist(context, result["report_uri"])
+        self.log.info("%s over %d rows: %s; report %s", "DRIFT" if result["drifted"] else "no drift", result["rows"], result["reason"], result["report_uri"])
+        return result
+
+
+class DriftBranchOperator(BaseBranchOperator):
+    """Follow ``drift_task_id`` when the check found drift, else ``no_drift_task_id``.
+
+    :param result: the drift check result (an XComArg, templated).
+    :param drift_task_id: task to run on drift.
+    :param no_drift_task_id: task to run otherwise.
+    """
+
+    template_fields: Sequence[str] = ("result",)
+
+    def __init__(self, *, result: Any, drift_task_id: str, no_drift_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result = result
+        self.drift_task_id = drift_task_id
+        self.no_drift_task_id = no_drift_task_id
+
+    def choose_branch(self, context: Context) -> str | Iterable[str]:
+        return self.drift_task_id if self.result["drifted"] else self.no_drift_task_id
+
+
+class RetrainRequestOperator(MlopsBaseOperator):
+    """Request retraining with its reason: emits the pipeline's retrain Asset event, at most one open
+    request per pipeline and none within the cooldown (the task is skipped then, with why).
+
+    :param drift: the drift check result (an XComArg, templated).
+    :param cooldown_hours: minimum time between two requests.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
+
+    def __init__(self, *, drift: Any, cooldown_hours: float = 24, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
+        super().__init__(**kwargs)
+        self.drift = drift
+        self.cooldown_hours = cooldown_hours
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        details = {"columns": self.drift["drifted_columns"], "scores": self.drift["scores"], "report_uri": self.drift["report_uri"]}
+        result = stages.request_retrain(
+            self.store, self.pipeline, reason=f"drift: {self.drift['reason']}", details=details,
+            cooldown_hours=self.cooldown_hours, run_id=context["run_id"],
+        )
+        if not result["requested"]:
+            raise AirflowSkipException(f"No retrain request: {result['why']}")
+        context["outlet_events"][retrain_asset(self.pipeline)].extra = {"request_id": result["request_id"], "reason": result["why"]}
+        self.log.info("Requested retraining of %s (%s): %s", self.pipeline, result["request_id"], result["why"])
+        return result

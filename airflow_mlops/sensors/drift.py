@@ -1,0 +1,60 @@
+"""Waits for enough newly logged predictions to make a drift check meaningful."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.triggers.canary import TriggerStatus
+from airflow_mlops.triggers.drift import PredictionRowsTrigger
+
+
+class DriftDataSensor(BaseSensorOperator):
+    """Succeed once ``min_rows`` predictions were logged since the last drift check.
+
+    :param pipeline: pipeline name.
+    :param artifact_root: the artifact store (templated).
+    :param min_rows: new logged rows needed.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param check_seconds: time between counts, in either mode.
+    """
+
+    template_fields: Sequence[str] = ("artifact_root",)
+
+    def __init__(
+        self, *, pipeline: str, artifact_root: str, min_rows: int, deferrable: bool = True, check_seconds: float = 30.0, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("poke_interval", check_seconds)
+        kwargs.setdefault("timeout", timedelta(hours=1))
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.artifact_root = artifact_root
+        self.min_rows = min_rows
+        self.deferrable = deferrable
+        self.check_seconds = check_seconds
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        trigger = PredictionRowsTrigger(
+            artifact_root=self.artifact_root, pipeline=self.pipeline, min_rows=self.min_rows, poll_seconds=self.check_seconds
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout) if isinstance(self.timeout, int | float) else self.timeout)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
+        if not event or event.get("status") != TriggerStatus.SUCCESS:
+            raise MlopsError(f"Waiting for logged predictions failed: {(event or {}).get('message')}\n{(event or {}).get('traceback', '')}")
+        self.log.info("%s", event["message"])
+        return event["rows"]
+
+    def poke(self, context: Context) -> bool:
+        from airflow_mlops import stages
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        rows = stages.new_logged_rows(ArtifactStore.from_uri(self.artifact_root), self.pipeline)
+        self.log.info("%d/%d new logged predictions", rows, self.min_rows)
+        return rows >= self.min_rows

@@ -1,0 +1,92 @@
+"""The monitor DAG on real logged traffic: drift found and named, one governed retrain request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_dag
+from test_training_dag import churn_config, store_of, write_day, xcom
+
+from airflow_mlops import stages
+from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.store.events import read_events
+
+pytestmark = pytest.mark.slow
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb", "contract", "payment_method", "region"]
+
+
+def send(client, rows: int, *, drift: float, seed: int) -> None:
+    frame = make_churn(rows, seed=seed, drift=drift)
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES} for r in frame.to_dict("records")]
+    for i in range(0, len(records), 100):
+        assert client.post("/predict", json={"instances": records[i : i + 100]}).status_code == 200
+
+
+def wait_logged(store, pipeline: str, rows: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while stages.new_logged_rows(store, pipeline) < rows:
+        assert time.monotonic() < deadline, "predictions were not logged"
+        time.sleep(0.3)
+
+
+class TestMonitorDag:
+    def test_drift_requests_retraining_once_with_its_reason(self, pipeline, tmp_path, model_server):
+        from airflow.models.asset import AssetEvent
+        from airflow.utils.session import create_session
+
+        config, training = pipeline(
+            churn_config(
+                "churn_monitor",
+                tmp_path,
+                schedule="@daily",
+                monitor={"min_rows": 300, "cooldown_hours": 1, "check_seconds": 0.5, "drift": {"column_threshold": 0.2, "share_threshold": 0.3}},
+            )
+        )
+        monitor = pipeline.monitor
+        assert type(training.timetable).__name__ == "AssetOrTimeSchedule", "cron OR the retrain Asset"
+        write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
+        run, _ = run_dag(training, "2026-11-01")
+        assert run.state == "success"
+        store = store_of(config)
+        client = model_server(store.root_uri, "churn_monitor")
+
+        # Traffic like the training data: no drift.
+        send(client, 400, drift=0.0, seed=11)
+        wait_logged(store, "churn_monitor", 400)
+        calm, states = run_dag(monitor, "2026-11-02")
+        assert calm.state == "success" and states["no_drift"] == "success" and states["request_retrain"] == "skipped", states
+        assert xcom(calm, "drift_check")["drifted"] is False
+
+        # Drifting traffic: drift found, the columns named, one request recorded and an Asset event emitted.
+        send(client, 400, drift=1.0, seed=12)
+        wait_logged(store, "churn_monitor", 400)
+        drifted, states = run_dag(monitor, "2026-11-03")
+        assert states["request_retrain"] == "success", states
+        check = xcom(drifted, "drift_check")
+        assert check["drifted"] and {"monthly_charges", "contract"} <= set(check["drifted_columns"])
+        assert check["rows"] == 400, "only rows logged since the last check"
+        html = store.read_text(check["report_uri"].split("/artifacts/", 1)[1])
+        assert "monthly_charges" in html and "root_metric" in html, "the evidently report renders the columns"
+        requests = [e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]
+        assert len(requests) == 1 and "monthly_charges" in requests[0]["reason"]
+        with create_session() as session:
+            events = session.query(AssetEvent).all()
+            mine = [e for e in events if (e.extra or {}).get("request_id") == requests[0]["event_id"]]
+        assert mine and "drift" in mine[0].extra["reason"]
+
+        # More drift while the request is open: no second request.
+        send(client, 400, drift=1.0, seed=13)
+        wait_logged(store, "churn_monitor", 400)
+        _, states = run_dag(monitor, "2026-11-04")
+        assert states["request_retrain"] == "skipped", states
+        assert len([e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]) == 1
+
+        # The training run closes it; the cooldown still holds back a new one.
+        stages.close_retrain_request(store, "churn_monitor", requests[0]["event_id"], model_version="x", status="blessed")
+        send(client, 400, drift=1.0, seed=14)
+        wait_logged(store, "churn_monitor", 400)
+        _, states = run_dag(monitor, "2026-11-05")
+        assert states["request_retrain"] == "skipped", states
+        assert len([e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]) == 1
