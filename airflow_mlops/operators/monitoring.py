@@ -15,7 +15,8 @@ from airflow_mlops.operators.base import MlopsBaseOperator
 
 def retrain_asset(pipeline: str) -> Asset:
     """The Asset whose events start a pipeline's training DAG."""
-    return Asset(name=f"mlops_{pipeline}_retrain_request", uri=f"mlops://retrain-request/{pipeline}")
+    # Name only: a URI with a scheme makes Airflow load every provider's URI handlers (boto3 among them) at parse time.
+    return Asset(name=f"mlops_{pipeline}_retrain_request")
 
 
 class DriftCheckOperator(MlopsBaseOperator):

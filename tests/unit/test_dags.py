@@ -16,7 +16,7 @@ class TestExampleDags:
 
         bag = DagBag(dag_folder=str(REPO_DAGS))
         assert bag.import_errors == {}
-        assert "mlops_churn_training" in bag.dag_ids
+        assert {"mlops_churn_training", "mlops_churn_monitor"} <= set(bag.dag_ids)
         dag = bag.get_dag("mlops_churn_training")
         assert {t.task_id for t in dag.tasks} >= {"data.acquire", "data.validate", "features.preprocess", "training.train", "evaluation.evaluate", "evaluation.gate", "registry.bless", "registry.reject"}
 

@@ -5,9 +5,11 @@ import pytest
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, RetrainRequestOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.sensors.drift import DriftDataSensor
 
 COMMON = {"pipeline": "churn", "artifact_root": "/tmp/{{ ds }}"}
 COLUMNS = {"label_column": "y", "problem_type": "classification", "numeric": ["a"], "categorical": ["b"]}
@@ -41,6 +43,10 @@ CASES = [
     pytest.param(
         CanaryResolveOperator, {**COMMON, "decision": "promote", "analysis": {"d": "{{ ds }}"}}, {"artifact_root", "analysis"}, id="canary-resolve"
     ),
+    pytest.param(DriftCheckOperator, {**COMMON, "method": "psi"}, {"artifact_root"}, id="drift-check"),
+    pytest.param(DriftBranchOperator, {"result": {"r": "{{ ds }}"}, "drift_task_id": "a", "no_drift_task_id": "b"}, {"result"}, id="drift-branch"),
+    pytest.param(RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"),
+    pytest.param(DriftDataSensor, {**COMMON, "min_rows": 10}, {"artifact_root"}, id="drift-sensor"),
     pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50]}, {"artifact_root"}, id="canary-sensor"),
     pytest.param(
         EvaluationGateOperator, {"evaluation": {"x": "{{ ds }}"}, "bless_task_id": "b", "reject_task_id": "r"}, {"evaluation"}, id="gate"

@@ -48,3 +48,26 @@ class TestCanaryAnalysisTrigger:
 
         event = asyncio.run(first())
         assert event.payload["status"] == TriggerStatus.ERROR and "Traceback" in event.payload["traceback"]
+
+
+class TestPredictionRowsTrigger:
+    def test_serialize_round_trip_and_fires_on_enough_rows(self, tmp_path):
+        import io
+
+        import pandas as pd
+
+        from airflow_mlops.triggers.drift import PredictionRowsTrigger
+
+        store = ArtifactStore.from_uri(str(tmp_path))
+        kwargs = {"artifact_root": store.root_uri, "pipeline": "churn", "min_rows": 3, "poll_seconds": 0.05}
+        path, data = PredictionRowsTrigger(**kwargs).serialize()
+        assert path == "airflow_mlops.triggers.drift.PredictionRowsTrigger" and data == kwargs
+        buffer = io.BytesIO()
+        pd.DataFrame({"_ts": [time.time()] * 3, "_id": ["a", "b", "c"], "_version": ["v"] * 3}).to_parquet(buffer)
+        store.write_bytes(f"predictions/churn/{time.strftime('%Y-%m-%d', time.gmtime())}/part-1.parquet", buffer.getvalue())
+
+        async def first():
+            return await anext(PredictionRowsTrigger(**data).run())
+
+        event = asyncio.run(first())
+        assert event.payload["status"] == TriggerStatus.SUCCESS and event.payload["rows"] == 3
