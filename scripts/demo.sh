@@ -29,8 +29,8 @@ for ds in 2026-11-01 2026-11-02; do
   if ! $BIN/airflow dags test mlops_churn_training "$ds" >"$LOGS/training-$ds.log" 2>&1; then
     echo "!! the run failed; last lines of its log:"; tail -40 "$LOGS/training-$ds.log"; exit 1
   fi
-  grep -E "Dataset [0-9a-f]+:|Features .* train rows|Model [0-9a-f]+ (trained|reused)|Gate: |Registered " "$LOGS/training-$ds.log" \
-    | sed -E 's/^.*(Dataset |Features |Model |Gate: |Registered )/   \1/; s/ \[airflow[^]]*\].*$//'
+  grep -E "Dataset [0-9a-f]+:|Features .* train rows|Model [0-9a-f]+ (trained|reused)|Following registry|Registered " "$LOGS/training-$ds.log" \
+    | sed -E 's/^.*(Dataset |Features |Model |Following |Registered )/   \1/; s/ \[airflow[^]]*\].*$//'
 done
 
 echo "==> Model registry after both runs"

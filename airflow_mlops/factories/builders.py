@@ -103,9 +103,9 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             )
             gate_branch = EvaluationGateOperator(
                 task_id="gate",
-                evaluation=evaluate.output,
-                bless_task_id="registry.bless",
-                reject_task_id="registry.reject",
+                result=evaluate.output,
+                true_task_id="registry.bless",
+                false_task_id="registry.reject",
             )
         with TaskGroup("registry", tooltip="Record the decision with lineage"):
             lineage = {
@@ -156,7 +156,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             task_id="drift_check", method=monitor.drift.method, column_threshold=monitor.drift.column_threshold,
             share_threshold=monitor.drift.share_threshold, **common,
         )
-        branch = DriftBranchOperator(task_id="branch", result=check.output, drift_task_id="request_retrain", no_drift_task_id="no_drift")
+        branch = DriftBranchOperator(task_id="branch", result=check.output, true_task_id="request_retrain", false_task_id="no_drift")
         request = RetrainRequestOperator(task_id="request_retrain", drift=check.output, cooldown_hours=monitor.cooldown_hours, **common)
         from airflow.providers.standard.operators.empty import EmptyOperator
 
@@ -182,7 +182,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             check_seconds=canary.check_seconds,
         )
         decide = CanaryBranchOperator(
-            task_id="decide", analysis=analysis.output, promote_task_id="deploy.promote", rollback_task_id="deploy.rollback"
+            task_id="decide", result=analysis.output, true_task_id="deploy.promote", false_task_id="deploy.rollback"
         )
         promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
         rollback = CanaryResolveOperator(task_id="rollback", decision="rollback", analysis=analysis.output, **common)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk import BaseOperator, Context
 
 if TYPE_CHECKING:
     from airflow_mlops.stages import Columns
@@ -60,3 +61,28 @@ class ColumnsOperator(MlopsBaseOperator):
         from airflow_mlops.stages import Columns
 
         return Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
+
+
+class ResultBranchOperator(BaseBranchOperator):
+    """Follow ``true_task_id`` or ``false_task_id`` as an upstream task's result dict says (see ``decide``).
+
+    :param result: the upstream result (an XComArg, templated).
+    :param true_task_id: task to follow when ``decide(result)`` is true.
+    :param false_task_id: task to follow otherwise.
+    """
+
+    template_fields: Sequence[str] = ("result",)
+
+    def __init__(self, *, result: Any, true_task_id: str, false_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result = result
+        self.true_task_id = true_task_id
+        self.false_task_id = false_task_id
+
+    def decide(self, result: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def choose_branch(self, context: Context) -> str:
+        chosen = self.true_task_id if self.decide(self.result) else self.false_task_id
+        self.log.info("Following %s (%s)", chosen, self.result.get("reason", ""))
+        return chosen

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import Context
 
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
 
 class CanaryDeployOperator(MlopsBaseOperator):
@@ -35,26 +34,11 @@ class CanaryDeployOperator(MlopsBaseOperator):
         return result
 
 
-class CanaryBranchOperator(BaseBranchOperator):
-    """Follow ``promote_task_id`` or ``rollback_task_id`` as the canary analysis decided.
+class CanaryBranchOperator(ResultBranchOperator):
+    """``true_task_id`` (promote) when the canary analysis decided to promote, else ``false_task_id`` (rollback)."""
 
-    :param analysis: the analysis result (an XComArg of the canary sensor, templated).
-    :param promote_task_id: task that promotes.
-    :param rollback_task_id: task that rolls back.
-    """
-
-    template_fields: Sequence[str] = ("analysis",)
-
-    def __init__(self, *, analysis: Any, promote_task_id: str, rollback_task_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.analysis = analysis
-        self.promote_task_id = promote_task_id
-        self.rollback_task_id = rollback_task_id
-
-    def choose_branch(self, context: Context) -> str | Iterable[str]:
-        promote = self.analysis["decision"] == "promote"
-        self.log.info("Canary decision: %s (%s)", self.analysis["decision"], self.analysis["reason"])
-        return self.promote_task_id if promote else self.rollback_task_id
+    def decide(self, result: dict[str, Any]) -> bool:
+        return result["decision"] == "promote"
 
 
 class CanaryResolveOperator(MlopsBaseOperator):

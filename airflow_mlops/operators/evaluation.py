@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import Context
 
 from airflow_mlops.links.report import ReportLink
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
 
 class ModelEvaluationOperator(MlopsBaseOperator):
@@ -76,26 +75,11 @@ class ModelEvaluationOperator(MlopsBaseOperator):
         return result
 
 
-class EvaluationGateOperator(BaseBranchOperator):
-    """Follow ``bless_task_id`` when the evaluation blessed the candidate, else ``reject_task_id``.
+class EvaluationGateOperator(ResultBranchOperator):
+    """The gate's branch: ``true_task_id`` (bless) when the evaluation blessed the candidate, else ``false_task_id``."""
 
-    :param evaluation: the evaluation result (an XComArg of :class:`ModelEvaluationOperator`, templated).
-    :param bless_task_id: task to run for a blessed candidate.
-    :param reject_task_id: task to run for a rejected candidate.
-    """
-
-    template_fields: Sequence[str] = ("evaluation",)
-
-    def __init__(self, *, evaluation: Any, bless_task_id: str, reject_task_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.evaluation = evaluation
-        self.bless_task_id = bless_task_id
-        self.reject_task_id = reject_task_id
-
-    def choose_branch(self, context: Context) -> str | Iterable[str]:
-        blessed = bool(self.evaluation["blessed"])
-        self.log.info("Gate: %s (%s)", "blessed" if blessed else "rejected", self.evaluation["reason"])
-        return self.bless_task_id if blessed else self.reject_task_id
+    def decide(self, result: dict[str, Any]) -> bool:
+        return bool(result["blessed"])
 
 
 class ModelRegistrationOperator(MlopsBaseOperator):

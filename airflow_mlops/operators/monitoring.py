@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.links.report import ReportLink
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
 
 def retrain_asset(pipeline: str) -> Asset:
@@ -50,24 +49,11 @@ class DriftCheckOperator(MlopsBaseOperator):
         return result
 
 
-class DriftBranchOperator(BaseBranchOperator):
-    """Follow ``drift_task_id`` when the check found drift, else ``no_drift_task_id``.
+class DriftBranchOperator(ResultBranchOperator):
+    """``true_task_id`` (request retraining) when the drift check found drift, else ``false_task_id``."""
 
-    :param result: the drift check result (an XComArg, templated).
-    :param drift_task_id: task to run on drift.
-    :param no_drift_task_id: task to run otherwise.
-    """
-
-    template_fields: Sequence[str] = ("result",)
-
-    def __init__(self, *, result: Any, drift_task_id: str, no_drift_task_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.result = result
-        self.drift_task_id = drift_task_id
-        self.no_drift_task_id = no_drift_task_id
-
-    def choose_branch(self, context: Context) -> str | Iterable[str]:
-        return self.drift_task_id if self.result["drifted"] else self.no_drift_task_id
+    def decide(self, result: dict[str, Any]) -> bool:
+        return bool(result["drifted"])
 
 
 class RetrainRequestOperator(MlopsBaseOperator):

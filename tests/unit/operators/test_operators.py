@@ -38,18 +38,18 @@ CASES = [
     ),
     pytest.param(CanaryDeployOperator, {**COMMON, "model_version": "{{ ds }}", "percent": 10}, {"artifact_root", "model_version"}, id="canary-deploy"),
     pytest.param(
-        CanaryBranchOperator, {"analysis": {"d": "{{ ds }}"}, "promote_task_id": "p", "rollback_task_id": "r"}, {"analysis"}, id="canary-branch"
+        CanaryBranchOperator, {"result": {"d": "{{ ds }}"}, "true_task_id": "p", "false_task_id": "r"}, {"result"}, id="canary-branch"
     ),
     pytest.param(
         CanaryResolveOperator, {**COMMON, "decision": "promote", "analysis": {"d": "{{ ds }}"}}, {"artifact_root", "analysis"}, id="canary-resolve"
     ),
     pytest.param(DriftCheckOperator, {**COMMON, "method": "psi"}, {"artifact_root"}, id="drift-check"),
-    pytest.param(DriftBranchOperator, {"result": {"r": "{{ ds }}"}, "drift_task_id": "a", "no_drift_task_id": "b"}, {"result"}, id="drift-branch"),
+    pytest.param(DriftBranchOperator, {"result": {"r": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"}, {"result"}, id="drift-branch"),
     pytest.param(RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"),
     pytest.param(DriftDataSensor, {**COMMON, "min_rows": 10}, {"artifact_root"}, id="drift-sensor"),
     pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50]}, {"artifact_root"}, id="canary-sensor"),
     pytest.param(
-        EvaluationGateOperator, {"evaluation": {"x": "{{ ds }}"}, "bless_task_id": "b", "reject_task_id": "r"}, {"evaluation"}, id="gate"
+        EvaluationGateOperator, {"result": {"x": "{{ ds }}"}, "true_task_id": "b", "false_task_id": "r"}, {"result"}, id="gate"
     ),
 ]
 
