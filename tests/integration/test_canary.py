@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_dag
+from conftest import REQUEST_FEATURES, request_rows, run_dag
 from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
@@ -20,18 +20,13 @@ from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
-FEATURES = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb", "contract", "payment_method", "region"]
 
 
 class Traffic:
     """Sends batches of real rows to the server from a thread until stopped."""
 
     def __init__(self, client, seed: int = 100) -> None:
-        frame = make_churn(4000, seed=seed)
-        self.rows = [
-            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES} | {"id": r["customer_id"]}
-            for r in frame.to_dict("records")
-        ]
+        self.rows = request_rows(make_churn(4000, seed=seed))
         self.client, self.stop, self.statuses = client, threading.Event(), []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -106,7 +101,7 @@ def broken_model(store: ArtifactStore, good: str, kind: str) -> str:
     src, dst = store.root / f"models/{PIPELINE}/{good}", store.root / f"models/{PIPELINE}/{version}"
     shutil.copytree(src, dst, dirs_exist_ok=True)
     rng = np.random.default_rng(0)
-    width = 2 if kind == "errors" else len(FEATURES)  # a feature-count mismatch makes every prediction fail
+    width = 2 if kind == "errors" else len(REQUEST_FEATURES)  # a feature-count mismatch makes every prediction fail
     x = np.zeros((200, width)) if kind == "constant" else rng.normal(size=(200, width))
     booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 1}, lgb.Dataset(x, rng.integers(0, 2, 200)), num_boost_round=5)
     (dst / "model.txt").write_text(booster.model_to_string())

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from conftest import run_dag
+from conftest import request_rows, run_dag
 from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops import stages
@@ -12,12 +11,10 @@ from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.store.events import read_events
 
 pytestmark = pytest.mark.slow
-FEATURES = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb", "contract", "payment_method", "region"]
 
 
 def send(client, rows: int, *, drift: float, seed: int) -> None:
-    frame = make_churn(rows, seed=seed, drift=drift)
-    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES} for r in frame.to_dict("records")]
+    records = request_rows(make_churn(rows, seed=seed, drift=drift))
     for i in range(0, len(records), 100):
         assert client.post("/predict", json={"instances": records[i : i + 100]}).status_code == 200
 
