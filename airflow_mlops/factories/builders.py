@@ -10,7 +10,12 @@ from airflow.sdk import DAG, TaskGroup
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
-from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.evaluation import (
+    EvaluationGateOperator,
+    ModelEvaluationOperator,
+    ModelRegistrationOperator,
+    RetrainRequestCloseOperator,
+)
 from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
@@ -121,6 +126,11 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 task_id="bless", evaluation=evaluate.output, lineage=lineage, promote=config.canary is None, **common
             )
             reject = ModelRegistrationOperator(task_id="reject", evaluation=evaluate.output, lineage=lineage, **common)
+            if config.monitor is not None:
+                close = RetrainRequestCloseOperator(
+                    task_id="close_request", registration_task_ids=["registry.bless", "registry.reject"], **common
+                )
+                [bless, reject] >> close
         validate >> preprocess
         gate_branch >> [bless, reject]
         if config.canary is not None:

@@ -105,17 +105,10 @@ class ModelRegistrationOperator(MlopsBaseOperator):
         from airflow_mlops import stages
 
         lineage = {**self.lineage, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
-        requests = [
-            dict(event.extra)
-            for events in (context.get("triggering_asset_events") or {}).values()
-            for event in events
-            if event.extra and "request_id" in event.extra
-        ]
+        requests = retrain_requests(context)
         if requests:
             lineage["retrain_request"] = requests[-1]  # why this model was trained
         result = stages.register(self.store, self.pipeline, self.evaluation, lineage=lineage, promote=self.promote)
-        for request in requests:
-            stages.close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=result["model_version"], status=result["status"])
         self.log.info(
             "Registered %s %s as %s (registry revision %d, production %s)",
             self.pipeline,
@@ -125,3 +118,38 @@ class ModelRegistrationOperator(MlopsBaseOperator):
             result["production"],
         )
         return result
+
+
+def retrain_requests(context: Context) -> list[dict[str, Any]]:
+    """The retrain requests (Asset event extras) that triggered this run, oldest first."""
+    return [
+        dict(event.extra)
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if event.extra and "request_id" in event.extra
+    ]
+
+
+class RetrainRequestCloseOperator(MlopsBaseOperator):
+    """Close the retrain requests that triggered this run, however the run ended (run it with
+    ``trigger_rule="all_done"``), so a failed retraining never blocks the next request.
+
+    :param registration_task_ids: the registration tasks whose result names the model and its status.
+    """
+
+    def __init__(self, *, registration_task_ids: list[str], **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.registration_task_ids = registration_task_ids
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops import stages
+
+        registered = [r for r in (context["ti"].xcom_pull(task_ids=t) for t in self.registration_task_ids) if r]
+        version, status = (registered[0]["model_version"], registered[0]["status"]) if registered else (None, "failed")
+        closed = []
+        for request in retrain_requests(context):
+            stages.close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=version, status=status)
+            self.log.info("Closed retrain request %s: model %s %s", request["request_id"], version, status)
+            closed.append(request["request_id"])
+        return {"closed": closed}

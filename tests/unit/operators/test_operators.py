@@ -71,6 +71,12 @@ class TestOperators:
         DataAcquisitionOperator(task_id="t", pipeline="p", artifact_root=str(root), source_uri="x.csv")
         assert not root.exists()
 
+    def test_retrain_request_close_runs_however_the_run_ended(self):
+        from airflow_mlops.operators.evaluation import RetrainRequestCloseOperator
+
+        op = RetrainRequestCloseOperator(task_id="c", registration_task_ids=["registry.bless"], **COMMON)
+        assert op.trigger_rule == "all_done"
+
     def test_lifecycle_operators_push_each_output_key(self):
         op = ModelTrainingOperator(task_id="t", features_id="f", **COMMON)
         assert op.multiple_outputs is True
