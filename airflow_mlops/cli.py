@@ -8,27 +8,40 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _config_files(paths: Sequence[str]) -> list[Path]:
-    out: list[Path] = []
+def _config_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """The YAML files named or found (not recursively) in the named directories, and an error per empty directory."""
+    found: list[Path] = []
+    errors: list[str] = []
     for raw in paths:
         path = Path(raw)
-        out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
-    return out
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not inside:
+                errors.append(f"{path}: no *.yaml or *.yml files in this directory.")
+            found += inside
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found)), errors
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Validate pipeline configs; print every error with file and key path."""
-    from airflow_mlops.factories.loader import config_errors
+    """Validate pipeline configs without Airflow; print every error with file and key path."""
+    from airflow_mlops.factories.loader import check_pipeline_config
 
-    failed = False
-    for path in _config_files(args.paths):
-        errors = config_errors(path)
+    paths, failed = _config_files(args.paths)
+    for line in failed:
+        print(line, file=sys.stderr)
+    owners: dict[str, Path] = {}
+    for path in paths:
+        config, errors = check_pipeline_config(path)
+        if config is not None and owners.setdefault(config.pipeline, path) != path:
+            other = owners[config.pipeline]
+            errors = [f"{path}: pipeline: already used by {other} (DAG ids must be unique). Got {config.pipeline!r} instead."]
         for line in errors:
             print(line, file=sys.stderr)
-        if errors:
-            failed = True
-        else:
+        if not errors:
             print(f"OK {path}")
+        failed += errors
     return 1 if failed else 0
 
 

@@ -6,57 +6,101 @@ Imported when DAG files are parsed and by ``airflow-mlops lint``: no Airflow, no
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import typing
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from airflow_mlops.exceptions import ConfigError
-from airflow_mlops.factories.schema import PipelineConfig
+from airflow_mlops.factories.schema import NO_INPUT, PipelineConfig, cross_field_issues
+
+MAX_REPR = 80
 
 
 def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
-    """Read, merge with defaults and validate one pipeline config; raise ConfigError listing every problem."""
-    config, errors = _load(path)
+    """Read, merge with defaults and validate one pipeline config; raise ConfigError listing every problem.
+
+    :param path: the YAML file; error messages name it as given.
+    """
+    config, errors = check_pipeline_config(path)
     if config is None:
         raise ConfigError("\n".join(errors))
     return config
 
 
 def config_errors(path: str | os.PathLike[str]) -> list[str]:
-    """Every problem of a config file, one line each (empty when the file is valid)."""
-    return _load(path)[1]
+    """Every problem of a config file, one ``<file>: <key path>: <message>.`` line each; empty when the file is valid."""
+    return check_pipeline_config(path)[1]
 
 
-def _load(path: str | os.PathLike[str]) -> tuple[PipelineConfig | None, list[str]]:
+class _SafeUniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no tags that build objects or run code) that also rejects a key written twice in one mapping.
+
+    Plain ``safe_load`` keeps the last of two equal keys silently: a second ``features:`` block would hide the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r} in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_pipeline_config(path: str | os.PathLike[str]) -> tuple[PipelineConfig | None, list[str]]:
+    """The config and no errors, or None and every error line: for callers that want both (``lint``)."""
     name = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         return None, [f"{name}: cannot read the file: {err.strerror or err}."]
+    except UnicodeDecodeError as err:
+        return None, [f"{name}: the file is not UTF-8 text: {err.reason}."]
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SafeUniqueKeyLoader)  # a SafeLoader subclass: no object-building tags
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        return None, [f"{name}: {where}invalid YAML: {getattr(err, 'problem', None) or err}."]
+        return None, [f"{name}: {_yaml_error(err)}."]
+    if raw is None:
+        return None, [f"{name}: the file is empty; a pipeline config needs at least pipeline, source, label, task and features."]
     if not isinstance(raw, dict):
         return None, [f"{name}: the top level must be a mapping of keys (pipeline, source, label, ...). Got {type(raw).__name__} instead."]
-    merged = _merge(_defaults(), raw)
+    merged = merge_defaults(raw)
     _resolve_paths(merged, Path(path).resolve().parent)
     try:
         config = PipelineConfig.model_validate(merged)
     except ValidationError as err:
-        return None, [line for e in err.errors() for line in _format(name, e)]
+        return None, _error_lines(name, err, merged)
     config._config_path = name
     return config, []
 
 
-def _defaults() -> dict[str, Any]:
-    return yaml.safe_load(files("airflow_mlops.factories").joinpath("defaults.yaml").read_text())
+def _yaml_error(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err)
+    return f"{where}invalid YAML: {problem}"
+
+
+def default_config() -> dict[str, Any]:
+    """The package defaults (``defaults.yaml``) as a fresh mapping."""
+    return yaml.safe_load(files("airflow_mlops.factories").joinpath("defaults.yaml").read_text(encoding="utf-8")) or {}
+
+
+def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """The package defaults with ``raw`` on top: ``raw`` wins, mappings merge recursively, lists are replaced."""
+    return _merge(default_config(), raw)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -65,43 +109,90 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Relative local source paths are relative to the YAML file; the default root is $AIRFLOW_HOME/mlops."""
+    """Relative local sources resolve against the YAML file; a relative artifact root against the working directory.
+
+    A null root is ``file://$AIRFLOW_HOME/mlops`` (``~/airflow`` when AIRFLOW_HOME is unset). Jinja is kept as written.
+    """
     source = raw.get("source")
     if isinstance(source, dict) and isinstance(source.get("uri"), str):
         uri = source["uri"]
-        if uri and "://" not in uri and not uri.startswith(("/", "{{")):
+        if uri and "://" not in uri and not uri.startswith(("/", "{{", "~")):
             source["uri"] = os.path.normpath(base / uri)
+        elif uri.startswith("~"):
+            source["uri"] = os.path.expanduser(uri)
     artifacts = raw.get("artifacts")
     if isinstance(artifacts, dict):
         root = artifacts.get("root")
         if root is None:
-            home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+            home = Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
             artifacts["root"] = f"file://{home.resolve() / 'mlops'}"
-        elif isinstance(root, str) and "://" not in root:
-            artifacts["root"] = f"file://{Path(root).resolve()}"
+        elif isinstance(root, str) and root and "://" not in root:
+            artifacts["root"] = f"file://{Path(root).expanduser().resolve()}"
 
 
-def _format(name: str, error: dict[str, Any]) -> list[str]:
-    loc = tuple(error["loc"])
-    found = (error.get("ctx") or {}).get("issues")
-    if error["type"] == "config_issue" and found:
-        return [f"{name}: {_path(loc + tuple(sub))}: {message}." for sub, message in found]
-    message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        message = "unknown key (not part of the pipeline config)"
-    elif error["type"] == "missing":
-        message = "required key is missing"
-    got = "" if error["type"] in ("missing", "extra_forbidden") else f" Got {error['input']!r} instead."
-    return [f"{name}: {_path(loc)}: {message}.{got}"]
+def _error_lines(name: str, err: ValidationError, merged: dict[str, Any]) -> list[str]:
+    """One line per problem: pydantic's field errors, then cross-field rules that could still be checked."""
+    lines: list[str] = []
+    failed: list[tuple[Any, ...]] = []
+    for error in err.errors(include_url=False):
+        loc = tuple(error["loc"])
+        found = (error.get("ctx") or {}).get("issues")
+        if error["type"] == "config_issue" and found:
+            lines += [_line(name, loc + tuple(issue.loc), issue.message, issue.value) for issue in found]
+            continue
+        failed.append(loc)
+        message, value = error["msg"], error.get("input", NO_INPUT)
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key{_suggestion(loc)}"
+        elif error["type"] == "missing":
+            message, value = "required key is missing", NO_INPUT
+        lines.append(_line(name, loc, message, value))
+    # Field errors stop pydantic before the cross-field rules run; check those on the raw mapping now, except
+    # where they concern a value that already has its own error.
+    for issue in cross_field_issues(merged):
+        if not any(issue.loc[: len(loc)] == loc for loc in failed):
+            lines.append(_line(name, issue.loc, issue.message, issue.value))
+    return lines
 
 
-def _path(loc: tuple[Any, ...]) -> str:
+def _line(name: str, loc: Sequence[Any], message: str, value: Any) -> str:
+    text = f"{name}: {key_path(loc)}: {message}."
+    if value is not NO_INPUT:
+        shown = repr(value)
+        text += f" Got {shown if len(shown) <= MAX_REPR else shown[: MAX_REPR - 3] + '...'} instead."
+    return text
+
+
+def key_path(loc: Sequence[Any]) -> str:
+    """``("canary", "steps", 1)`` -> ``canary.steps[1]``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<top level>"
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'?`` for a misspelt key, from the keys the model at that place accepts."""
+    model: type[BaseModel] | None = PipelineConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (allowed here: {', '.join(model.model_fields)})"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        model = _model_of(arg)
+        if model is not None:
+            return model
+    return None

@@ -1,43 +1,88 @@
-"""The pipeline config: one YAML file per pipeline, validated by these models (unknown keys are errors)."""
+"""The pipeline config: one YAML file per pipeline, validated by these models (unknown keys are errors).
+
+Imported when DAG files are parsed and by ``airflow-mlops lint``: pydantic and the standard library only.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-Scalar = int | float | str | bool
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
 TASK_METRICS = {"classification": ("roc_auc", "log_loss", "accuracy"), "regression": ("rmse", "mae")}
+UNIT_INTERVAL_METRICS = ("roc_auc", "accuracy")
 RESERVED_MODEL_PARAMS = ("seed", "objective", "deterministic")
-
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 
 Loc = tuple[str | int, ...]
+NO_INPUT: Any = object()
+"""Marks an issue without one offending value (its error line then has no ``Got ... instead``)."""
 
 
-def issue(loc: Loc, message: str) -> PydanticCustomError:
-    """A cross-field error; the loader appends ``loc`` to the model's own path."""
-    return issues([(loc, message)])
+class Issue(NamedTuple):
+    """One cross-field problem: where (relative to the model that found it), what, and the offending value."""
+
+    loc: Loc
+    message: str
+    value: Any = NO_INPUT
 
 
-def issues(found: list[tuple[Loc, str]]) -> PydanticCustomError:
-    return PydanticCustomError("config_issue", "; ".join(m for _, m in found), {"issues": found})
+def config_issues(found: list[Issue]) -> PydanticCustomError:
+    """One pydantic error carrying several issues; the loader turns each into its own error line."""
+    return PydanticCustomError("config_issue", "; ".join(i.message for i in found), {"issues": found})
+
+
+def _scalar(value: Any) -> Any:
+    """One clear error for a non-scalar parameter (instead of one per member of the union)."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise PydanticCustomError("scalar_type", "Input should be a number, a string or a boolean")
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Scalar = Annotated[int | float | str | bool, BeforeValidator(_scalar)]
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+def check_schedule(value: str | None) -> str | None:
+    """A preset (``@daily``) or a cron expression of 5 to 7 fields; Airflow checks the fields' values when it parses the DAG."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        if value not in SCHEDULE_PRESETS:
+            raise PydanticCustomError(
+                "schedule", "unknown schedule preset; use one of {presets}, a cron expression or null", {"presets": ", ".join(SCHEDULE_PRESETS)}
+            )
+        return value
+    fields = value.split()
+    if not 5 <= len(fields) <= 7 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise PydanticCustomError("schedule", "not a cron expression (minute hour day month weekday) or an @preset")
+    return value
 
 
 class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class ArtifactsConfig(Strict):
-    root: str | None = Field(None, description="Artifact root: file:// URI, local path or s3://bucket/prefix. Default: $AIRFLOW_HOME/mlops.")
+    root: str | None = Field(
+        None, description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops."
+    )
     aws_conn_id: str = Field("aws_default", description="Airflow AWS connection for s3:// roots.")
 
 
 class SourceConfig(Strict):
-    uri: str = Field(..., min_length=1, description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}.")
+    uri: str = Field(
+        ..., min_length=1, description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}."
+    )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field("aws_default", description="Airflow AWS connection for s3:// sources.")
 
@@ -65,17 +110,24 @@ class PreprocessConfig(Strict):
 
 class ModelConfig(Strict):
     type: Literal["lightgbm"] = Field("lightgbm", description="Model family.")
-    params: dict[str, Scalar] = Field(default_factory=dict, description="LightGBM parameters (seed, objective, deterministic are set by the pipeline).")
+    params: dict[str, Scalar] = Field(
+        default_factory=dict, description="LightGBM parameters (seed, objective and deterministic are set by the pipeline)."
+    )
     num_boost_round: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
     early_stopping_rounds: PositiveInt | None = Field(None, description="Stop when a held-out tenth of the training rows stops improving.")
     seed: int = Field(42, description="Random seed; the same inputs and seed give a byte-identical model.")
 
-    @model_validator(mode="after")
-    def _reserved(self) -> ModelConfig:
-        for key in self.params:
-            if key in RESERVED_MODEL_PARAMS:
-                raise issue(("params", key), f"'{key}' is set by the pipeline; use model.seed or task instead")
-        return self
+    @field_validator("params")
+    @classmethod
+    def _reserved(cls, params: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            Issue((key,), "reserved: the pipeline sets it (use model.seed; the objective follows task)", value)
+            for key, value in params.items()
+            if key in RESERVED_MODEL_PARAMS
+        ]
+        if found:
+            raise config_issues(found)
+        return params
 
 
 class KubernetesConfig(Strict):
@@ -95,7 +147,7 @@ class ComputeConfig(Strict):
     @model_validator(mode="after")
     def _needs_pod(self) -> ComputeConfig:
         if self.target == "kubernetes" and self.kubernetes is None:
-            raise issue(("kubernetes",), "required when compute.target is 'kubernetes' (at least an image)")
+            raise config_issues([Issue(("kubernetes",), "required when compute.target is 'kubernetes' (at least an image)")])
         return self
 
 
@@ -105,7 +157,9 @@ class FairnessConfig(Strict):
 
 
 class EvaluationConfig(Strict):
-    metric: Literal["roc_auc", "log_loss", "accuracy", "rmse", "mae"] = Field(..., description="Gate metric.")
+    metric: Literal["roc_auc", "log_loss", "accuracy", "rmse", "mae"] = Field(
+        ..., description="Gate metric: roc_auc, log_loss, accuracy (classification); rmse, mae (regression)."
+    )
     threshold: float = Field(..., description="Minimum for roc_auc/accuracy; maximum for log_loss/rmse/mae.")
     must_beat_production_by: float = Field(0.0, ge=0.0, description="Required improvement over production; 0 means not worse.")
     slices: list[str] = Field(default_factory=list, description="Categorical features to report the metric for, per value.")
@@ -113,12 +167,15 @@ class EvaluationConfig(Strict):
 
     @property
     def higher_is_better(self) -> bool:
+        """True for roc_auc and accuracy (the threshold is a minimum), False for losses (the threshold is a maximum)."""
         return HIGHER_IS_BETTER[self.metric]
 
     @model_validator(mode="after")
     def _threshold_range(self) -> EvaluationConfig:
-        if self.metric in ("roc_auc", "accuracy") and not 0.0 <= self.threshold <= 1.0:
-            raise issue(("threshold",), f"must be between 0 and 1 for {self.metric}")
+        if self.metric in UNIT_INTERVAL_METRICS and not 0.0 <= self.threshold <= 1.0:
+            raise config_issues([Issue(("threshold",), f"must be between 0 and 1 for {self.metric}", self.threshold)])
+        if self.metric not in UNIT_INTERVAL_METRICS and self.threshold < 0:
+            raise config_issues([Issue(("threshold",), f"must be >= 0 for {self.metric} (it is the largest loss allowed)", self.threshold)])
         return self
 
 
@@ -126,37 +183,51 @@ class CanaryAnalysisConfig(Strict):
     max_error_rate_increase: Fraction = Field(0.01, description="Canary error rate may exceed production's by at most this.")
     max_p95_latency_ratio: float = Field(1.5, ge=1.0, description="Canary p95 latency / production p95 latency limit.")
     max_prediction_divergence: Fraction = Field(0.2, description="Limit on the divergence of prediction distributions.")
-    min_label_quality_ratio: Fraction = Field(0.98, description="Canary label quality / production label quality minimum, where feedback exists.")
+    min_label_quality_ratio: Fraction = Field(
+        0.98, description="Canary label quality / production label quality minimum, where feedback exists."
+    )
 
 
 class CanaryConfig(Strict):
     target: Literal["local", "kserve"] = Field("local", description="Where the model is served.")
-    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field([10, 50], min_length=1, description="Canary traffic percent at each step.")
+    steps: list[Percent] = Field([10, 50], min_length=1, description="Canary traffic percent at each step (1..100, increasing).")
     bake_minutes: float = Field(10, gt=0, description="Longest wait at each step before it is judged.")
     min_requests: PositiveInt = Field(200, description="Canary requests that end a step's wait (else the bake time does).")
     check_seconds: float = Field(10.0, gt=0, le=3600, description="Time between checks of the prediction log while a step bakes.")
     analysis: CanaryAnalysisConfig = Field(default_factory=CanaryAnalysisConfig, description="Promotion criteria.")
 
-    @model_validator(mode="after")
-    def _increasing(self) -> CanaryConfig:
-        for i in range(1, len(self.steps)):
-            if self.steps[i] <= self.steps[i - 1]:
-                raise issue(("steps", i), f"steps must increase; {self.steps[i]} follows {self.steps[i - 1]}")
-        return self
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        found = [
+            Issue((i,), f"steps must increase; this one follows {steps[i - 1]}", steps[i])
+            for i in range(1, len(steps))
+            if steps[i] <= steps[i - 1]
+        ]
+        if found:
+            raise config_issues(found)
+        return steps
 
 
 class DriftConfig(Strict):
-    method: Literal["psi", "ks"] = Field("psi", description="Per-column drift score against the reference profile: psi, or ks (approximate for discrete columns).")
+    method: Literal["psi", "ks"] = Field(
+        "psi", description="Per-column drift score against the reference profile: psi, or ks (approximate for discrete columns)."
+    )
     column_threshold: Fraction = Field(0.2, description="A column drifts when its score passes this.")
     share_threshold: Fraction = Field(0.3, description="The data drifts when this share of columns drifts.")
 
 
 class MonitorConfig(Strict):
-    schedule: str = Field("@hourly", description="Schedule of the monitor DAG.")
+    schedule: str = Field("@hourly", description="Schedule of the monitor DAG: cron expression or preset.")
     min_rows: PositiveInt = Field(500, description="New logged predictions needed before a drift check.")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift thresholds.")
     cooldown_hours: float = Field(24, ge=0, description="Minimum time between two retrain requests.")
     check_seconds: float = Field(30.0, gt=0, le=3600, description="Time between counts of new logged predictions.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str | None:
+        return check_schedule(value)
 
 
 class PipelineConfig(Strict):
@@ -164,7 +235,7 @@ class PipelineConfig(Strict):
     description: str = Field("", description="Shown as the DAG description.")
     owner: str = Field("mlops", description="DAG owner.")
     schedule: str | None = Field("@daily", description="Cron expression or preset of the training DAG; null for manual runs only.")
-    start_date: dt.date = Field(dt.date(2026, 11, 1), description="First logical date.")
+    start_date: dt.date = Field(dt.date(2026, 11, 1), description="First logical date (a date or an ISO date string).")
     catchup: bool = Field(False, description="Run missed intervals.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig, description="Where artifacts are stored.")
@@ -182,8 +253,14 @@ class PipelineConfig(Strict):
 
     _config_path: str = PrivateAttr("<memory>")
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
+
     @property
     def config_path(self) -> str:
+        """The file this config was loaded from, as the caller named it (``<memory>`` when built in code)."""
         return self._config_path
 
     @property
@@ -200,28 +277,67 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
-        found: list[tuple[Loc, str]] = []
-        seen: set[str] = set()
-        for kind in ("numeric", "categorical"):
-            for i, col in enumerate(getattr(self.features, kind)):
-                if col in seen:
-                    found.append((("features", kind, i), f"duplicate feature {col!r}"))
-                seen.add(col)
-        if not seen:
-            found.append((("features",), "declare at least one numeric or categorical feature"))
-        if self.label in seen:
-            found.append((("label",), f"label {self.label!r} is also listed as a feature"))
-        if self.evaluation is not None:
-            if self.evaluation.metric not in TASK_METRICS[self.task]:
-                found.append((("evaluation", "metric"), f"{self.evaluation.metric} does not apply to {self.task}; use one of {TASK_METRICS[self.task]}"))
-            categorical = set(self.features.categorical)
-            for i, col in enumerate(self.evaluation.slices):
-                if col not in categorical:
-                    found.append((("evaluation", "slices", i), f"{col!r} is not a categorical feature"))
-            if self.evaluation.fairness and self.evaluation.fairness.column not in categorical:
-                found.append((("evaluation", "fairness", "column"), f"{self.evaluation.fairness.column!r} is not a categorical feature"))
-        if self.canary is not None and self.evaluation is None:
-            found.append((("canary",), "a deploy section needs an evaluation gate: add an 'evaluation' section"))
+        found = cross_field_issues(self.model_dump())
         if found:
-            raise issues(found)
+            raise config_issues(found)
         return self
+
+
+def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
+    """Rules that span sections, checked on a plain mapping.
+
+    Values of the wrong type are skipped (their own error is reported elsewhere), so the loader can run this on
+    the raw YAML when field validation failed and still report every problem at once.
+    """
+    found: list[Issue] = []
+    features = _mapping(data.get("features"))
+    seen: set[str] = set()
+    for kind in ("numeric", "categorical"):
+        for i, col in enumerate(_strings(features.get(kind))):
+            if col is None:
+                continue
+            if col in seen:
+                found.append(Issue(("features", kind, i), "duplicate feature (each column may be listed once)", col))
+            seen.add(col)
+    if not seen and not any(features.get(kind) for kind in ("numeric", "categorical")):
+        found.append(Issue(("features",), "declare at least one numeric or categorical feature"))
+    label = data.get("label")
+    if isinstance(label, str) and label in seen:
+        found.append(Issue(("label",), "the label is also listed as a feature", label))
+
+    evaluation = data.get("evaluation")
+    if isinstance(evaluation, Mapping):
+        task, metric = data.get("task"), evaluation.get("metric")
+        if task in TASK_METRICS and metric in HIGHER_IS_BETTER and metric not in TASK_METRICS[task]:
+            found.append(
+                Issue(("evaluation", "metric"), f"does not apply to {task}; use one of {', '.join(TASK_METRICS[task])}", metric)
+            )
+        categorical = {c for c in _strings(features.get("categorical")) if c is not None}
+        for i, col in enumerate(_strings(evaluation.get("slices"))):
+            if col is not None and col not in categorical:
+                found.append(Issue(("evaluation", "slices", i), _not_categorical(categorical), col))
+        column = _mapping(evaluation.get("fairness")).get("column")
+        if isinstance(column, str) and column not in categorical:
+            found.append(Issue(("evaluation", "fairness", "column"), _not_categorical(categorical), column))
+    if data.get("canary") is not None and evaluation is None:
+        found.append(Issue(("canary",), "a deploy section needs an evaluation gate: add an 'evaluation' section"))
+    schedule = data.get("schedule")
+    if data.get("monitor") is not None and schedule in ("@once", "@continuous"):
+        message = "cannot be combined with a monitor section (the training DAG runs on a cron OR on retrain requests); use a cron, a preset or null"
+        found.append(Issue(("schedule",), message, schedule))
+    return found
+
+
+def _not_categorical(categorical: set[str]) -> str:
+    return f"not a categorical feature (declared: {', '.join(sorted(categorical)) or 'none'})"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: Any) -> list[str | None]:
+    """The items of a list, None for items that are not strings (positions are kept for key paths)."""
+    if not isinstance(value, list):
+        return []
+    return [v if isinstance(v, str) else None for v in value]

@@ -7,6 +7,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.store.artifacts import ArtifactStore
 
 
 class ArtifactStoreHook(BaseHook):
@@ -27,18 +28,19 @@ class ArtifactStoreHook(BaseHook):
     conn_type = "mlops_artifacts"
     hook_name = "ML artifact store"
 
-    def __init__(self, artifact_root: str | None = None, aws_conn_id: str | None = "aws_default", mlops_conn_id: str | None = None) -> None:
+    def __init__(
+        self, artifact_root: str | None = None, aws_conn_id: str | None = "aws_default", mlops_conn_id: str | None = None
+    ) -> None:
         super().__init__()
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
         self.mlops_conn_id = mlops_conn_id
 
-    def get_conn(self) -> Any:
+    def get_conn(self) -> ArtifactStore:
         return self.get_store()
 
-    def get_store(self) -> Any:
-        from airflow_mlops.store.artifacts import ArtifactStore
-
+    def get_store(self) -> ArtifactStore:
+        """The store at the configured root; an ``s3://`` root talks through the AWS connection's client."""
         root, aws_conn_id = self.artifact_root, self.aws_conn_id
         if not root:
             conn = self.get_connection(self.mlops_conn_id or self.default_conn_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -50,16 +53,20 @@ class ArtifactStore(ABC):
         return LocalArtifactStore(Path(root_uri.removeprefix("file://")))
 
     @abstractmethod
-    def uri(self, key: str) -> str: ...
+    def uri(self, key: str) -> str:
+        """The full URI of ``key``."""
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool:
+        """Whether an artifact is stored at ``key``."""
 
     @abstractmethod
-    def read_bytes(self, key: str) -> bytes: ...
+    def read_bytes(self, key: str) -> bytes:
+        """The content of ``key``; :class:`ArtifactNotFound` naming its URI when absent."""
 
     @abstractmethod
-    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key``, replacing what was there as a whole."""
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
@@ -74,6 +81,10 @@ class ArtifactStore(ABC):
         """Compare-and-swap: write only if the key is still at ``token`` (absent when None).
         Returns False when another writer got there first."""
 
+    def local_path(self, key: str) -> Path | None:
+        """The filesystem path of ``key`` when the store is a local directory, else None."""
+        return None
+
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode()
 
@@ -87,21 +98,28 @@ class ArtifactStore(ABC):
         self.write_bytes(key, dumps(obj))
 
     def upload_dir(self, local_dir: Path, prefix: str) -> list[str]:
+        """Store every file under ``local_dir`` at ``prefix/<relative path>``; returns the keys, sorted."""
         keys = []
         for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
-            key = f"{prefix}/{path.relative_to(local_dir).as_posix()}"
+            key = _join(prefix, path.relative_to(local_dir).as_posix())
             self.write_bytes(key, path.read_bytes())
             keys.append(key)
         return keys
 
     def download_prefix(self, prefix: str, local_dir: Path) -> list[Path]:
+        """Copy every key under ``prefix`` to ``local_dir/<path below prefix>``; returns the local paths."""
         paths = []
         for key in self.list(prefix):
-            path = Path(local_dir) / key[len(prefix) :].lstrip("/")
+            path = Path(local_dir) / _check_key(key[len(prefix) :].lstrip("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(self.read_bytes(key))
             paths.append(path)
         return paths
+
+
+def _join(prefix: str, rel: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{rel}" if prefix else rel
 
 
 def dumps(obj: Any) -> bytes:
@@ -110,7 +128,10 @@ def dumps(obj: Any) -> bytes:
 
 
 class LocalArtifactStore(ArtifactStore):
-    """A directory; writes are atomic (temp file + rename), CAS holds a file lock."""
+    """A directory; writes are atomic (temp file + rename), CAS holds a file lock.
+
+    File names starting with "." are the store's own (temp files, locks) and are not listed.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -119,17 +140,26 @@ class LocalArtifactStore(ArtifactStore):
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    def _read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
     def uri(self, key: str) -> str:
         return f"file://{self._path(key)}"
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise ArtifactNotFound(f"No artifact at {self.uri(key)}") from None
+        data = self._read(key)
+        if data is None:
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
+        return data
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -147,23 +177,21 @@ class LocalArtifactStore(ArtifactStore):
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        return sorted(
-            p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
-        )
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        try:
-            data = self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None, None
-        return data, hashlib.sha256(data).hexdigest()
+        data = self._read(key)
+        return (None, None) if data is None else (data, hashlib.sha256(data).hexdigest())
 
     def write_if_match(self, key: str, data: bytes, token: str | None) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / f".{path.name}.lock", "w") as lock:  # a fresh open file description per call
+        # A hidden sidecar lock, opened afresh per call: its own open file description, so flock
+        # excludes other threads of this process as well as other processes. Never deleted.
+        with open(path.parent / f".{path.name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.read_versioned(key)[1] != token:
+                log.debug("Compare-and-swap of %s lost: it changed since it was read", self.uri(key))
                 return False
             self.write_bytes(key, data)
             return True
@@ -180,8 +208,7 @@ class S3ArtifactStore(ArtifactStore):
         self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
 
     def _key(self, key: str) -> str:
-        _check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return _join(self.prefix, _check_key(key))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -207,11 +234,11 @@ class S3ArtifactStore(ArtifactStore):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/") + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
+        base = self._key(prefix).rstrip("/") if prefix else self.prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys += [obj["Key"][strip:] for obj in page.get("Contents", [])]
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{base}/" if base else ""):
+            keys += [obj["Key"][strip:] for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
         return sorted(keys)
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
@@ -232,7 +259,9 @@ class S3ArtifactStore(ArtifactStore):
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
         except ClientError as err:
-            if _code(err) in S3_CONFLICT_CODES:
+            # If-Match on a key deleted since it was read answers 404: a lost race as well.
+            if _code(err) in S3_CONFLICT_CODES or (token is not None and _code(err) in NOT_FOUND_CODES):
+                log.debug("Compare-and-swap of %s lost: %s", self.uri(key), _code(err))
                 return False
             raise
         return True

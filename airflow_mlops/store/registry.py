@@ -34,18 +34,20 @@ class ModelRegistry:
         self.pipeline = pipeline
         self.key = f"registry/{pipeline}.json"
 
-    def _empty(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline, "revision": 0, "versions": {}, "aliases": {}, "last_blessed": None}
+    def _decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None:
+            return {"pipeline": self.pipeline, "revision": 0, "versions": {}, "aliases": {}, "last_blessed": None}
+        return json.loads(data)
 
     def load(self) -> dict[str, Any]:
-        data, _ = self.store.read_versioned(self.key)
-        return self._empty() if data is None else _loads(data)
+        """The current document; an empty one when the pipeline has none yet."""
+        return self._decode(self.store.read_versioned(self.key)[0])
 
     def update(self, mutate: Callable[[dict[str, Any]], None], *, max_attempts: int = 50) -> dict[str, Any]:
         """Apply ``mutate`` to the latest document and store it with compare-and-swap; retry on conflict."""
         for attempt in range(1, max_attempts + 1):
             data, token = self.store.read_versioned(self.key)
-            current = self._empty() if data is None else _loads(data)
+            current = self._decode(data)
             doc = copy.deepcopy(current)
             mutate(doc)
             if doc == current:
@@ -58,7 +60,9 @@ class ModelRegistry:
             time.sleep(random.uniform(0, 0.01 * attempt))
         raise RegistryConflict(f"Gave up updating {self.store.uri(self.key)} after {max_attempts} conflicting attempts.")
 
-    def register(self, version: str, *, status: str, metrics: dict[str, Any], lineage: dict[str, Any], reason: str) -> dict[str, Any]:
+    def register(
+        self, version: str, *, status: str, metrics: dict[str, Any], lineage: dict[str, Any], reason: str
+    ) -> dict[str, Any]:
         """Add a version once; registering it again leaves the first entry untouched."""
         if status not in STATUSES:
             raise MlopsError(f"Unknown registry status {status!r}; expected one of {STATUSES}.")
@@ -79,7 +83,10 @@ class ModelRegistry:
         return self.update(mutate)["versions"][version]
 
     def set_alias(self, alias: str, version: str | None, **extra: Any) -> dict[str, Any]:
-        """Point ``alias`` at a registered, non-rejected version (None removes it)."""
+        """Point ``alias`` at a registered, non-rejected version with ``extra`` fields (None removes it).
+
+        Moving ``production`` records the version it leaves as ``previous_production``. Returns the document.
+        """
 
         def mutate(doc: dict[str, Any]) -> None:
             if version is None:
@@ -87,11 +94,10 @@ class ModelRegistry:
                 return
             entry = doc["versions"].get(version)
             if entry is None or entry["status"] == "rejected":
-                raise MlopsError(f"Cannot point alias {alias!r} of {self.pipeline} at {version!r}: not a registered, accepted version.")
-            current = doc["aliases"].get(alias) or {}
-            previous = current.get("version")
-            if previous == version and (not extra or all(current.get(k) == v for k, v in extra.items())):
-                return
+                raise MlopsError(
+                    f"Cannot point alias {alias!r} of {self.pipeline} at {version!r}: not a registered, accepted version."
+                )
+            previous = (doc["aliases"].get(alias) or {}).get("version")
             if alias == "production" and previous and previous != version:
                 doc["previous_production"] = previous
             doc["aliases"][alias] = {"version": version, **extra}
@@ -99,14 +105,13 @@ class ModelRegistry:
         return self.update(mutate)
 
     def alias(self, name: str) -> str | None:
+        """The version ``name`` points at, or None."""
         return (self.load()["aliases"].get(name) or {}).get("version")
 
     def production(self) -> str | None:
+        """The production version, or None."""
         return self.alias("production")
 
     def get(self, version: str) -> dict[str, Any] | None:
+        """The entry of ``version``, or None when it is not registered."""
         return self.load()["versions"].get(version)
-
-
-def _loads(data: bytes) -> dict[str, Any]:
-    return json.loads(data)

@@ -1,0 +1,218 @@
+"""The config models on their own: fields, defaults, cross-field rules and their error locations."""
+
+import copy
+import datetime as dt
+import subprocess
+import sys
+import typing
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from airflow_mlops.factories import schema
+from airflow_mlops.factories.schema import (
+    EvaluationConfig,
+    Issue,
+    PipelineConfig,
+    check_schedule,
+    cross_field_issues,
+)
+
+MINIMAL = {
+    "pipeline": "churn",
+    "source": {"uri": "/data/{{ ds }}.csv"},
+    "label": "churned",
+    "task": "classification",
+    "features": {"numeric": ["tenure"], "categorical": ["contract"]},
+}
+HEAVY = ("airflow", "pandas", "pyarrow", "numpy", "apache_beam", "lightgbm", "evidently", "kubernetes")
+
+
+def with_keys(**changes):
+    data = copy.deepcopy(MINIMAL)
+    data.update(changes)
+    return data
+
+
+def error_locs(data) -> list[tuple]:
+    """Every error location, cross-field issues expanded to their full path."""
+    with pytest.raises(ValidationError) as err:
+        PipelineConfig.model_validate(data)
+    locs = []
+    for error in err.value.errors():
+        issues = (error.get("ctx") or {}).get("issues")
+        locs += [tuple(error["loc"]) + tuple(i.loc) for i in issues] if issues else [tuple(error["loc"])]
+    return locs
+
+
+def all_models(model: type[BaseModel], seen=None) -> set[type[BaseModel]]:
+    seen = set() if seen is None else seen
+    seen.add(model)
+    for field in model.model_fields.values():
+        stack = [field.annotation]
+        while stack:
+            annotation = stack.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+                all_models(annotation, seen)
+            stack += typing.get_args(annotation)
+    return seen
+
+
+class TestPipelineConfig:
+    def test_minimal_config_gets_defaults(self):
+        config = PipelineConfig.model_validate(MINIMAL)
+        assert config.schedule == "@daily" and config.start_date == dt.date(2026, 11, 1) and config.owner == "mlops"
+        assert config.preprocess.runner == "DirectRunner" and config.model.seed == 42 and config.compute.target == "local"
+        assert config.evaluation is None and config.canary is None and config.monitor is None
+        assert config.artifacts.root is None, "the loader, not the model, resolves the default root"
+
+    def test_convenience_properties(self):
+        config = PipelineConfig.model_validate(with_keys(evaluation={"metric": "log_loss", "threshold": 0.5}))
+        assert config.feature_columns == ["tenure", "contract"]
+        assert config.training_dag_id == "mlops_churn_training" and config.monitor_dag_id == "mlops_churn_monitor"
+        assert config.config_path == "<memory>"
+        assert config.evaluation.higher_is_better is False
+
+    @pytest.mark.parametrize(
+        ("metric", "higher"),
+        [pytest.param(m, h, id=m) for m, h in [("roc_auc", True), ("accuracy", True), ("log_loss", False), ("rmse", False), ("mae", False)]],
+    )
+    def test_higher_is_better(self, metric, higher):
+        assert EvaluationConfig(metric=metric, threshold=0.5).higher_is_better is higher
+
+    @pytest.mark.parametrize(
+        "value", [pytest.param("2026-12-24", id="iso-string"), pytest.param(dt.date(2026, 12, 24), id="date")]
+    )
+    def test_start_date_accepts_date_or_iso_string(self, value):
+        assert PipelineConfig.model_validate(with_keys(start_date=value)).start_date == dt.date(2026, 12, 24)
+
+    def test_every_model_forbids_unknown_keys_and_documents_every_field(self):
+        models = all_models(PipelineConfig)
+        assert len(models) >= 14
+        for model in models:
+            assert model.model_config.get("extra") == "forbid", model.__name__
+            for name, field in model.model_fields.items():
+                assert field.description, f"{model.__name__}.{name} has no description"
+
+    def test_json_schema_is_exportable(self):
+        props = PipelineConfig.model_json_schema()["properties"]
+        assert {"pipeline", "source", "evaluation", "canary", "monitor"} <= set(props)
+
+    def test_model_params_accept_scalars(self):
+        params = {"num_leaves": 7, "learning_rate": 0.1, "boosting": "dart", "extra_trees": True}
+        config = PipelineConfig.model_validate(with_keys(model={"params": params}))
+        assert config.model.params == params
+        assert type(config.model.params["extra_trees"]) is bool and type(config.model.params["num_leaves"]) is int
+
+    def test_kubernetes_compute(self):
+        config = PipelineConfig.model_validate(with_keys(compute={"target": "kubernetes", "kubernetes": {"image": "trainer:1", "gpus": 2}}))
+        assert config.compute.kubernetes.gpus == 2 and config.compute.kubernetes.namespace == "default"
+
+
+BAD = [
+    pytest.param(with_keys(colour="blue"), ("colour",), id="unknown-top-level-key"),
+    pytest.param(with_keys(canary={"steps": [10], "speed": 1}, evaluation={"metric": "roc_auc", "threshold": 0.7}), ("canary", "speed"), id="unknown-nested-key"),
+    pytest.param(with_keys(catchup="sometimes"), ("catchup",), id="wrong-type"),
+    pytest.param(with_keys(validation={"max_null_ratio_increase": 1.5}), ("validation", "max_null_ratio_increase"), id="out-of-range"),
+    pytest.param({k: v for k, v in MINIMAL.items() if k != "label"}, ("label",), id="missing-label"),
+    pytest.param(with_keys(source={"format": "csv"}), ("source", "uri"), id="missing-source-uri"),
+    pytest.param(with_keys(evaluation={"metric": "f1", "threshold": 0.7}), ("evaluation", "metric"), id="unknown-metric"),
+    pytest.param(with_keys(evaluation={"metric": "mae", "threshold": 0.7}), ("evaluation", "metric"), id="metric-task-mismatch"),
+    pytest.param(with_keys(canary={"steps": [10]}), ("canary",), id="canary-without-evaluation"),
+    pytest.param(with_keys(compute={"target": "kubernetes"}), ("compute", "kubernetes"), id="kubernetes-without-section"),
+    pytest.param(with_keys(compute={"target": "kubernetes", "kubernetes": {"gpus": 1}}), ("compute", "kubernetes", "image"), id="kubernetes-without-image"),
+    pytest.param(with_keys(compute={"kubernetes": {"image": "x", "gpus": 17}}), ("compute", "kubernetes", "gpus"), id="too-many-gpus"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 150]}), ("canary", "steps", 1), id="step-over-100"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [50, 50]}), ("canary", "steps", 1), id="steps-not-increasing"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": []}), ("canary", "steps"), id="steps-empty"),
+    pytest.param(with_keys(features={"numeric": ["tenure", "churned"]}), ("label",), id="label-is-a-feature"),
+    pytest.param(with_keys(features={"numeric": ["tenure"], "categorical": ["contract", "tenure"]}), ("features", "categorical", 1), id="duplicate-feature"),
+    pytest.param(with_keys(features={}), ("features",), id="no-features"),
+    pytest.param(with_keys(model={"params": {"deterministic": False}}), ("model", "params", "deterministic"), id="reserved-model-param"),
+    pytest.param(with_keys(model={"params": {"metric": ["auc"]}}), ("model", "params", "metric"), id="non-scalar-model-param"),
+    pytest.param(with_keys(pipeline="Churn-Model"), ("pipeline",), id="bad-pipeline-name"),
+    pytest.param(with_keys(pipeline="x" * 64), ("pipeline",), id="pipeline-name-too-long"),
+    pytest.param(with_keys(evaluation={"metric": "accuracy", "threshold": 1.2}), ("evaluation", "threshold"), id="accuracy-threshold-over-1"),
+    pytest.param(with_keys(evaluation={"metric": "log_loss", "threshold": -0.1}), ("evaluation", "threshold"), id="negative-loss-threshold"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "must_beat_production_by": -0.1}), ("evaluation", "must_beat_production_by"), id="negative-margin"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "slices": ["tenure"]}), ("evaluation", "slices", 0), id="slice-not-categorical"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "fairness": {"column": "region", "max_gap": 0.1}}), ("evaluation", "fairness", "column"), id="fairness-column-not-categorical"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc"}), ("evaluation", "threshold"), id="threshold-missing"),
+    pytest.param(with_keys(preprocess={"eval_fraction": 1.0}), ("preprocess", "eval_fraction"), id="eval-fraction-exclusive"),
+    pytest.param(with_keys(preprocess={"runner": "LocalRunner"}), ("preprocess", "runner"), id="unknown-runner"),
+    pytest.param(with_keys(preprocess={"histogram_bins": 101}), ("preprocess", "histogram_bins"), id="too-many-bins"),
+    pytest.param(with_keys(model={"type": "xgboost"}), ("model", "type"), id="unknown-model-type"),
+    pytest.param(with_keys(model={"num_boost_round": 0}), ("model", "num_boost_round"), id="zero-rounds"),
+    pytest.param(with_keys(schedule="@dayly"), ("schedule",), id="schedule-preset-typo"),
+    pytest.param(with_keys(schedule="0 0 * *"), ("schedule",), id="cron-too-few-fields"),
+    pytest.param(with_keys(schedule="@once", monitor={}), ("schedule",), id="once-with-monitor"),
+    pytest.param(with_keys(monitor={"drift": {"method": "wasserstein"}}), ("monitor", "drift", "method"), id="unsupported-drift-method"),
+    pytest.param(with_keys(monitor={"cooldown_hours": -1}), ("monitor", "cooldown_hours"), id="negative-cooldown"),
+    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"analysis": {"max_p95_latency_ratio": 0.5}}), ("canary", "analysis", "max_p95_latency_ratio"), id="latency-ratio-under-1"),
+    pytest.param(with_keys(start_date="next tuesday"), ("start_date",), id="bad-start-date"),
+]
+
+
+class TestPipelineConfigErrors:
+    @pytest.mark.parametrize(("data", "loc"), BAD)
+    def test_error_location(self, data, loc):
+        assert loc in error_locs(data)
+
+    def test_cross_field_errors_are_all_reported(self):
+        data = with_keys(
+            features={"numeric": ["tenure", "churned", "tenure"], "categorical": ["contract"]},
+            evaluation={"metric": "rmse", "threshold": 0.7, "slices": ["tenure", "contract", "region"]},
+        )
+        assert set(error_locs(data)) == {
+            ("features", "numeric", 2), ("label",), ("evaluation", "metric"), ("evaluation", "slices", 0), ("evaluation", "slices", 2)
+        }
+
+    def test_one_error_per_bad_parameter_not_one_per_union_member(self):
+        assert error_locs(with_keys(model={"params": {"metric": ["auc"], "num_leaves": None}})) == [
+            ("model", "params", "metric"), ("model", "params", "num_leaves")
+        ]
+
+    def test_issue_carries_the_offending_value(self):
+        with pytest.raises(ValidationError) as err:
+            PipelineConfig.model_validate(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 60, 30, 20]}))
+        [error] = err.value.errors()
+        assert [(i.loc, i.value) for i in error["ctx"]["issues"]] == [((2,), 30), ((3,), 20)]
+
+
+class TestCrossFieldIssues:
+    def test_skips_values_of_the_wrong_type(self):
+        raw = {"label": 3, "task": "clustering", "features": {"numeric": "tenure", "categorical": [1, "contract", "contract"]},
+               "evaluation": {"metric": "rmse", "slices": "contract", "fairness": "x"}}
+        assert cross_field_issues(raw) == [Issue(("features", "categorical", 2), "duplicate feature (each column may be listed once)", "contract")]
+
+    def test_valid_mapping_has_no_issues(self):
+        assert cross_field_issues(with_keys(evaluation={"metric": "roc_auc", "slices": ["contract"]}, canary={"steps": [10]})) == []
+
+
+class TestCheckSchedule:
+    @pytest.mark.parametrize(
+        "value",
+        [pytest.param(v, id=repr(v)) for v in (None, "@daily", "@hourly", "@once", "0 3 * * *", "*/15 0-6 * * MON-FRI", "0 0 1 */3 *", "0 0 0 * * * 2027")],
+    )
+    def test_accepts(self, value):
+        assert check_schedule(value) == value
+
+    @pytest.mark.parametrize(
+        "value", [pytest.param(v, id=v) for v in ("@sometimes", "daily", "0 0 * *", "0 0 * * * * * *", "0 0 * * ;rm")]
+    )
+    def test_rejects(self, value):
+        with pytest.raises(ValueError):
+            check_schedule(value)
+
+
+class TestImports:
+    def test_schema_and_loader_import_nothing_heavy(self):
+        code = (
+            "import sys; import airflow_mlops.factories.loader, airflow_mlops.factories.schema, airflow_mlops.cli;"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})); print(heavy); sys.exit(1 if heavy else 0)"
+        )
+        result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_module_exports(self):
+        assert schema.RESERVED_MODEL_PARAMS == ("seed", "objective", "deterministic")
