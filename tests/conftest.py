@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -54,12 +55,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_server():
     """A real moto S3 server in its own process; yields its endpoint URL (http://127.0.0.1:PORT)."""
+    with running_moto(["-m", "moto.server", "-H", "127.0.0.1", "-p"]) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_moto(args: list[str]):
+    """Run ``python <args> PORT`` (a moto S3 server) until it answers; yields its endpoint URL."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen([sys.executable, *args, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -69,11 +73,13 @@ def moto_server():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("moto server did not start") from None
+                raise RuntimeError(f"moto server {args} did not start") from None
             time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+from conftest import running_moto
 
 from airflow_mlops.exceptions import MlopsError, RegistryConflict
 from airflow_mlops.store.artifacts import ArtifactStore
@@ -30,24 +26,8 @@ run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_bac
 @pytest.fixture(scope="module")
 def serial_moto_server():
     """A moto S3 server over HTTP that serves one request at a time; yields its endpoint URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERIAL_MOTO, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("serial moto server did not start") from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with running_moto(["-c", SERIAL_MOTO]) as url:
+        yield url
 
 
 def open_store(root: str, endpoint: str | None) -> ArtifactStore:
