@@ -66,7 +66,7 @@ def acquire(store: ArtifactStore, pipeline: str, source_uri: str, *, fmt: str = 
     frame, files = read_source(source_uri, fmt, s3_client)
     log.info("Read %d rows x %d columns from %d file(s) at %s", len(frame), frame.shape[1], len(files), source_uri)
     snap = snapshot(store, pipeline, frame, source=source_uri, files=files)
-    return {"dataset_id": snap.dataset_id, "dataset_uri": snap.uri, "rows": snap.rows, "created": snap.created}
+    return {"dataset_id": snap.dataset_id, "dataset_uri": snap.uri, "rows": snap.rows, "created": snap.created, "source": source_uri}
 
 
 # -- validate --------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         with TaskGroup("registry", tooltip="Record the decision with lineage"):
             lineage = {
                 "dataset_id": acquire.output["dataset_id"],
-                "source": config.source.uri,
+                "source": acquire.output["source"],
                 "features_id": preprocess.output["features_id"],
                 "transform_hash": preprocess.output["transform_hash"],
                 "params": dict(config.model.params),

@@ -14,10 +14,13 @@ from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator
 class DataAcquisitionOperator(MlopsBaseOperator):
     """Snapshot a local file, glob or S3 prefix (CSV or Parquet) into the store, addressed by content.
 
-    Returns ``{"dataset_id", "dataset_uri", "rows", "created"}``; a retry or an unchanged source
+    Returns ``{"dataset_id", "dataset_uri", "rows", "created", "source"}`` (``source`` rendered); a retry or an unchanged source
     finds the same snapshot and writes nothing.
 
     :param source_uri: a local path or glob, or ``s3://bucket/prefix`` (templated, e.g. ``data/{{ ds }}.csv``).
+        In a run without a logical date (a retraining started by the retrain Asset, a manual trigger
+        without one) ``ds`` and ``ds_nodash`` are the day the run was queued for (its ``run_after``),
+        so the template picks that day's export.
     :param source_format: ``auto`` (from the file extension), ``csv`` or ``parquet``.
     :param source_aws_conn_id: AWS connection for an ``s3://`` source; defaults to ``aws_conn_id``.
     """
@@ -29,6 +32,12 @@ class DataAcquisitionOperator(MlopsBaseOperator):
         self.source_uri = source_uri
         self.source_format = source_format
         self.source_aws_conn_id = source_aws_conn_id
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        if "ds" not in context and context.get("dag_run") is not None:
+            day = context["dag_run"].run_after
+            context.update(ds=day.strftime("%Y-%m-%d"), ds_nodash=day.strftime("%Y%m%d"))  # type: ignore[typeddict-item]
+        super().render_template_fields(context, jinja_env)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages

@@ -89,6 +89,20 @@ class TestTrainingDag:
         assert set(evaluation2["production_metrics"]) == {"roc_auc", "log_loss", "accuracy", "rows"}
         assert len(registry.load()["versions"]) == 2
 
+    def test_a_run_without_a_logical_date_reads_the_export_of_the_day_it_runs(self, pipeline, tmp_path):
+        """Asset-triggered retraining runs have no logical date: ``{{ ds }}`` is their run_after day."""
+        from datetime import UTC, datetime
+
+        config, dag = pipeline(churn_config("churn_no_ds", tmp_path))
+        write_day(tmp_path, "2026-11-03", make_churn(1500, seed=3))
+        run = dag.test(logical_date=None, run_after=datetime(2026, 11, 3, 14, 30, tzinfo=UTC))
+        assert run.logical_date is None and run.state == "success"
+        acquired = xcom(run, "data.acquire")
+        assert acquired["rows"] == 1500 and acquired["source"] == str(tmp_path / "data" / "2026-11-03.csv")
+        registry = ModelRegistry(store_of(config), "churn_no_ds")
+        assert registry.production() == xcom(run, "training.train")["model_version"]
+        assert registry.get(registry.production())["lineage"]["source"] == acquired["source"]
+
     def test_a_worse_candidate_is_rejected_and_production_kept(self, pipeline, tmp_path):
         config, dag = pipeline(churn_config("churn_reject", tmp_path))
         write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
