@@ -52,8 +52,9 @@ def cmd_example_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for ds in args.dates:
-        path = out / f"{ds}.csv"
-        make_churn(args.rows, seed=int(ds.replace("-", "")), drift=args.drift).to_csv(path, index=False)
+        path, partial = out / f"{ds}.csv", out / f".{ds}.csv.partial"
+        make_churn(args.rows, seed=int(ds.replace("-", "")), drift=args.drift).to_csv(partial, index=False)
+        partial.replace(path)  # a reader never sees half a file
         print(f"wrote {path} ({args.rows} rows)")
     return 0
 

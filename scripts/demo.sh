@@ -34,9 +34,8 @@ echo "==> Checking the pipeline configs (airflow-mlops lint dags/configs)"
 "$BIN/airflow" providers list 2>/dev/null | grep -qE "airflow-mlops" || { echo "airflow-mlops is not registered as a provider"; exit 1; }
 
 TODAY=$(date -u +%F)
-echo "==> Example churn exports in data/churn/: 2026-11-01 (the population v1 learns) and $TODAY (a drifted population)"
-"$BIN/airflow-mlops" example-data --out data/churn --dates 2026-11-01
-"$BIN/airflow-mlops" example-data --out data/churn --dates "$TODAY" --drift 0.8
+echo "==> Today's example churn export: data/churn/$TODAY.csv"
+"$BIN/airflow-mlops" example-data --out data/churn --dates "$TODAY"
 
 PIDS=()
 cleanup() {
@@ -59,6 +58,6 @@ background model-server "$BIN/airflow-mlops" serve --artifact-root "file://$ARTI
   --poll-seconds 1 --flush-seconds 1
 
 "$BIN/python" scripts/demo_loop.py --api "http://127.0.0.1:$API_PORT" --server "http://127.0.0.1:$SERVE_PORT" \
-  --config dags/configs/churn.yaml --artifact-root "file://$ARTIFACTS" --drifted-export "data/churn/$TODAY.csv" --logs "$LOGS"
+  --config dags/configs/churn.yaml --artifact-root "file://$ARTIFACTS" --export "data/churn/$TODAY.csv" --logs "$LOGS"
 echo "==> Demo finished in $(( $(date +%s) - start ))s (Airflow and the model server are stopped now;"
 echo "    AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow standalone shows these runs in the UI)"

@@ -1,10 +1,12 @@
 """Drive the closed loop through a running Airflow (REST API) and model server (HTTP), then summarize.
 
 Started by scripts/demo.sh, which starts the services. Steps:
-  1. train v1 (a manual run of the training DAG for 2026-11-01; the first model goes to production);
-  2. send traffic like the training data, run the monitor: no drift;
-  3. send drifting traffic (and keep sending it), run the monitor: drift, a retrain request, whose
-     Asset event makes the scheduler start the training DAG on the drifted export;
+  1. unpause both DAGs: the scheduler runs today's daily training (v1 from today's export; the first
+     model goes straight to production) and the monitor's hourly run, which waits for predictions;
+  2. send traffic like the training data: that monitor run finds no drift;
+  3. the population shifts: drifting traffic (kept up from now on) and a refreshed export of today;
+     a monitor run finds drift and requests retraining, whose Asset event makes the scheduler start
+     the training DAG;
   4. that run trains v2 -> gate -> canary on the live traffic -> promote or rollback;
   5. print a summary: DAG runs, models, the events log, the traffic.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +32,7 @@ from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 
+DRIFT = 0.8  # how far the shifted population moves (airflow-mlops example-data --drift)
 TERMINAL = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
@@ -157,7 +161,7 @@ def main() -> int:
     parser.add_argument("--server", required=True, help="model server URL")
     parser.add_argument("--config", required=True, help="pipeline YAML")
     parser.add_argument("--artifact-root", required=True)
-    parser.add_argument("--drifted-export", required=True, help="the export the retraining will read")
+    parser.add_argument("--export", required=True, type=Path, help="today's export (data/churn/<date>.csv)")
     parser.add_argument("--logs", required=True, type=Path)
     args = parser.parse_args()
     started = time.monotonic()
@@ -174,37 +178,40 @@ def main() -> int:
     wait_for("the Airflow API server", lambda: airflow.http.get("/monitor/health").status_code == 200, 180)
     wait_for(f"the DAG processor to parse {training} and {monitor}",
              lambda: all(airflow.http.get(f"/dags/{d}").status_code == 200 for d in (training, monitor)), 180, every=2)
+    say(f"==> Airflow is up at {args.api} ({time.monotonic() - started:.0f}s)")
+
+    say(f"==> [1/4] Unpausing {training} and {monitor}: the scheduler starts today's daily training run (v1 from")
+    say(f"    {args.export}; the first model goes straight to production) and the monitor's hourly run")
     for dag_id in (training, monitor):
         airflow.unpause(dag_id)
-    say(f"==> Airflow is up at {args.api} ({time.monotonic() - started:.0f}s); {training} and {monitor} unpaused")
-
-    say(f"==> [1/4] Training v1: manual run of {training} for 2026-11-01")
-    run_id = airflow.trigger(training, "2026-11-01T00:00:00Z")
-    airflow.follow(training, run_id, timeout=600)
+    run = wait_for(f"the scheduler to start {training}", lambda: next(iter(airflow.runs(training)), None), 120, every=2)
+    airflow.follow(training, run["dag_run_id"], timeout=600)
     v1 = registry.production()
     say(f"   production is now {v1}")
     wait_for("the model server to load production", lambda: server.get("/health").json().get("production") == v1, 60)
 
-    say("==> [2/4] Traffic like the training data (1000 rows), then the monitor")
-    traffic.send(make_churn(1000, seed=11))
-    time.sleep(2)  # the server writes its prediction log every second
+    say(f"==> [2/4] Traffic like the training data (600 rows); the monitor run waits for {config.monitor.min_rows} new predictions")
+    traffic.send(make_churn(600, seed=11))
     check = run_monitor(airflow, monitor)
     say(f"   drift check: {check['reason']}")
 
-    say("==> [3/4] Drifting traffic (kept up from now on), then the monitor")
-    traffic.start(make_churn(4000, seed=12, drift=0.8), pause=0.05)
+    say("==> [3/4] The population shifts: drifting traffic from now on (and today's export is refreshed with it)")
+    subprocess.run([sys.executable, "-m", "airflow_mlops.cli", "example-data", "--out", str(args.export.parent),
+                    "--dates", args.export.stem, "--drift", str(DRIFT)], check=True)
+    traffic.start(make_churn(4000, seed=12, drift=DRIFT), pause=0.05)
     check = run_monitor(airflow, monitor)
     say(f"   drift check: {check['reason']}")
     if not check["drifted"]:
         raise SystemExit("!! the drifting traffic was not found to drift")
 
-    say(f"==> [4/4] The retrain request's Asset event starts {training} (it reads {args.drifted_export})")
+    say(f"==> [4/4] The retrain request's Asset event starts {training}: v2 -> gate -> canary on live traffic")
     run = wait_for(f"the scheduler to start {training} from the retrain Asset",
                    lambda: next((r for r in airflow.runs(training) if r["run_type"] == "asset_triggered"), None), 120, every=2)
     say(f"   run {run['dag_run_id']} ({run['run_type']}, triggered by {run['triggered_by']})")
     states = airflow.follow(training, run["dag_run_id"], timeout=900)
     traffic.stop()
-    decision = "promoted" if states.get("deploy.promote") == "success" else "rolled back" if states.get("deploy.rollback") == "success" else "rejected by the gate"
+    decision = ("promoted" if states.get("deploy.promote") == "success" else "rolled back" if states.get("deploy.rollback") == "success"
+                else "rejected by the gate")
     say(f"   v2 {decision}; production is {registry.production()}")
 
     summary(airflow, (training, monitor), store, registry, pipeline, traffic, config)
@@ -213,9 +220,12 @@ def main() -> int:
 
 
 def run_monitor(airflow: Airflow, monitor: str) -> dict[str, Any]:
-    run_id = airflow.trigger(monitor, None)
-    states = airflow.follow(monitor, run_id, timeout=300)
-    return airflow.xcom(monitor, run_id, "drift_check") | {"branch": "request_retrain" if states.get("request_retrain") == "success" else "no_drift"}
+    """Follow the monitor run that is waiting for predictions (its hourly run), or start one."""
+    active = [r for r in airflow.runs(monitor) if r["state"] in ("queued", "running")]
+    run_id = active[0]["dag_run_id"] if active else airflow.trigger(monitor, None)
+    say(f"   monitor run {run_id}")
+    airflow.follow(monitor, run_id, timeout=300)
+    return airflow.xcom(monitor, run_id, "drift_check")
 
 
 def summary(airflow: Airflow, dag_ids, store, registry, pipeline: str, traffic: Traffic, config) -> None:

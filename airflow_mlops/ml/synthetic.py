@@ -15,7 +15,8 @@ def make_churn(n_rows: int = 2000, *, seed: int = 0, drift: float = 0.0) -> pd.D
 
     :param n_rows: number of rows.
     :param seed: random seed; the same seed gives the same frame.
-    :param drift: 0 for the reference distribution; larger values shift charges, usage and contract mix.
+    :param drift: 0 for the reference distribution; larger values shift charges, usage and contract mix,
+        and make region and usage drive churn.
     """
     rng = np.random.default_rng(seed)
     contract = rng.choice(CONTRACTS, size=n_rows, p=_shift([0.55, 0.25, 0.20], drift))
@@ -33,6 +34,9 @@ def make_churn(n_rows: int = 2000, *, seed: int = 0, drift: float = 0.0) -> pd.D
         + 0.02 * (monthly - 65)
         + 0.45 * calls
         + 0.5 * (payment == "e-check")
+        # The shifted population also churns for new reasons (a competitor's offer in the south, heavy
+        # users leaving), so a model trained before the shift loses quality on it.
+        + drift * (3.0 * (region == "south") + 0.1 * (usage - 7.4) - 1.5)
     )
     churned = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype("int64")
     frame = pd.DataFrame(
