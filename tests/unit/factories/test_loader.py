@@ -205,7 +205,9 @@ class TestExampleConfig:
         assert config.features.categorical == ["contract", "payment_method", "region"]
         assert config.source.uri == str(REPO / "data" / "churn" / "{{ ds }}.csv")
         assert config.evaluation.metric == "roc_auc" and config.evaluation.threshold == 0.7 and config.evaluation.slices == ["contract"]
-        assert config.schedule == "@daily" and config.start_date.isoformat() == "2026-11-01" and config.canary is None
+        assert config.schedule == "@daily" and config.start_date.isoformat() == "2026-11-01"
+        assert config.canary.target == "local" and config.canary.steps == [20, 50]
+        assert config.monitor.min_rows == 500 and config.validation.max_out_of_range_share == 0.05
 
 
 class TestKeyPath:

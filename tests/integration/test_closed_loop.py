@@ -1,0 +1,49 @@
+"""The whole loop with Airflow's own services: `make demo`'s script under a scheduler, a triggerer and
+the REST API, with the model server taking real traffic. Asserts what each step left behind."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.events import read_events
+from airflow_mlops.store.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_canary(tmp_path):
+    home = tmp_path / "airflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")} | {"AIRFLOW_HOME": str(home)}
+    done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        runs = dict(db.execute("select run_type, state from dag_run where dag_id = 'mlops_churn_training'").fetchall())
+    assert runs == {"scheduled": "success", "asset_triggered": "success"}, "v1 from the cron, v2 from the retrain Asset"
+
+    store = ArtifactStore.from_uri(f"file://{home / 'mlops'}")
+    events = read_events(store, "churn")
+    kinds = [e["kind"] for e in events]
+    checks = [e for e in events if e["kind"] == "drift_check"]
+    assert [c["drifted"] for c in checks] == [False, True], "calm traffic, then drift"
+    assert kinds.count("retrain_request") == 1, "one request, however many checks see drift"
+    request = next(e for e in events if e["kind"] == "retrain_request")
+    assert set(request["details"]["columns"]) >= {"monthly_charges", "tenure_months"}
+
+    doc = ModelRegistry(store, "churn").load()
+    v1 = next(v for v, e in doc["versions"].items() if "retrain_request" not in e["lineage"])
+    v2 = next(v for v, e in doc["versions"].items() if "retrain_request" in e["lineage"])
+    assert doc["versions"][v2]["lineage"]["retrain_request"]["reason"] == request["reason"], "the reason is in v2's lineage"
+    decision = next(e for e in reversed(events) if e["kind"] in ("promote", "rollback"))
+    assert decision["version"] == v2 and decision["reason"], "v2's canary ends in a decision with its reason"
+    assert [e["weight"] for e in events if e["kind"] == "canary_step"][:1] == [20], "the canary starts at the first step"
+    assert doc["aliases"]["production"]["version"] == (v2 if decision["kind"] == "promote" else v1)
+    assert "canary" not in doc["aliases"], "the canary alias is cleared after the decision"
+    assert "summary" in done.stdout and f"v2 {'promoted' if decision['kind'] == 'promote' else 'rolled back'}" in done.stdout
