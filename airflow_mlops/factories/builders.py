@@ -145,8 +145,7 @@ def _training_schedule(config: PipelineConfig) -> Any:
     asset = retrain_asset(config.pipeline)
     if config.schedule is None:
         return [asset]
-    from airflow.timetables.assets import AssetOrTimeSchedule
-    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[asset])
 

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.triggers.canary import CanaryAnalysisTrigger, TriggerStatus
+from airflow_mlops.triggers import TriggerStatus
 
 
 class CanaryAnalysisSensor(BaseSensorOperator):
@@ -71,6 +71,8 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         self._defer()
 
     def _defer(self) -> None:
+        from airflow_mlops.triggers.canary import CanaryAnalysisTrigger  # not at DAG parse time
+
         trigger = CanaryAnalysisTrigger(
             artifact_root=self.artifact_root,
             pipeline=self.pipeline,

@@ -9,8 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context
 
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.triggers.canary import TriggerStatus
-from airflow_mlops.triggers.drift import PredictionRowsTrigger
+from airflow_mlops.triggers import TriggerStatus
 
 
 class DriftDataSensor(BaseSensorOperator):
@@ -40,6 +39,8 @@ class DriftDataSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        from airflow_mlops.triggers.drift import PredictionRowsTrigger  # not at DAG parse time
+
         trigger = PredictionRowsTrigger(
             artifact_root=self.artifact_root, pipeline=self.pipeline, min_rows=self.min_rows, poll_seconds=self.check_seconds
         )

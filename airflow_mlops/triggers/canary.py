@@ -6,15 +6,11 @@ import asyncio
 import time
 import traceback
 from collections.abc import AsyncIterator
-from enum import StrEnum
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-
-class TriggerStatus(StrEnum):
-    SUCCESS = "success"
-    ERROR = "error"
+from airflow_mlops.triggers import TriggerStatus
 
 
 class CanaryAnalysisTrigger(BaseTrigger):

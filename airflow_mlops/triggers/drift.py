@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_mlops.triggers.canary import TriggerStatus
+from airflow_mlops.triggers import TriggerStatus
 
 
 class PredictionRowsTrigger(BaseTrigger):
