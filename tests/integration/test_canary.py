@@ -132,13 +132,14 @@ class TestBrokenCandidates:
             bake_minutes=1, deferrable=False, check_seconds=0.5,
         )
         result = None
-        with Traffic(client, seed=200 + len(kind)):
+        with Traffic(client, seed=200 + len(kind)) as traffic:
             deadline = time.monotonic() + 90
             while result is None and time.monotonic() < deadline:
                 time.sleep(0.5)
                 poked = sensor.poke({})
                 result = poked.xcom_value if poked.is_done else None
         assert result and result["decision"] == "rollback", result
+        assert set(traffic.statuses) == {200}, "production answers the rows a broken canary cannot score"
         expected = "error rate" if kind == "errors" else "prediction distribution diverges"
         assert expected in result["reason"]
         resolved = stages.canary_resolve(store, PIPELINE, "rollback", result)
