@@ -182,6 +182,9 @@ class EvaluationConfig(Strict):
 class CanaryAnalysisConfig(Strict):
     max_error_rate_increase: Fraction = Field(0.01, description="Canary error rate may exceed production's by at most this.")
     max_p95_latency_ratio: float = Field(1.5, ge=1.0, description="Canary p95 latency / production p95 latency limit.")
+    p95_latency_slack_ms: float = Field(
+        2.0, ge=0, description="A canary p95 at most this many ms above production's never fails (sub-ms scoring times are noisy)."
+    )
     max_prediction_divergence: Fraction = Field(0.2, description="Limit on the divergence of prediction distributions.")
     min_label_quality_ratio: Fraction = Field(
         0.98, description="Canary label quality / production label quality minimum, where feedback exists."

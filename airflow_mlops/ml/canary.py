@@ -20,6 +20,7 @@ MIN_LABELS = 20
 class Criteria:
     max_error_rate_increase: float = 0.01
     max_p95_latency_ratio: float = 1.5
+    p95_latency_slack_ms: float = 2.0
     max_prediction_divergence: float = 0.2
     min_label_quality_ratio: float = 0.98
 
@@ -70,7 +71,8 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
     failures = []
     if c["error_rate"] - p["error_rate"] > criteria.max_error_rate_increase:
         failures.append(f"error rate {c['error_rate']:.3f} vs production {p['error_rate']:.3f}")
-    if p["p95_latency_ms"] > 0 and c["p95_latency_ms"] / p["p95_latency_ms"] > criteria.max_p95_latency_ratio:
+    slower = c["p95_latency_ms"] - p["p95_latency_ms"]
+    if slower > criteria.p95_latency_slack_ms and c["p95_latency_ms"] > p["p95_latency_ms"] * criteria.max_p95_latency_ratio:
         failures.append(f"p95 latency {c['p95_latency_ms']:.1f} ms vs production {p['p95_latency_ms']:.1f} ms")
     if divergence > criteria.max_prediction_divergence:
         failures.append(f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})")

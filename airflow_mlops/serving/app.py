@@ -73,7 +73,6 @@ class ModelServer:
     # -- routes ------------------------------------------------------------------------------
 
     async def predict(self, request: Request) -> Response:
-        started = time.perf_counter()
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
@@ -99,38 +98,41 @@ class ModelServer:
             groups.setdefault(model.version, (model, []))[1].append(i)
         answers: list[dict[str, Any]] = [{"id": ids[i], "prediction": None, "version": None} for i in range(len(rows))]
         logged: dict[int, dict[str, Any]] = {}  # rows logged as something other than their answer
+        latency_ms = [0.0] * len(rows)  # the scoring call's time: what differs between versions
         failed = None
         for version, (model, indexes) in groups.items():
-            scores = await self._score(model, [rows[i] for i in indexes])
+            scores, seconds = await self._score(model, [rows[i] for i in indexes])
             if scores is None and model is not router.production:
                 # A canary that cannot score must not fail the caller: production answers these rows,
                 # and the log keeps the canary's failure for the canary analysis.
-                logged.update({i: {"id": ids[i], "prediction": None, "version": version} for i in indexes})
+                logged.update({i: {"id": ids[i], "prediction": None, "version": version, "latency_ms": seconds * 1000} for i in indexes})
                 model, version = router.production, router.production.version
-                scores = await self._score(model, [rows[i] for i in indexes])
+                scores, seconds = await self._score(model, [rows[i] for i in indexes])
             if scores is None:
                 failed, scores = f"model {version} failed to score", [None] * len(indexes)
             for i, score in zip(indexes, scores, strict=True):
                 answers[i] = {"id": ids[i], "prediction": score, "version": version}
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.prediction_log.append([self._log_row(rows[i], logged.get(i, a), latency_ms) for i, a in enumerate(answers)])
+                latency_ms[i] = seconds * 1000
+        self.prediction_log.append([self._log_row(rows[i], logged.get(i, a | {"latency_ms": latency_ms[i]})) for i, a in enumerate(answers)])
         if failed:
             return _error(500, failed)
         return JSONResponse({"predictions": answers})
 
-    async def _score(self, model: ServedModel, rows: list[dict[str, Any]]) -> list[float] | None:
-        """The model's scores for ``rows``, or None when it fails (counted as errors of its version)."""
+    async def _score(self, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[float] | None, float]:
+        """The model's scores for ``rows`` (None when it fails, counted as errors of its version) and the seconds it took."""
         t0 = time.perf_counter()
         try:
             scores = await asyncio.to_thread(model.predict, rows)
         except Exception:  # a model that cannot score is a server-side failure, counted per version
-            self.metrics.observe(model.version, time.perf_counter() - t0, rows=len(rows), error=True)
+            seconds = time.perf_counter() - t0
+            self.metrics.observe(model.version, seconds, rows=len(rows), error=True)
             log.exception("Model %s failed to score %d rows", model.version, len(rows))
-            return None
-        self.metrics.observe(model.version, time.perf_counter() - t0, rows=len(rows))
-        return scores
+            return None, seconds
+        seconds = time.perf_counter() - t0
+        self.metrics.observe(model.version, seconds, rows=len(rows))
+        return scores, seconds
 
-    def _log_row(self, row: dict[str, Any], answer: dict[str, Any], latency_ms: float) -> dict[str, Any]:
+    def _log_row(self, row: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         model = self._loaded.get(answer["version"]) or self.router.production
         numeric = model.transform.spec["numeric"]
         features = {
@@ -143,7 +145,7 @@ class ModelServer:
             "_version": answer["version"],
             "_prediction": answer["prediction"],
             "_error": answer["prediction"] is None,
-            "_latency_ms": latency_ms,
+            "_latency_ms": answer["latency_ms"],
             **features,
         }
 

@@ -1,0 +1,67 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.ml.canary import Criteria, analyze, ks_statistic
+
+
+def window(*, c_latency: float = 0.5, c_error: float = 0.0, c_shift: float = 0.0, rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A prediction-log window: production and canary rows scored from the same population."""
+    rng = np.random.default_rng(seed)
+
+    def side(version: str, latency: float, error: float, shift: float) -> pd.DataFrame:
+        errors = rng.random(rows) < error
+        return pd.DataFrame(
+            {
+                "_id": [f"{version}-{i}" for i in range(rows)],
+                "_version": version,
+                "_prediction": np.where(errors, np.nan, (rng.random(rows) + shift).clip(0, 1)),
+                "_error": errors,
+                "_latency_ms": rng.gamma(4.0, latency / 4.0, rows),
+            }
+        )
+
+    return pd.concat([side("prod", 0.5, 0.0, 0.0), side("cand", c_latency, c_error, c_shift)], ignore_index=True)
+
+
+def judge(frame: pd.DataFrame, labels: pd.DataFrame | None = None, **criteria):
+    labels = labels if labels is not None else pd.DataFrame({"_id": [], "label": []})
+    return analyze(frame, labels, canary="cand", production="prod", task="classification", criteria=Criteria(**criteria))
+
+
+class TestAnalyze:
+    def test_a_canary_like_production_passes(self):
+        verdict = judge(window())
+        assert verdict.passed, verdict.reason
+        assert verdict.figures["canary"]["requests"] == 400 and verdict.figures["prediction_divergence"] < 0.1
+
+    def test_sub_millisecond_latency_noise_is_not_a_failure(self):
+        # 0.9 ms vs 0.5 ms is a large ratio but within the slack: scheduling noise, not a slower model.
+        assert judge(window(c_latency=0.9)).passed
+
+    def test_a_slower_canary_fails_on_p95_latency(self):
+        verdict = judge(window(c_latency=6.0))
+        assert not verdict.passed and "p95 latency" in verdict.reason
+        assert judge(window(c_latency=6.0), p95_latency_slack_ms=50).passed, "the slack is configurable"
+
+    def test_errors_fail_on_error_rate(self):
+        verdict = judge(window(c_error=0.05))
+        assert not verdict.passed and "error rate" in verdict.reason
+
+    def test_shifted_predictions_fail_on_divergence(self):
+        verdict = judge(window(c_shift=0.4), max_prediction_divergence=0.2)
+        assert not verdict.passed and "diverges" in verdict.reason
+
+    def test_worse_label_quality_fails(self):
+        frame = window()
+        truth = (frame["_prediction"].fillna(0) > 0.5).astype(int)
+        # Production's predictions rank the labels perfectly; the canary's are shuffled against them.
+        labels = pd.DataFrame({"_id": frame["_id"], "label": np.where(frame["_version"] == "prod", truth, np.random.default_rng(1).integers(0, 2, len(frame)))})
+        verdict = judge(frame, labels)
+        assert not verdict.passed and "label quality" in verdict.reason
+        assert verdict.figures["label_quality_ratio"] < 0.98
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [([1, 2, 3], [1, 2, 3], 0.0), ([0, 0], [1, 1], 1.0), ([], [1], 1.0)])
+def test_ks_statistic(a, b, expected):
+    assert ks_statistic(np.array(a, float), np.array(b, float)) == pytest.approx(expected)
