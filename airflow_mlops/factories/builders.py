@@ -127,14 +127,20 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             )
             reject = ModelRegistrationOperator(task_id="reject", evaluation=evaluate.output, lineage=lineage, **common)
             if config.monitor is not None:
+                # Closes the run's retrain requests with the outcome: after the canary, when there is one.
                 close = RetrainRequestCloseOperator(
-                    task_id="close_request", registration_task_ids=["registry.bless", "registry.reject"], **common
+                    task_id="close_request",
+                    registration_task_ids=["registry.bless", "registry.reject"],
+                    decision_task_ids=["deploy.promote", "deploy.rollback"] if config.canary is not None else None,
+                    **common,
                 )
                 [bless, reject] >> close
         validate >> preprocess
         gate_branch >> [bless, reject]
         if config.canary is not None:
-            _canary_group(config, common, train.output["model_version"], upstream=bless)
+            decisions = _canary_group(config, common, train.output["model_version"], upstream=bless)
+            if config.monitor is not None:
+                decisions >> close
     return dag
 
 
@@ -174,8 +180,8 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
     return dag
 
 
-def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version: Any, *, upstream: Any) -> None:
-    """deploy (first share) -> analysis through every share -> promote | rollback."""
+def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version: Any, *, upstream: Any) -> list[Any]:
+    """deploy (first share) -> analysis through every share -> promote | rollback (returned)."""
     canary = config.canary
     with TaskGroup("deploy", tooltip="Canary on the model server, then promote or roll back"):
         deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
@@ -196,6 +202,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
         promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
         rollback = CanaryResolveOperator(task_id="rollback", decision="rollback", analysis=analysis.output, **common)
         upstream >> deploy >> analysis >> decide >> [promote, rollback]
+    return [promote, rollback]
 
 
 def _doc(config: PipelineConfig) -> str:

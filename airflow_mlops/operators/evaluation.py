@@ -135,18 +135,28 @@ class RetrainRequestCloseOperator(MlopsBaseOperator):
     ``trigger_rule="all_done"``), so a failed retraining never blocks the next request.
 
     :param registration_task_ids: the registration tasks whose result names the model and its status.
+    :param decision_task_ids: the canary promote/rollback tasks, when the run has a canary: their
+        decision is the request's outcome once the candidate was blessed.
     """
 
-    def __init__(self, *, registration_task_ids: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, registration_task_ids: list[str], decision_task_ids: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.registration_task_ids = registration_task_ids
+        self.decision_task_ids = decision_task_ids or []
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops import stages
 
-        registered = [r for r in (context["ti"].xcom_pull(task_ids=t) for t in self.registration_task_ids) if r]
-        version, status = (registered[0]["model_version"], registered[0]["status"]) if registered else (None, "failed")
+        def first(task_ids: list[str]) -> dict[str, Any] | None:
+            return next((r for r in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if r), None)
+
+        registered, decided = first(self.registration_task_ids), first(self.decision_task_ids)
+        version, status = (registered["model_version"], registered["status"]) if registered else (None, "failed")
+        if decided:
+            status = {"promote": "promoted", "rollback": "rolled_back"}[decided["decision"]]
+        elif status == "blessed" and self.decision_task_ids:
+            status = "canary_unfinished"  # blessed, but the canary ended without a decision
         closed = []
         for request in retrain_requests(context):
             stages.close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=version, status=status)

@@ -44,6 +44,9 @@ def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_can
     decision = next(e for e in reversed(events) if e["kind"] in ("promote", "rollback"))
     assert decision["version"] == v2 and decision["reason"], "v2's canary ends in a decision with its reason"
     assert [e["weight"] for e in events if e["kind"] == "canary_step"][:1] == [20], "the canary starts at the first step"
+    closed = next(e for e in events if e["kind"] == "retrain_done")
+    assert closed["request_id"] == request["event_id"] and closed["model_version"] == v2
+    assert closed["status"] == {"promote": "promoted", "rollback": "rolled_back"}[decision["kind"]], "closed with the canary's outcome"
     assert doc["aliases"]["production"]["version"] == (v2 if decision["kind"] == "promote" else v1)
     assert "canary" not in doc["aliases"], "the canary alias is cleared after the decision"
     assert "summary" in done.stdout and f"v2 {'promoted' if decision['kind'] == 'promote' else 'rolled back'}" in done.stdout
