@@ -400,7 +400,7 @@ def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float) ->
     since_day = datetime.fromtimestamp(since_ts, UTC).strftime("%Y-%m-%d")
     keys = [k for k in store.list(f"{kind}/{pipeline}") if k.endswith(".parquet") and k.split("/")[2] >= since_day]
     if not keys:
-        return pd.DataFrame({"_ts": [], "_id": [], "_version": [], "_prediction": [], "_error": [], "_latency_ms": [], "label": []})
+        return pd.DataFrame({"_ts": [], "_id": [], "_version": [], "_prediction": [], "_error": [], "_latency_ms": [], "_request": [], "label": []})
     frame = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys], ignore_index=True)
     return frame[frame["_ts"] >= since_ts].reset_index(drop=True)
 

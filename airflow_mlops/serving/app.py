@@ -113,7 +113,10 @@ class ModelServer:
             for i, score in zip(indexes, scores, strict=True):
                 answers[i] = {"id": ids[i], "prediction": score, "version": version}
                 latency_ms[i] = seconds * 1000
-        self.prediction_log.append([self._log_row(rows[i], logged.get(i, a | {"latency_ms": latency_ms[i]})) for i, a in enumerate(answers)])
+        request_id = uuid.uuid4().hex  # rows of one request share a scoring call per version: one latency sample each
+        self.prediction_log.append(
+            [self._log_row(rows[i], logged.get(i, a | {"latency_ms": latency_ms[i]}), request_id) for i, a in enumerate(answers)]
+        )
         if failed:
             return _error(500, failed)
         return JSONResponse({"predictions": answers})
@@ -132,7 +135,7 @@ class ModelServer:
         self.metrics.observe(model.version, seconds, rows=len(rows))
         return scores, seconds
 
-    def _log_row(self, row: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    def _log_row(self, row: dict[str, Any], answer: dict[str, Any], request_id: str) -> dict[str, Any]:
         model = self._loaded.get(answer["version"]) or self.router.production
         numeric = model.transform.spec["numeric"]
         features = {
@@ -146,6 +149,7 @@ class ModelServer:
             "_prediction": answer["prediction"],
             "_error": answer["prediction"] is None,
             "_latency_ms": answer["latency_ms"],
+            "_request": request_id,
             **features,
         }
 

@@ -44,6 +44,26 @@ class TestAnalyze:
         assert not verdict.passed and "p95 latency" in verdict.reason
         assert judge(window(c_latency=6.0), p95_latency_slack_ms=50).passed, "the slack is configurable"
 
+    def test_p95_latency_counts_scoring_calls_not_rows(self):
+        # 40 canary calls of 5 rows at 0.5 ms and one call of 60 rows that hit a 10 ms pause: by rows that
+        # pause would be the p95 (23% of the rows); by calls it is one sample in 41.
+        def calls(version: str, sizes_and_ms: list[tuple[int, float]]) -> pd.DataFrame:
+            rows = [(f"{version}-{n}", ms) for n, (size, ms) in enumerate(sizes_and_ms) for _ in range(size)]
+            return pd.DataFrame(
+                {
+                    "_id": [f"{version}-{i}" for i in range(len(rows))],
+                    "_version": version,
+                    "_prediction": np.linspace(0, 1, len(rows)),
+                    "_error": False,
+                    "_request": [r for r, _ in rows],
+                    "_latency_ms": [ms for _, ms in rows],
+                }
+            )
+
+        frame = pd.concat([calls("prod", [(20, 0.5)] * 40), calls("cand", [(5, 0.5)] * 40 + [(60, 10.0)])], ignore_index=True)
+        verdict = judge(frame)
+        assert verdict.figures["canary"]["p95_latency_ms"] == pytest.approx(0.5) and verdict.passed, verdict.reason
+
     def test_errors_fail_on_error_rate(self):
         verdict = judge(window(c_error=0.05))
         assert not verdict.passed and "error rate" in verdict.reason
