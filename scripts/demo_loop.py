@@ -14,7 +14,6 @@ Started by scripts/demo.sh, which starts the services. Steps:
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 
 from airflow_mlops.factories.loader import load_pipeline_config
-from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
@@ -122,20 +121,17 @@ class Traffic:
         self._thread: threading.Thread | None = None
 
     def send(self, frame, batch: int = 25, pause: float = 0.0) -> None:
-        records = frame.to_dict("records")
-        for i in range(0, len(records), batch):
+        rows_all, labels = as_requests(frame), frame["churned"].tolist()
+        for i in range(0, len(rows_all), batch):
             if self._stop.is_set():
                 return
-            chunk = records[i : i + batch]
-            rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "churned"} for r in chunk]
-            for r in rows:
-                r["id"] = r.pop("customer_id")
+            rows = rows_all[i : i + batch]
             response = self.server.post("/predict", json={"instances": rows})
             self.statuses[response.status_code] += 1
             self.sent += len(rows)
             if response.status_code == 200:
                 self.versions.update(p["version"] for p in response.json()["predictions"])
-                self.server.post("/feedback", json=[{"id": r["customer_id"], "label": r["churned"]} for r in chunk])
+                self.server.post("/feedback", json=[{"id": r["id"], "label": y} for r, y in zip(rows, labels[i : i + batch], strict=True)])
             if pause:
                 time.sleep(pause)
 

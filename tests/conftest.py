@@ -195,15 +195,3 @@ def model_server():
             proc.kill()
             proc.wait(timeout=15)
 
-
-REQUEST_FEATURES = ("tenure_months", "monthly_charges", "support_calls", "data_usage_gb", "contract", "payment_method", "region")
-
-
-def request_rows(frame) -> list[dict]:
-    """Churn rows as a client sends them to /predict: the features, NaN as null, the customer id as ``id``."""
-    import math
-
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k in REQUEST_FEATURES} | {"id": r["customer_id"]}
-        for r in frame.to_dict("records")
-    ]

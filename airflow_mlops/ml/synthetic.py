@@ -57,6 +57,17 @@ def make_churn(n_rows: int = 2000, *, seed: int = 0, drift: float = 0.0) -> pd.D
     return frame
 
 
+FEATURES = ("tenure_months", "monthly_charges", "support_calls", "data_usage_gb", "contract", "payment_method", "region")
+
+
+def as_requests(frame: pd.DataFrame) -> list[dict]:
+    """Churn rows as a client sends them to ``/predict``: the features, NaN as null, the customer id as ``id``."""
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES} | {"id": r["customer_id"]}
+        for r in frame.to_dict("records")
+    ]
+
+
 def _shift(p: list[float], drift: float) -> list[float]:
     shifted = np.array(p) + np.array([drift * 0.3, -drift * 0.15, -drift * 0.15])
     shifted = shifted.clip(0.02, None)

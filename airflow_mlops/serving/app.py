@@ -96,47 +96,46 @@ class ModelServer:
                 return _error(422, str(err))
             ids.append(key or uuid.uuid4().hex)
             groups.setdefault(model.version, (model, []))[1].append(i)
-        answers: list[dict[str, Any]] = [{"id": ids[i], "prediction": None, "version": None} for i in range(len(rows))]
-        logged: dict[int, dict[str, Any]] = {}  # rows logged as something other than their answer
-        latency_ms = [0.0] * len(rows)  # the scoring call's time: what differs between versions
+        request_id = uuid.uuid4().hex  # the canary analysis takes one latency sample per request and version
+        answers: list[dict[str, Any]] = [{}] * len(rows)
+        logged: list[dict[str, Any] | None] = [None] * len(rows)
         failed = None
-        for version, (model, indexes) in groups.items():
-            scores, seconds = await self._score(model, [rows[i] for i in indexes])
+        for model, indexes in groups.values():
+            part = [rows[i] for i in indexes]
+            scores, ms = await self._score(model, part)
             if scores is None and model is not router.production:
                 # A canary that cannot score must not fail the caller: production answers these rows,
                 # and the log keeps the canary's failure for the canary analysis.
-                logged.update({i: {"id": ids[i], "prediction": None, "version": version, "latency_ms": seconds * 1000} for i in indexes})
-                model, version = router.production, router.production.version
-                scores, seconds = await self._score(model, [rows[i] for i in indexes])
+                for i in indexes:
+                    logged[i] = self._log_row(rows[i], ids[i], model, None, ms, request_id)
+                model = router.production
+                scores, ms = await self._score(model, part)
             if scores is None:
-                failed, scores = f"model {version} failed to score", [None] * len(indexes)
+                failed, scores = f"model {model.version} failed to score", [None] * len(indexes)
             for i, score in zip(indexes, scores, strict=True):
-                answers[i] = {"id": ids[i], "prediction": score, "version": version}
-                latency_ms[i] = seconds * 1000
-        request_id = uuid.uuid4().hex  # rows of one request share a scoring call per version: one latency sample each
-        self.prediction_log.append(
-            [self._log_row(rows[i], logged.get(i, a | {"latency_ms": latency_ms[i]}), request_id) for i, a in enumerate(answers)]
-        )
+                answers[i] = {"id": ids[i], "prediction": score, "version": model.version}
+                logged[i] = logged[i] or self._log_row(rows[i], ids[i], model, score, ms, request_id)
+        self.prediction_log.append(logged)
         if failed:
             return _error(500, failed)
         return JSONResponse({"predictions": answers})
 
     async def _score(self, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[float] | None, float]:
-        """The model's scores for ``rows`` (None when it fails, counted as errors of its version) and the seconds it took."""
+        """The model's scores for ``rows`` (None when it fails, counted as errors of its version) and the call's ms."""
         t0 = time.perf_counter()
         try:
             scores = await asyncio.to_thread(model.predict, rows)
         except Exception:  # a model that cannot score is a server-side failure, counted per version
-            seconds = time.perf_counter() - t0
-            self.metrics.observe(model.version, seconds, rows=len(rows), error=True)
             log.exception("Model %s failed to score %d rows", model.version, len(rows))
-            return None, seconds
+            scores = None
         seconds = time.perf_counter() - t0
-        self.metrics.observe(model.version, seconds, rows=len(rows))
-        return scores, seconds
+        self.metrics.observe(model.version, seconds, rows=len(rows), error=scores is None)
+        return scores, seconds * 1000
 
-    def _log_row(self, row: dict[str, Any], answer: dict[str, Any], request_id: str) -> dict[str, Any]:
-        model = self._loaded.get(answer["version"]) or self.router.production
+    @staticmethod
+    def _log_row(
+        row: dict[str, Any], row_id: str, model: ServedModel, prediction: float | None, latency_ms: float, request_id: str
+    ) -> dict[str, Any]:
         numeric = model.transform.spec["numeric"]
         features = {
             name: (None if row.get(name) is None else float(row[name]) if name in numeric else str(row[name]))
@@ -144,11 +143,11 @@ class ModelServer:
         }
         return {
             "_ts": time.time(),
-            "_id": answer["id"],
-            "_version": answer["version"],
-            "_prediction": answer["prediction"],
-            "_error": answer["prediction"] is None,
-            "_latency_ms": answer["latency_ms"],
+            "_id": row_id,
+            "_version": model.version,
+            "_prediction": prediction,
+            "_error": prediction is None,
+            "_latency_ms": latency_ms,
             "_request": request_id,
             **features,
         }

@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REQUEST_FEATURES, request_rows, run_dag
+from conftest import run_dag
 from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops import stages
-from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
@@ -26,7 +26,7 @@ class Traffic:
     """Sends batches of real rows to the server from a thread until stopped."""
 
     def __init__(self, client, seed: int = 100) -> None:
-        self.rows = request_rows(make_churn(4000, seed=seed))
+        self.rows = as_requests(make_churn(4000, seed=seed))
         self.client, self.stop, self.statuses = client, threading.Event(), []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -101,7 +101,7 @@ def broken_model(store: ArtifactStore, good: str, kind: str) -> str:
     src, dst = store.root / f"models/{PIPELINE}/{good}", store.root / f"models/{PIPELINE}/{version}"
     shutil.copytree(src, dst, dirs_exist_ok=True)
     rng = np.random.default_rng(0)
-    width = 2 if kind == "errors" else len(REQUEST_FEATURES)  # a feature-count mismatch makes every prediction fail
+    width = 2 if kind == "errors" else len(FEATURES)  # a feature-count mismatch makes every prediction fail
     x = np.zeros((200, width)) if kind == "constant" else rng.normal(size=(200, width))
     booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 1}, lgb.Dataset(x, rng.integers(0, 2, 200)), num_boost_round=5)
     (dst / "model.txt").write_text(booster.model_to_string())

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from conftest import request_rows, run_dag
+from conftest import run_dag
 from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops import stages
-from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.store.events import read_events
 
 pytestmark = pytest.mark.slow
 
 
 def send(client, rows: int, *, drift: float, seed: int) -> None:
-    records = request_rows(make_churn(rows, seed=seed, drift=drift))
+    records = as_requests(make_churn(rows, seed=seed, drift=drift))
     for i in range(0, len(records), 100):
         assert client.post("/predict", json={"instances": records[i : i + 100]}).status_code == 200
 
