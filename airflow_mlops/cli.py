@@ -63,13 +63,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
     """Print a pipeline's model registry as a table."""
     from airflow_mlops.factories.loader import load_pipeline_config
     from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.layout import registry_key
     from airflow_mlops.store.registry import ModelRegistry
 
     config = load_pipeline_config(args.config)
     doc = ModelRegistry(ArtifactStore.from_uri(args.artifact_root or config.artifacts.root), config.pipeline).load()
     production = (doc["aliases"].get("production") or {}).get("version")
     metric = config.evaluation.metric if config.evaluation else None
-    print(f"registry/{config.pipeline}.json  revision {doc['revision']}  production {production}  last blessed {doc['last_blessed']}")
+    print(f"{registry_key(config.pipeline)}  revision {doc['revision']}  production {production}  last blessed {doc['last_blessed']}")
     print(f"{'version':<14}{'status':<10}{metric or 'metric':<10}{'dataset':<14}{'alias':<12}reason")
     for version, entry in sorted(doc["versions"].items(), key=lambda kv: kv[1]["registered_at"]):
         value = entry["metrics"].get(metric) if metric else None

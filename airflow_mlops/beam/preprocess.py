@@ -18,24 +18,24 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from airflow_mlops.ml import transform as tf
 from airflow_mlops.ml.profile import build_profile
+from airflow_mlops.ml.transform import ROW_ID
 
 log = logging.getLogger(__name__)
 
-ROW_ID = "_row_id"
 SPLIT_BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """What to fit and how to split."""
+    """What to fit and how to split: the pipeline's columns and its config's ``preprocess`` section."""
 
     numeric: list[str]
     categorical: list[str]
     label: str
     task: str
-    eval_fraction: float = 0.2
-    histogram_bins: int = 10
-    runner: str = "DirectRunner"
+    eval_fraction: float
+    histogram_bins: int
+    runner: str
     pipeline_options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,14 +10,12 @@ from airflow.sdk import DAG, TaskGroup
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
-from airflow_mlops.operators.evaluation import (
-    EvaluationGateOperator,
-    ModelEvaluationOperator,
-    ModelRegistrationOperator,
-    RetrainRequestCloseOperator,
-)
-from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, RetrainRequestOperator, retrain_asset
+from airflow_mlops.factories.schema import dag_id
+from airflow_mlops.ml.metrics import DEFAULT_METRIC
+from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
+from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
+from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
@@ -25,13 +23,11 @@ from airflow_mlops.sensors.drift import DriftDataSensor
 if TYPE_CHECKING:
     from airflow_mlops.factories.schema import PipelineConfig
 
-DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
-
 
 def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str, Any]:
     start = config.start_date
     return {
-        "dag_id": f"mlops_{config.pipeline}_{kind}",
+        "dag_id": dag_id(config.pipeline, kind),
         "schedule": schedule,
         "start_date": datetime(start.year, start.month, start.day, tzinfo=UTC),
         "catchup": config.catchup,
@@ -42,13 +38,14 @@ def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str
     }
 
 
+def _store_kwargs(config: PipelineConfig) -> dict[str, Any]:
+    """The pipeline and its artifact store, as every operator and sensor takes them."""
+    return {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+
+
 def build_training_dag(config: PipelineConfig) -> DAG:
     """The training DAG: acquire -> validate -> preprocess (Beam) -> train -> evaluate -> gate -> bless | reject."""
-    if config.canary is not None and config.canary.target != "local":
-        raise ConfigError(f"{config.config_path}: canary.target: {config.canary.target!r} serving is not available yet; use 'local'.")
-    if config.compute.target != "local":
-        raise ConfigError(f"{config.config_path}: compute.target: {config.compute.target!r} training is not available yet; use 'local'.")
-    common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+    common = _store_kwargs(config)
     columns = {
         "label_column": config.label,
         "problem_type": config.task,
@@ -161,12 +158,9 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
     monitor = config.monitor
     if monitor is None:
         raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
-    common = {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+    common = _store_kwargs(config)
     with DAG(**_dag_kwargs(config, kind="monitor", schedule=monitor.schedule)) as dag:
-        wait = DriftDataSensor(
-            task_id="wait_for_predictions", pipeline=config.pipeline, artifact_root=config.artifacts.root,
-            min_rows=monitor.min_rows, check_seconds=monitor.check_seconds,
-        )
+        wait = DriftDataSensor(task_id="wait_for_predictions", min_rows=monitor.min_rows, check_seconds=monitor.check_seconds, **common)
         check = DriftCheckOperator(
             task_id="drift_check", method=monitor.drift.method, column_threshold=monitor.drift.column_threshold,
             share_threshold=monitor.drift.share_threshold, **common,
@@ -187,14 +181,13 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
         deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
         analysis = CanaryAnalysisSensor(
             task_id="analysis",
-            pipeline=config.pipeline,
-            artifact_root=config.artifacts.root,
             steps=list(canary.steps),
             problem_type=config.task,
             min_requests=canary.min_requests,
             bake_minutes=canary.bake_minutes,
             criteria=canary.analysis.model_dump(),
             check_seconds=canary.check_seconds,
+            **common,
         )
         decide = CanaryBranchOperator(
             task_id="decide", result=analysis.output, true_task_id="deploy.promote", false_task_id="deploy.rollback"

@@ -10,7 +10,6 @@ import difflib
 import os
 import typing
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +93,14 @@ def _yaml_error(err: yaml.YAMLError) -> str:
 
 
 def default_config() -> dict[str, Any]:
-    """The package defaults (``defaults.yaml``) as a fresh mapping."""
-    return yaml.safe_load(files("airflow_mlops.factories").joinpath("defaults.yaml").read_text(encoding="utf-8")) or {}
+    """The package defaults as a fresh mapping: every config field's default other than None (the optional
+    sections ``evaluation``, ``canary`` and ``monitor`` have none), nested sections as mappings."""
+    out: dict[str, Any] = {}
+    for name, field in PipelineConfig.model_fields.items():
+        value = None if field.is_required() else field.get_default(call_default_factory=True)
+        if value is not None:
+            out[name] = value.model_dump() if isinstance(value, BaseModel) else value
+    return out
 
 
 def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:

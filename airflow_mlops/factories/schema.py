@@ -1,6 +1,9 @@
 """The pipeline config: one YAML file per pipeline, validated by these models (unknown keys are errors).
 
-Imported when DAG files are parsed and by ``airflow-mlops lint``: pydantic and the standard library only.
+The fields' defaults are the package's only defaults: the loader merges them under every file, and the
+operators and sensors, used on their own, default to them too (see :func:`field_default`).
+Imported when DAG files are parsed and by ``airflow-mlops lint``: pydantic, the standard library and the
+package's plain tables (metrics, reserved parameters) only.
 """
 
 from __future__ import annotations
@@ -13,12 +16,29 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
-TASK_METRICS = {"classification": ("roc_auc", "log_loss", "accuracy"), "regression": ("rmse", "mae")}
-UNIT_INTERVAL_METRICS = ("roc_auc", "accuracy")
-RESERVED_MODEL_PARAMS = ("seed", "objective", "deterministic")
+from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERVAL_METRICS
+from airflow_mlops.ml.train import RESERVED_PARAMS
+
+DEFAULT_AWS_CONN_ID = "aws_default"
+NOT_BUILDABLE = (
+    ("compute", "kubernetes", "training on Kubernetes is not available yet; use 'local'"),
+    ("canary", "kserve", "serving on KServe is not available yet; use 'local'"),
+)
+"""Values the schema knows but the builders cannot build yet: (section, target, message)."""
 SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
+
+
+
+def dag_id(pipeline: str, kind: str) -> str:
+    """``mlops_<pipeline>_<kind>``: the id of a pipeline's ``training`` or ``monitor`` DAG."""
+    return f"mlops_{pipeline}_{kind}"
+
+
+def field_default(model: type[BaseModel], name: str) -> Any:
+    """The default of one config field, for operators and sensors used without a pipeline config."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
 
 Loc = tuple[str | int, ...]
 NO_INPUT: Any = object()
@@ -76,7 +96,7 @@ class ArtifactsConfig(Strict):
     root: str | None = Field(
         None, description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops."
     )
-    aws_conn_id: str = Field("aws_default", description="Airflow AWS connection for s3:// roots.")
+    aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// roots.")
 
 
 class SourceConfig(Strict):
@@ -84,7 +104,7 @@ class SourceConfig(Strict):
         ..., min_length=1, description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}."
     )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
-    aws_conn_id: str = Field("aws_default", description="Airflow AWS connection for s3:// sources.")
+    aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
 
 
 class FeaturesConfig(Strict):
@@ -111,7 +131,8 @@ class PreprocessConfig(Strict):
 class ModelConfig(Strict):
     type: Literal["lightgbm"] = Field("lightgbm", description="Model family.")
     params: dict[str, Scalar] = Field(
-        default_factory=dict, description="LightGBM parameters (seed, objective and deterministic are set by the pipeline)."
+        default_factory=lambda: {"num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 20},
+        description="LightGBM parameters (seed, objective and deterministic are set by the pipeline); a file's params merge over these.",
     )
     num_boost_round: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
     early_stopping_rounds: PositiveInt | None = Field(None, description="Stop when a held-out tenth of the training rows stops improving.")
@@ -123,7 +144,7 @@ class ModelConfig(Strict):
         found = [
             Issue((key,), "reserved: the pipeline sets it (use model.seed; the objective follows task)", value)
             for key, value in params.items()
-            if key in RESERVED_MODEL_PARAMS
+            if key in RESERVED_PARAMS
         ]
         if found:
             raise config_issues(found)
@@ -157,7 +178,7 @@ class FairnessConfig(Strict):
 
 
 class EvaluationConfig(Strict):
-    metric: Literal["roc_auc", "log_loss", "accuracy", "rmse", "mae"] = Field(
+    metric: Literal[tuple(HIGHER_IS_BETTER)] = Field(  # type: ignore[valid-type]
         ..., description="Gate metric: roc_auc, log_loss, accuracy (classification); rmse, mae (regression)."
     )
     threshold: float = Field(..., description="Minimum for roc_auc/accuracy; maximum for log_loss/rmse/mae.")
@@ -272,11 +293,11 @@ class PipelineConfig(Strict):
 
     @property
     def training_dag_id(self) -> str:
-        return f"mlops_{self.pipeline}_training"
+        return dag_id(self.pipeline, "training")
 
     @property
     def monitor_dag_id(self) -> str:
-        return f"mlops_{self.pipeline}_monitor"
+        return dag_id(self.pipeline, "monitor")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
@@ -322,6 +343,9 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
         column = _mapping(evaluation.get("fairness")).get("column")
         if isinstance(column, str) and column not in categorical:
             found.append(Issue(("evaluation", "fairness", "column"), _not_categorical(categorical), column))
+    for section, target, message in NOT_BUILDABLE:
+        if _mapping(data.get(section)).get("target") == target:
+            found.append(Issue((section, "target"), message, target))
     if data.get("canary") is not None and evaluation is None:
         found.append(Issue(("canary",), "a deploy section needs an evaluation gate: add an 'evaluation' section"))
     schedule = data.get("schedule")

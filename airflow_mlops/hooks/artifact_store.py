@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
 from airflow_mlops.store.artifacts import ArtifactStore
 
 
@@ -29,7 +31,7 @@ class ArtifactStoreHook(BaseHook):
     hook_name = "ML artifact store"
 
     def __init__(
-        self, artifact_root: str | None = None, aws_conn_id: str | None = "aws_default", mlops_conn_id: str | None = None
+        self, artifact_root: str | None = None, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, mlops_conn_id: str | None = None
     ) -> None:
         super().__init__()
         self.artifact_root = artifact_root
@@ -62,3 +64,16 @@ class ArtifactStoreHook(BaseHook):
             "hidden_fields": ["host", "schema", "login", "password", "port"],
             "placeholders": {"extra": '{"artifact_root": "s3://bucket/mlops", "aws_conn_id": "aws_default"}'},
         }
+
+
+class ArtifactStoreMixin:
+    """The pipeline's artifact store for an operator, sensor or trigger with ``artifact_root`` and ``aws_conn_id``:
+    opened on first use (never at parse time) through :class:`ArtifactStoreHook`, so ``s3://`` roots use the
+    Airflow AWS connection."""
+
+    artifact_root: str
+    aws_conn_id: str | None
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()

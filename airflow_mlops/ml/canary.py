@@ -8,21 +8,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from airflow_mlops.ml.evaluate import compute_metrics
+from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER
 
 if TYPE_CHECKING:
     import pandas as pd
 
-QUALITY_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 MIN_LABELS = 20
 
 
 @dataclass(frozen=True)
 class Criteria:
-    max_error_rate_increase: float = 0.01
-    max_p95_latency_ratio: float = 1.5
-    p95_latency_slack_ms: float = 2.0
-    max_prediction_divergence: float = 0.2
-    min_label_quality_ratio: float = 0.98
+    """Limits a canary must stay within (the config's ``canary.analysis`` section)."""
+
+    max_error_rate_increase: float
+    max_p95_latency_ratio: float
+    p95_latency_slack_ms: float
+    max_prediction_divergence: float
+    min_label_quality_ratio: float
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def _side(rows: pd.DataFrame, labels: pd.DataFrame, task: str) -> dict[str, Any]
     joined = ok.merge(labels, on="_id") if len(labels) else ok.iloc[:0]
     figures["labels"] = len(joined)
     if len(joined) >= MIN_LABELS and joined["label"].nunique() > 1:
-        figures["label_quality"] = compute_metrics(task, joined["label"], joined["_prediction"])[QUALITY_METRIC[task]]
+        figures["label_quality"] = compute_metrics(task, joined["label"], joined["_prediction"])[DEFAULT_METRIC[task]]
     return figures
 
 
@@ -86,7 +88,7 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
     if divergence > criteria.max_prediction_divergence:
         failures.append(f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})")
     if "label_quality" in c and "label_quality" in p:
-        lower = QUALITY_METRIC[task] == "rmse"
+        lower = not HIGHER_IS_BETTER[DEFAULT_METRIC[task]]
         ratio = (p["label_quality"] / c["label_quality"]) if lower else (c["label_quality"] / p["label_quality"])
         figures["label_quality_ratio"] = ratio
         if ratio < criteria.min_label_quality_ratio:

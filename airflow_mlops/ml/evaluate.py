@@ -8,10 +8,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.exceptions import ModelGateError
-
-CLASSIFICATION_METRICS = ("roc_auc", "log_loss", "accuracy")
-REGRESSION_METRICS = ("rmse", "mae")
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+from airflow_mlops.ml.metrics import HIGHER_IS_BETTER
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -72,7 +69,7 @@ def gate(
 ) -> GateDecision:
     """Bless when the candidate meets the threshold, is not worse than production by the margin,
     and (when asked) its metric gap across slices stays within the fairness limit."""
-    lower = metric in LOWER_IS_BETTER
+    lower = not HIGHER_IS_BETTER[metric]
     value = candidate[metric]
     if not np.isfinite(value):
         return GateDecision(False, f"{metric} is {value}: cannot judge the candidate")

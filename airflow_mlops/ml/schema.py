@@ -14,12 +14,12 @@ MAX_DOMAIN = 1000  # category domains larger than this are not recorded
 
 @dataclass(frozen=True)
 class Thresholds:
-    """How far new data may move from the schema before it is an anomaly."""
+    """How far new data may move from the schema before it is an anomaly (the config's ``validation`` section)."""
 
-    min_rows: int = 1
-    max_null_ratio_increase: float = 0.05
-    max_out_of_range_share: float = 0.01
-    max_unseen_category_share: float = 0.01
+    min_rows: int
+    max_null_ratio_increase: float
+    max_out_of_range_share: float
+    max_unseen_category_share: float
 
 
 @dataclass(frozen=True)

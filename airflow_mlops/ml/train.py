@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import __version__
 from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.ml.transform import ROW_ID
+from airflow_mlops.store.artifacts import digest
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROW_ID = "_row_id"
 OBJECTIVES = {"classification": "binary", "regression": "regression"}
 RESERVED_PARAMS = ("objective", "seed", "deterministic")
 
@@ -32,7 +31,7 @@ def model_version(*, dataset_id: str, transform_hash: str, params: Mapping[str, 
         "seed": seed,
         "code": __version__,
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
+    return digest(material)[:12]
 
 
 def lgb_params(task: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:

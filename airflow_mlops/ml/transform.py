@@ -8,14 +8,14 @@ the model server call, so features cannot skew between training and serving.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 TRANSFORM_VERSION = 1
+ROW_ID = "_row_id"
+"""Column of the content-derived row id in the features (see ``beam/preprocess.py``)."""
 MAX_VOCAB = 1000
 OOV_INDEX = 0
 
@@ -121,10 +121,6 @@ def fit(stats: dict[str, Any], *, label: str, task: str) -> dict[str, Any]:
         "numeric": numeric,
         "categorical": categorical,
     }
-
-
-def transform_hash(spec: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 # -- applying ----------------------------------------------------------------------------------

@@ -1,20 +1,21 @@
-"""What every airflow-mlops operator shares: the pipeline name and the artifact store."""
+"""What every airflow-mlops operator and sensor shares: the pipeline name and the artifact store."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import BaseOperator, Context
 
+from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
+from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
+
 if TYPE_CHECKING:
-    from airflow_mlops.stages import Columns
-    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.stages.data import Columns
 
 
-class MlopsBaseOperator(BaseOperator):
+class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
     """Base of the lifecycle operators.
 
     :param pipeline: the pipeline name; artifacts live under ``<kind>/<pipeline>/`` in the store.
@@ -25,19 +26,13 @@ class MlopsBaseOperator(BaseOperator):
     template_fields: Sequence[str] = ("artifact_root",)
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+    def __init__(self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any) -> None:
         # Each key of the returned dict is also its own XCom, so ``op.output["dataset_id"]`` works downstream.
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
-
-    @cached_property
-    def store(self) -> ArtifactStore:
-        from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
-
-        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()
 
 
 class ColumnsOperator(MlopsBaseOperator):
@@ -58,7 +53,7 @@ class ColumnsOperator(MlopsBaseOperator):
 
     @property
     def columns(self) -> Columns:
-        from airflow_mlops.stages import Columns
+        from airflow_mlops.stages.data import Columns
 
         return Columns(self.label_column, self.problem_type, list(self.numeric), list(self.categorical))
 

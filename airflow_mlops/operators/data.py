@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
+from airflow_mlops.factories.schema import SourceConfig, ValidationConfig, field_default
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator
 
@@ -27,7 +28,9 @@ class DataAcquisitionOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri")
 
-    def __init__(self, *, source_uri: str, source_format: str = "auto", source_aws_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, source_uri: str, source_format: str = field_default(SourceConfig, "format"), source_aws_conn_id: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.source_uri = source_uri
         self.source_format = source_format
@@ -40,7 +43,7 @@ class DataAcquisitionOperator(MlopsBaseOperator):
         super().render_template_fields(context, jinja_env)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.data import acquire
 
         client = None
         if self.source_uri.startswith("s3://"):
@@ -48,7 +51,7 @@ class DataAcquisitionOperator(MlopsBaseOperator):
 
             client = S3Hook(aws_conn_id=self.source_aws_conn_id or self.aws_conn_id).get_conn()
         self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
-        result = stages.acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=client)
+        result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=client)
         self.log.info("Dataset %s: %d rows (%s)", result["dataset_id"], result["rows"], "new snapshot" if result["created"] else "already stored")
         return result
 
@@ -62,7 +65,8 @@ class DataValidationOperator(ColumnsOperator):
 
     :param dataset_id: the snapshot to check (templated).
     Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.
-    :param thresholds: ``min_rows``, ``max_null_ratio_increase``, ``max_out_of_range_share``, ``max_unseen_category_share``.
+    :param thresholds: ``min_rows``, ``max_null_ratio_increase``, ``max_out_of_range_share``, ``max_unseen_category_share``;
+        those not given take the pipeline config's defaults (``validation`` section).
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id")
@@ -80,11 +84,12 @@ class DataValidationOperator(ColumnsOperator):
         self.thresholds = thresholds or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
         from airflow_mlops.exceptions import DataValidationError
+        from airflow_mlops.stages.data import validate
 
+        thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
         try:
-            result = stages.validate(self.store, self.pipeline, self.dataset_id, self.columns, self.thresholds, run_id=context["run_id"])
+            result = validate(self.store, self.pipeline, self.dataset_id, self.columns, thresholds, run_id=context["run_id"])
         except DataValidationError as err:
             ReportLink.persist(context, err.report_uri)
             self.log.error("Validation failed; report: %s", err.report_uri)

@@ -27,9 +27,9 @@ class CanaryDeployOperator(MlopsBaseOperator):
         self.percent = percent
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.deployment import canary_deploy
 
-        result = stages.canary_deploy(self.store, self.pipeline, self.model_version, self.percent)
+        result = canary_deploy(self.store, self.pipeline, self.model_version, self.percent)
         self.log.info("Deployed %s: %s", self.model_version, result)
         return result
 
@@ -57,8 +57,8 @@ class CanaryResolveOperator(MlopsBaseOperator):
         self.analysis = analysis
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.deployment import canary_resolve
 
-        result = stages.canary_resolve(self.store, self.pipeline, self.decision, self.analysis)
+        result = canary_resolve(self.store, self.pipeline, self.decision, self.analysis)
         self.log.info("Canary %s: %s; production is %s", result["version"], self.decision, result["production"])
         return result

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
+from airflow_mlops.factories.schema import EvaluationConfig, field_default
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
@@ -38,7 +39,7 @@ class ModelEvaluationOperator(MlopsBaseOperator):
         features_id: str,
         metric: str,
         threshold: float,
-        must_beat_production_by: float = 0.0,
+        must_beat_production_by: float = field_default(EvaluationConfig, "must_beat_production_by"),
         slices: list[str] | None = None,
         fairness_column: str | None = None,
         fairness_max_gap: float | None = None,
@@ -55,12 +56,12 @@ class ModelEvaluationOperator(MlopsBaseOperator):
         self.fairness_max_gap = fairness_max_gap
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.evaluation import GateSettings, evaluate
 
-        settings = stages.GateSettings(
+        settings = GateSettings(
             self.metric, self.threshold, self.must_beat_production_by, list(self.slices), self.fairness_column, self.fairness_max_gap
         )
-        result = stages.evaluate(self.store, self.pipeline, self.model_version, self.features_id, settings, run_id=context["run_id"])
+        result = evaluate(self.store, self.pipeline, self.model_version, self.features_id, settings, run_id=context["run_id"])
         ReportLink.persist(context, result["report_uri"])
         self.log.info(
             "Candidate %s: %s=%.4f; production %s: %s. %s: %s",
@@ -102,13 +103,14 @@ class ModelRegistrationOperator(MlopsBaseOperator):
         self.promote = promote
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.operators.retraining import retrain_requests
+        from airflow_mlops.stages.evaluation import register
 
         lineage = {**self.lineage, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
         requests = retrain_requests(context)
         if requests:
             lineage["retrain_request"] = requests[-1]  # why this model was trained
-        result = stages.register(self.store, self.pipeline, self.evaluation, lineage=lineage, promote=self.promote)
+        result = register(self.store, self.pipeline, self.evaluation, lineage=lineage, promote=self.promote)
         self.log.info(
             "Registered %s %s as %s (registry revision %d, production %s)",
             self.pipeline,
@@ -118,48 +120,3 @@ class ModelRegistrationOperator(MlopsBaseOperator):
             result["production"],
         )
         return result
-
-
-def retrain_requests(context: Context) -> list[dict[str, Any]]:
-    """The retrain requests (Asset event extras) that triggered this run, oldest first."""
-    return [
-        dict(event.extra)
-        for events in (context.get("triggering_asset_events") or {}).values()
-        for event in events
-        if event.extra and "request_id" in event.extra
-    ]
-
-
-class RetrainRequestCloseOperator(MlopsBaseOperator):
-    """Close the retrain requests that triggered this run, however the run ended (run it with
-    ``trigger_rule="all_done"``), so a failed retraining never blocks the next request.
-
-    :param registration_task_ids: the registration tasks whose result names the model and its status.
-    :param decision_task_ids: the canary promote/rollback tasks, when the run has a canary: their
-        decision is the request's outcome once the candidate was blessed.
-    """
-
-    def __init__(self, *, registration_task_ids: list[str], decision_task_ids: list[str] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
-        self.registration_task_ids = registration_task_ids
-        self.decision_task_ids = decision_task_ids or []
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
-
-        def first(task_ids: list[str]) -> dict[str, Any] | None:
-            return next((r for r in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if r), None)
-
-        registered, decided = first(self.registration_task_ids), first(self.decision_task_ids)
-        version, status = (registered["model_version"], registered["status"]) if registered else (None, "failed")
-        if decided:
-            status = {"promote": "promoted", "rollback": "rolled_back"}[decided["decision"]]
-        elif status == "blessed" and self.decision_task_ids:
-            status = "canary_unfinished"  # blessed, but the canary ended without a decision
-        closed = []
-        for request in retrain_requests(context):
-            stages.close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=version, status=status)
-            self.log.info("Closed retrain request %s: model %s %s", request["request_id"], version, status)
-            closed.append(request["request_id"])
-        return {"closed": closed}

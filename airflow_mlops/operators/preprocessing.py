@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
+from airflow_mlops.factories.schema import PreprocessConfig, field_default
 from airflow_mlops.operators.base import ColumnsOperator
 
 
@@ -33,9 +34,9 @@ class BeamPreprocessOperator(ColumnsOperator):
         self,
         *,
         dataset_id: str,
-        eval_fraction: float = 0.2,
-        histogram_bins: int = 10,
-        runner: str = "DirectRunner",
+        eval_fraction: float = field_default(PreprocessConfig, "eval_fraction"),
+        histogram_bins: int = field_default(PreprocessConfig, "histogram_bins"),
+        runner: str = field_default(PreprocessConfig, "runner"),
         pipeline_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -47,9 +48,9 @@ class BeamPreprocessOperator(ColumnsOperator):
         self.pipeline_options = pipeline_options or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.features import preprocess
 
-        result = stages.preprocess(
+        result = preprocess(
             self.store,
             self.pipeline,
             self.dataset_id,

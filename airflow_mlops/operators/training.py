@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
+from airflow_mlops.factories.schema import ModelConfig, field_default
 from airflow_mlops.operators.base import MlopsBaseOperator
 
 
@@ -18,7 +19,8 @@ class ModelTrainingOperator(MlopsBaseOperator):
     reused, not retrained. Returns ``{"model_version", "model_uri", "cached", ...}``.
 
     :param features_id: output of the preprocessing step (templated).
-    :param model_params: LightGBM parameters (``objective``, ``seed`` and ``deterministic`` are set by us).
+    :param model_params: LightGBM parameters (``objective``, ``seed`` and ``deterministic`` are set by us);
+        None: the pipeline config's default ``model.params``.
     :param num_boost_round: boosting rounds.
     :param seed: random seed.
     :param early_stopping_rounds: stop when a held-out tenth of the training rows stops improving.
@@ -31,22 +33,22 @@ class ModelTrainingOperator(MlopsBaseOperator):
         *,
         features_id: str,
         model_params: dict[str, Any] | None = None,
-        num_boost_round: int = 200,
-        seed: int = 42,
-        early_stopping_rounds: int | None = None,
+        num_boost_round: int = field_default(ModelConfig, "num_boost_round"),
+        seed: int = field_default(ModelConfig, "seed"),
+        early_stopping_rounds: int | None = field_default(ModelConfig, "early_stopping_rounds"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.features_id = features_id
-        self.model_params = model_params or {}
+        self.model_params = field_default(ModelConfig, "params") if model_params is None else model_params
         self.num_boost_round = num_boost_round
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.training import TrainSettings, train
 
-        settings = stages.TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
-        result = stages.train(self.store, self.pipeline, self.features_id, settings)
+        settings = TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
+        result = train(self.store, self.pipeline, self.features_id, settings)
         self.log.info("Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"])
         return result

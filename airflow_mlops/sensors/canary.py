@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID, CanaryAnalysisConfig, CanaryConfig, field_default
+from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 
-class CanaryAnalysisSensor(BaseSensorOperator):
+class CanaryAnalysisSensor(ArtifactStoreMixin, BaseSensorOperator):
     """Wait for each canary step's bake time or minimum requests, compare canary and production over
     the same window (error rate, p95 latency, prediction divergence, label quality where feedback
     exists), move to the next share when it passes, and finish with ``{"decision": "promote" | "rollback"}``.
@@ -25,7 +26,9 @@ class CanaryAnalysisSensor(BaseSensorOperator):
     :param problem_type: ``classification`` or ``regression`` (for label quality).
     :param min_requests: canary requests that end a step's wait.
     :param bake_minutes: time that ends a step's wait.
-    :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
+    :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields; those not given take the config's
+        defaults (``canary.analysis``).
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots, used by the trigger as well.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param check_seconds: time between checks, in either mode.
     """
@@ -38,12 +41,13 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         pipeline: str,
         artifact_root: str,
         steps: list[int],
-        problem_type: str = "classification",
-        min_requests: int = 200,
-        bake_minutes: float = 10,
+        problem_type: str,
+        min_requests: int = field_default(CanaryConfig, "min_requests"),
+        bake_minutes: float = field_default(CanaryConfig, "bake_minutes"),
         criteria: dict[str, Any] | None = None,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         deferrable: bool = True,
-        check_seconds: float = 10.0,
+        check_seconds: float = field_default(CanaryConfig, "check_seconds"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", check_seconds)
@@ -56,14 +60,12 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         self.min_requests = min_requests
         self.bake_minutes = bake_minutes
         self.criteria = criteria or {}
+        self.aws_conn_id = aws_conn_id
         self.deferrable = deferrable
         self.check_seconds = check_seconds
 
-    @cached_property
-    def store(self) -> Any:
-        from airflow_mlops.store.artifacts import ArtifactStore
-
-        return ArtifactStore.from_uri(self.artifact_root)
+    def _full_criteria(self) -> dict[str, Any]:
+        return CanaryAnalysisConfig.model_validate(self.criteria).model_dump()
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -75,11 +77,12 @@ class CanaryAnalysisSensor(BaseSensorOperator):
 
         trigger = CanaryAnalysisTrigger(
             artifact_root=self.artifact_root,
+            aws_conn_id=self.aws_conn_id,
             pipeline=self.pipeline,
             problem_type=self.problem_type,
             min_requests=self.min_requests,
             bake_seconds=self.bake_minutes * 60,
-            criteria=self.criteria,
+            criteria=self._full_criteria(),
             poll_seconds=self.check_seconds,
         )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(minutes=self.bake_minutes * 3 + 10))
@@ -93,18 +96,18 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         return result
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_mlops import stages
+        from airflow_mlops.stages.deployment import canary_check
 
-        verdict = stages.canary_check(
+        verdict = canary_check(
             self.store, self.pipeline, task=self.problem_type, min_requests=self.min_requests,
-            bake_seconds=self.bake_minutes * 60, criteria=self.criteria, now=time.time(),
+            bake_seconds=self.bake_minutes * 60, criteria=self._full_criteria(), now=time.time(),
         )
         result = None if verdict is None else self._advance(verdict)
         return PokeReturnValue(is_done=result is not None, xcom_value=result)
 
     def _advance(self, verdict: dict[str, Any]) -> dict[str, Any] | None:
         """The decision once a step fails or the last step passes; otherwise move to the next share (None)."""
-        from airflow_mlops import stages
+        from airflow_mlops.stages.deployment import canary_deploy
         from airflow_mlops.store.events import append_event
 
         append_event(self.store, self.pipeline, "canary_analysis", version=verdict.get("version"), weight=verdict.get("weight"),
@@ -116,5 +119,5 @@ class CanaryAnalysisSensor(BaseSensorOperator):
         later = [s for s in self.steps if s > (verdict.get("weight") or 0)]
         if not later:
             return {"decision": "promote", **verdict}
-        stages.canary_deploy(self.store, self.pipeline, verdict["version"], later[0])
+        canary_deploy(self.store, self.pipeline, verdict["version"], later[0])
         return None

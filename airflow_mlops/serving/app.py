@@ -24,7 +24,7 @@ from starlette.routing import Route
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.serving.metrics import ServerMetrics
 from airflow_mlops.serving.models import Router, ServedModel
-from airflow_mlops.serving.predlog import PredictionLog
+from airflow_mlops.serving.predlog import PredictionLog, feedback_row, prediction_row
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.registry import ModelRegistry
 
@@ -141,16 +141,9 @@ class ModelServer:
             name: (None if row.get(name) is None else float(row[name]) if name in numeric else str(row[name]))
             for name in model.transform.features
         }
-        return {
-            "_ts": time.time(),
-            "_id": row_id,
-            "_version": model.version,
-            "_prediction": prediction,
-            "_error": prediction is None,
-            "_latency_ms": latency_ms,
-            "_request": request_id,
-            **features,
-        }
+        return prediction_row(
+            row_id=row_id, version=model.version, prediction=prediction, latency_ms=latency_ms, request_id=request_id, features=features
+        )
 
     async def feedback(self, request: Request) -> Response:
         body = await _json_body(request)
@@ -163,7 +156,7 @@ class ModelServer:
                 return _error(422, f"feedback[{i}]: expected an object with 'id' and 'label'")
             if isinstance(item["label"], bool) or not isinstance(item["label"], int | float):
                 return _error(422, f"feedback[{i}].label: expected a number")
-            rows.append({"_ts": time.time(), "_id": str(item["id"]), "label": float(item["label"])})
+            rows.append(feedback_row(str(item["id"]), float(item["label"])))
         self.feedback_log.append(rows)
         return JSONResponse({"accepted": len(rows)})
 

@@ -9,6 +9,7 @@ from typing import Any
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.transform import FeatureTransform
 from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.layout import model_prefix
 
 NUMERIC_TYPES = (int, float)
 
@@ -26,7 +27,7 @@ class ServedModel:
     def load(cls, store: ArtifactStore, pipeline: str, version: str) -> ServedModel:
         import lightgbm as lgb
 
-        prefix = f"models/{pipeline}/{version}"
+        prefix = model_prefix(pipeline, version)
         spec = store.read_json(f"{prefix}/transform.json")
         booster = lgb.Booster(model_str=store.read_text(f"{prefix}/model.txt"))
         return cls(version, booster, FeatureTransform(spec), spec["task"])

@@ -1,4 +1,5 @@
-"""The prediction log: rows buffered in memory, written as Parquet parts by a background thread."""
+"""The prediction log: rows buffered in memory, written as Parquet parts by a background thread,
+and read back (by the canary analysis and the drift check) through the same row schema."""
 
 from __future__ import annotations
 
@@ -8,15 +9,59 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.layout import log_day, log_part_key, log_prefix
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
+PREDICTION_COLUMNS: dict[str, str] = {
+    "_ts": "float64",  # epoch seconds of the answer
+    "_id": "object",  # the row's id: the caller's, or one the server made up
+    "_version": "object",  # the model version that scored (or failed to score) the row
+    "_prediction": "float64",  # null when the model failed
+    "_error": "bool",
+    "_latency_ms": "float64",  # the scoring call's time, shared by the rows of one request and version
+    "_request": "object",  # one id per request
+}
+"""Columns of a prediction row (pandas dtypes), before the row's raw feature values (one column per feature)."""
+
+FEEDBACK_COLUMNS: dict[str, str] = {"_ts": "float64", "_id": "object", "label": "float64"}
+"""Columns of a feedback row: a label sent back for a row id."""
+
+LOG_COLUMNS = {"predictions": PREDICTION_COLUMNS, "feedback": FEEDBACK_COLUMNS}
+
+
+def prediction_row(
+    *, row_id: str, version: str, prediction: float | None, latency_ms: float, request_id: str, features: dict[str, Any]
+) -> dict[str, Any]:
+    """One prediction log row; ``features`` are the raw values the model was given."""
+    row = {"_ts": time.time(), "_id": row_id, "_version": version, "_prediction": prediction, "_error": prediction is None}
+    return {**row, "_latency_ms": latency_ms, "_request": request_id, **features}
+
+
+def feedback_row(row_id: str, label: float) -> dict[str, Any]:
+    return {"_ts": time.time(), "_id": row_id, "label": label}
+
+
+def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float) -> pd.DataFrame:
+    """Rows of the prediction (or feedback) log written at or after ``since_ts`` (epoch seconds)."""
+    import pandas as pd
+
+    since_day = datetime.fromtimestamp(since_ts, UTC).strftime("%Y-%m-%d")
+    keys = [k for k in store.list(log_prefix(kind, pipeline)) if k.endswith(".parquet") and log_day(k) >= since_day]
+    if not keys:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LOG_COLUMNS[kind].items()})
+    frame = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys], ignore_index=True)
+    return frame[frame["_ts"] >= since_ts].reset_index(drop=True)
+
 
 class PredictionLog:
-    """Append-only log under ``<kind>/<pipeline>/<date>/part-*.parquet``.
+    """Append-only log under ``<kind>/<pipeline>/<date>/part-*.parquet`` (see ``store/layout.py``).
 
     ``append`` only takes a lock and extends a list, so a request never waits on storage; a
     background thread writes a part every ``flush_rows`` rows or ``flush_seconds``.
@@ -61,9 +106,9 @@ class PredictionLog:
         import pandas as pd
 
         buffer = io.BytesIO()
-        pd.DataFrame(rows).to_parquet(buffer, index=False)
-        now = datetime.now(UTC)
-        key = f"{self.kind}/{self.pipeline}/{now:%Y-%m-%d}/part-{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        frame = pd.DataFrame(rows)
+        frame.astype({c: t for c, t in LOG_COLUMNS[self.kind].items() if c in frame}).to_parquet(buffer, index=False)
+        key = log_part_key(self.kind, self.pipeline, datetime.now(UTC), uuid.uuid4().hex[:8])
         self.store.write_bytes(key, buffer.getvalue())
         self.parts_written += 1
         log.debug("Wrote %d %s rows to %s", len(rows), self.kind, key)

@@ -127,6 +127,11 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
 
 
+def digest(obj: Any) -> str:
+    """sha256 (hex) of ``obj`` as compact JSON with sorted keys: the content id of settings, specs and versions."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
 class LocalArtifactStore(ArtifactStore):
     """A directory; writes are atomic (temp file + rename), CAS holds a file lock.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+from airflow_mlops.store.layout import dataset_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,10 +31,6 @@ class DatasetSnapshot:
     uri: str
     rows: int
     created: bool
-
-
-def dataset_prefix(pipeline: str, dataset_id: str) -> str:
-    return f"datasets/{pipeline}/{dataset_id}"
 
 
 def read_source(uri: str, fmt: str = "auto", s3_client: Any = None) -> tuple[pd.DataFrame, list[str]]:

@@ -8,10 +8,7 @@ from typing import Any
 
 from airflow_mlops.exceptions import RegistryConflict
 from airflow_mlops.store.artifacts import ArtifactStore
-
-
-def events_key(pipeline: str) -> str:
-    return f"events/{pipeline}.jsonl"
+from airflow_mlops.store.layout import events_key
 
 
 def append_event(store: ArtifactStore, pipeline: str, kind: str, *, max_attempts: int = 50, **fields: Any) -> dict[str, Any]:

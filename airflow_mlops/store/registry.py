@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_mlops.exceptions import MlopsError, RegistryConflict
 from airflow_mlops.store.artifacts import ArtifactStore, dumps
+from airflow_mlops.store.layout import registry_key
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ModelRegistry:
     def __init__(self, store: ArtifactStore, pipeline: str) -> None:
         self.store = store
         self.pipeline = pipeline
-        self.key = f"registry/{pipeline}.json"
+        self.key = registry_key(pipeline)
 
     def _decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None:

@@ -10,13 +10,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 
-class CanaryAnalysisTrigger(BaseTrigger):
+class CanaryAnalysisTrigger(ArtifactStoreMixin, BaseTrigger):
     """Poll the prediction log until the canary step has its minimum requests or its bake time, then judge it.
 
-    :param artifact_root: the artifact store (the triggerer reads it with the standard AWS chain for s3://).
+    :param artifact_root: the artifact store.
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots (as the operators use it).
     :param pipeline: pipeline name.
     :param problem_type: ``classification`` or ``regression``.
     :param min_requests: canary requests that end the wait.
@@ -29,15 +31,17 @@ class CanaryAnalysisTrigger(BaseTrigger):
         self,
         *,
         artifact_root: str,
+        aws_conn_id: str | None,
         pipeline: str,
         problem_type: str,
         min_requests: int,
         bake_seconds: float,
         criteria: dict[str, Any],
-        poll_seconds: float = 10.0,
+        poll_seconds: float,
     ) -> None:
         super().__init__()
         self.artifact_root = artifact_root
+        self.aws_conn_id = aws_conn_id
         self.pipeline = pipeline
         self.problem_type = problem_type
         self.min_requests = min_requests
@@ -50,6 +54,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "artifact_root": self.artifact_root,
+                "aws_conn_id": self.aws_conn_id,
                 "pipeline": self.pipeline,
                 "problem_type": self.problem_type,
                 "min_requests": self.min_requests,
@@ -60,14 +65,13 @@ class CanaryAnalysisTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops import stages
-        from airflow_mlops.store.artifacts import ArtifactStore
+        from airflow_mlops.stages.deployment import canary_check
 
         try:
-            store = ArtifactStore.from_uri(self.artifact_root)
+            store = await asyncio.to_thread(lambda: self.store)  # the hook may look the connection up
             while True:
                 verdict = await asyncio.to_thread(
-                    stages.canary_check,
+                    canary_check,
                     store,
                     self.pipeline,
                     task=self.problem_type,

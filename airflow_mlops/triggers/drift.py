@@ -9,21 +9,24 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 
-class PredictionRowsTrigger(BaseTrigger):
+class PredictionRowsTrigger(ArtifactStoreMixin, BaseTrigger):
     """Fire once at least ``min_rows`` predictions were logged since the last drift check.
 
     :param artifact_root: the artifact store.
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots (as the operators use it).
     :param pipeline: pipeline name.
     :param min_rows: new rows needed.
     :param poll_seconds: time between counts.
     """
 
-    def __init__(self, *, artifact_root: str, pipeline: str, min_rows: int, poll_seconds: float = 30.0) -> None:
+    def __init__(self, *, artifact_root: str, aws_conn_id: str | None, pipeline: str, min_rows: int, poll_seconds: float) -> None:
         super().__init__()
         self.artifact_root = artifact_root
+        self.aws_conn_id = aws_conn_id
         self.pipeline = pipeline
         self.min_rows = min_rows
         self.poll_seconds = poll_seconds
@@ -31,17 +34,22 @@ class PredictionRowsTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"artifact_root": self.artifact_root, "pipeline": self.pipeline, "min_rows": self.min_rows, "poll_seconds": self.poll_seconds},
+            {
+                "artifact_root": self.artifact_root,
+                "aws_conn_id": self.aws_conn_id,
+                "pipeline": self.pipeline,
+                "min_rows": self.min_rows,
+                "poll_seconds": self.poll_seconds,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops import stages
-        from airflow_mlops.store.artifacts import ArtifactStore
+        from airflow_mlops.stages.monitoring import new_logged_rows
 
         try:
-            store = ArtifactStore.from_uri(self.artifact_root)
+            store = await asyncio.to_thread(lambda: self.store)  # the hook may look the connection up
             while True:
-                rows = await asyncio.to_thread(stages.new_logged_rows, store, self.pipeline)
+                rows = await asyncio.to_thread(new_logged_rows, store, self.pipeline)
                 if rows >= self.min_rows:
                     yield TriggerEvent({"status": TriggerStatus.SUCCESS, "message": f"{rows} new logged predictions", "rows": rows})
                     return

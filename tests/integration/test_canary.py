@@ -12,7 +12,7 @@ from conftest import run_dag
 from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
-from airflow_mlops import stages
+from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
 from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.store.artifacts import ArtifactStore
@@ -126,7 +126,7 @@ class TestBrokenCandidates:
         store, v1 = served_store
         bad = broken_model(store, v1, kind)
         client = model_server(store.root_uri, PIPELINE)
-        stages.canary_deploy(store, PIPELINE, bad, 20)
+        canary_deploy(store, PIPELINE, bad, 20)
         sensor = CanaryAnalysisSensor(
             task_id="analysis", pipeline=PIPELINE, artifact_root=store.root_uri, steps=[20, 50], min_requests=60,
             bake_minutes=1, deferrable=False, check_seconds=0.5,
@@ -142,7 +142,7 @@ class TestBrokenCandidates:
         assert set(traffic.statuses) == {200}, "production answers the rows a broken canary cannot score"
         expected = "error rate" if kind == "errors" else "prediction distribution diverges"
         assert expected in result["reason"]
-        resolved = stages.canary_resolve(store, PIPELINE, "rollback", result)
+        resolved = canary_resolve(store, PIPELINE, "rollback", result)
         assert resolved["production"] == v1
         registry = ModelRegistry(store, PIPELINE)
         assert registry.production() == v1 and registry.alias("canary") is None

@@ -12,24 +12,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops import stages
+from airflow_mlops.stages.data import Columns, acquire
+from airflow_mlops.stages.evaluation import GateSettings, evaluate, register
+from airflow_mlops.stages.features import preprocess
+from airflow_mlops.stages.training import TrainSettings, load_booster, train
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
 PIPELINE = "serve"
-COLUMNS = stages.Columns(
+COLUMNS = Columns(
     "churned", "classification", ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"], ["contract", "payment_method", "region"]
 )
 
 
 def train_version(store, csv: Path, seed: int) -> tuple[str, str]:
-    dataset = stages.acquire(store, PIPELINE, str(csv))["dataset_id"]
-    features = stages.preprocess(store, PIPELINE, dataset, COLUMNS, eval_fraction=0.2, histogram_bins=10)["features_id"]
-    version = stages.train(store, PIPELINE, features, stages.TrainSettings({"num_leaves": 7}, 40, seed))["model_version"]
-    evaluation = stages.evaluate(store, PIPELINE, version, features, stages.GateSettings("roc_auc", 0.5), run_id=f"seed{seed}")
-    stages.register(store, PIPELINE, evaluation, lineage={"dataset_id": dataset}, promote=False)
+    dataset = acquire(store, PIPELINE, str(csv))["dataset_id"]
+    features = preprocess(store, PIPELINE, dataset, COLUMNS, eval_fraction=0.2, histogram_bins=10, runner="DirectRunner")["features_id"]
+    version = train(store, PIPELINE, features, TrainSettings({"num_leaves": 7}, 40, seed, None))["model_version"]
+    evaluation = evaluate(store, PIPELINE, version, features, GateSettings("roc_auc", 0.5, 0.0, [], None, None), run_id=f"seed{seed}")
+    register(store, PIPELINE, evaluation, lineage={"dataset_id": dataset}, promote=False)
     return version, features
 
 
@@ -77,7 +80,7 @@ class TestModelServer:
             [pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in store.list(f"features/{PIPELINE}/{features}/eval")]
         ).set_index("_row_id").loc[raw["_row_id"]]
         spec = store.read_json(f"models/{PIPELINE}/{v1}/transform.json")
-        booster = stages.load_booster(store, PIPELINE, v1)
+        booster = load_booster(store, PIPELINE, v1)
         expected = booster.predict(beam[spec["features"]].to_numpy(), num_threads=1)
         rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in spec["features"]} for r in raw.to_dict("records")]
         response = client.post("/predict", json={"instances": rows})

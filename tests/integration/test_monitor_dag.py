@@ -6,7 +6,8 @@ import pytest
 from conftest import run_dag
 from test_training_dag import churn_config, store_of, write_day, xcom
 
-from airflow_mlops import stages
+from airflow_mlops.stages.monitoring import new_logged_rows
+from airflow_mlops.stages.retraining import close_retrain_request
 from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.store.events import read_events
 
@@ -23,7 +24,7 @@ def wait_logged(store, pipeline: str, rows: int) -> None:
     import time
 
     deadline = time.monotonic() + 20
-    while stages.new_logged_rows(store, pipeline) < rows:
+    while new_logged_rows(store, pipeline) < rows:
         assert time.monotonic() < deadline, "predictions were not logged"
         time.sleep(0.3)
 
@@ -82,7 +83,7 @@ class TestMonitorDag:
         assert len([e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]) == 1
 
         # The training run closes it; the cooldown still holds back a new one.
-        stages.close_retrain_request(store, "churn_monitor", requests[0]["event_id"], model_version="x", status="blessed")
+        close_retrain_request(store, "churn_monitor", requests[0]["event_id"], model_version="x", status="blessed")
         send(client, 400, drift=1.0, seed=14)
         wait_logged(store, "churn_monitor", 400)
         _, states = run_dag(monitor, "2026-11-05")

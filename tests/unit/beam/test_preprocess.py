@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.beam.preprocess import ROW_ID, PreprocessSpec, run_preprocess
+from airflow_mlops.beam.preprocess import PreprocessSpec, run_preprocess
+from airflow_mlops.ml.transform import ROW_ID
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.ml.transform import FeatureTransform
 from airflow_mlops.store.datasets import normalize
@@ -15,6 +16,8 @@ SPEC = PreprocessSpec(
     label="churned",
     task="classification",
     eval_fraction=0.25,
+    histogram_bins=10,
+    runner="DirectRunner",
 )
 
 

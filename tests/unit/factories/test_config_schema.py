@@ -9,8 +9,8 @@ import typing
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from airflow_mlops.factories import schema
 from airflow_mlops.factories.schema import (
+    ComputeConfig,
     EvaluationConfig,
     Issue,
     PipelineConfig,
@@ -104,9 +104,24 @@ class TestPipelineConfig:
         assert config.model.params == params
         assert type(config.model.params["extra_trees"]) is bool and type(config.model.params["num_leaves"]) is int
 
-    def test_kubernetes_compute(self):
-        config = PipelineConfig.model_validate(with_keys(compute={"target": "kubernetes", "kubernetes": {"image": "trainer:1", "gpus": 2}}))
-        assert config.compute.kubernetes.gpus == 2 and config.compute.kubernetes.namespace == "default"
+    def test_kubernetes_pod_section_validates_but_the_target_is_not_buildable_yet(self):
+        compute = {"target": "kubernetes", "kubernetes": {"image": "trainer:1", "gpus": 2}}
+        section = ComputeConfig.model_validate(compute)
+        assert section.kubernetes.gpus == 2 and section.kubernetes.namespace == "default"
+        assert error_locs(with_keys(compute=compute)) == [("compute", "target")]
+
+    @pytest.mark.parametrize(
+        ("changes", "loc"),
+        [
+            pytest.param({"compute": {"target": "kubernetes", "kubernetes": {"image": "t:1"}}}, ("compute", "target"), id="kubernetes"),
+            pytest.param(
+                {"evaluation": {"metric": "roc_auc", "threshold": 0.7}, "canary": {"target": "kserve"}}, ("canary", "target"), id="kserve"
+            ),
+        ],
+    )
+    def test_targets_the_builders_cannot_build_are_errors(self, changes, loc):
+        issues = cross_field_issues(with_keys(**changes))
+        assert [i.loc for i in issues] == [loc] and "not available yet; use 'local'" in issues[0].message
 
 
 BAD = [
@@ -214,5 +229,10 @@ class TestImports:
         result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    def test_module_exports(self):
-        assert schema.RESERVED_MODEL_PARAMS == ("seed", "objective", "deterministic")
+    def test_reserved_params_are_the_ones_training_sets(self):
+        from airflow_mlops.ml.train import RESERVED_PARAMS, lgb_params
+
+        fixed = lgb_params("classification", {}, seed=7)
+        assert set(RESERVED_PARAMS) <= set(fixed) and fixed["seed"] == 7
+        for name in RESERVED_PARAMS:
+            assert error_locs(with_keys(model={"params": {name: 1}})) == [("model", "params", name)]

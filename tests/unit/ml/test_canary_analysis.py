@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.ml.canary import Criteria, analyze, ks_statistic
 
 
@@ -26,7 +27,7 @@ def window(*, c_latency: float = 0.5, c_error: float = 0.0, c_shift: float = 0.0
 
 def judge(frame: pd.DataFrame, labels: pd.DataFrame | None = None, **criteria):
     labels = labels if labels is not None else pd.DataFrame({"_id": [], "label": []})
-    return analyze(frame, labels, canary="cand", production="prod", task="classification", criteria=Criteria(**criteria))
+    return analyze(frame, labels, canary="cand", production="prod", task="classification", criteria=Criteria(**CanaryAnalysisConfig(**criteria).model_dump()))
 
 
 class TestAnalyze:

@@ -2,11 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_mlops.factories.schema import ValidationConfig
 from airflow_mlops.ml.schema import Thresholds, infer_schema, render_report_html, validate
 from airflow_mlops.ml.synthetic import make_churn
 
 NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"]
 CATEGORICAL = ["contract", "payment_method", "region"]
+
+
+def thresholds(**given) -> Thresholds:
+    """The config's validation defaults with ``given`` on top."""
+    return Thresholds(**ValidationConfig(**given).model_dump())
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ class TestValidate:
         assert cols["churned"]["domain"] == ["0", "1"]
 
     def test_fresh_data_from_the_same_distribution_passes(self, schema):
-        report = validate(make_churn(1000, seed=5), schema, Thresholds(max_out_of_range_share=0.02))
+        report = validate(make_churn(1000, seed=5), schema, thresholds(max_out_of_range_share=0.02))
         assert report.ok, report.anomalies
 
     @pytest.mark.parametrize(
@@ -51,7 +57,7 @@ class TestValidate:
         ["missing_column", "extra_column", "type_change", "null_ratio", "out_of_range", "unseen_categories", "empty_data"],
     )
     def test_each_corruption_is_caught(self, schema, kind):
-        report = validate(corrupt(kind), schema, Thresholds(min_rows=50))
+        report = validate(corrupt(kind), schema, thresholds(min_rows=50))
         assert kind in {a.kind for a in report.anomalies}, report.anomalies
         html = render_report_html(report, pipeline="churn", dataset_id="abc", schema_uri="file:///s")
         assert "FAILED" in html and kind in html

@@ -5,8 +5,9 @@ import pytest
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
-from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, RetrainRequestOperator
+from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
+from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
@@ -47,7 +48,7 @@ CASES = [
     pytest.param(DriftBranchOperator, {"result": {"r": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"}, {"result"}, id="drift-branch"),
     pytest.param(RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"),
     pytest.param(DriftDataSensor, {**COMMON, "min_rows": 10}, {"artifact_root"}, id="drift-sensor"),
-    pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50]}, {"artifact_root"}, id="canary-sensor"),
+    pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50], "problem_type": "regression"}, {"artifact_root"}, id="canary-sensor"),
     pytest.param(
         EvaluationGateOperator, {"result": {"x": "{{ ds }}"}, "true_task_id": "b", "false_task_id": "r"}, {"result"}, id="gate"
     ),
@@ -72,8 +73,6 @@ class TestOperators:
         assert not root.exists()
 
     def test_retrain_request_close_runs_however_the_run_ended(self):
-        from airflow_mlops.operators.evaluation import RetrainRequestCloseOperator
-
         op = RetrainRequestCloseOperator(task_id="c", registration_task_ids=["registry.bless"], **COMMON)
         assert op.trigger_rule == "all_done"
 

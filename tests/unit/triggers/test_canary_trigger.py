@@ -1,17 +1,19 @@
 import asyncio
 import time
 
+from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.registry import ModelRegistry
 from airflow_mlops.triggers.canary import CanaryAnalysisTrigger, TriggerStatus
 
 KWARGS = {
     "artifact_root": "file:///tmp/x",
+    "aws_conn_id": None,
     "pipeline": "churn",
     "problem_type": "classification",
     "min_requests": 10,
     "bake_seconds": 60.0,
-    "criteria": {"max_prediction_divergence": 0.3},
+    "criteria": CanaryAnalysisConfig(max_prediction_divergence=0.3).model_dump(),
     "poll_seconds": 0.1,
 }
 
@@ -59,7 +61,7 @@ class TestPredictionRowsTrigger:
         from airflow_mlops.triggers.drift import PredictionRowsTrigger
 
         store = ArtifactStore.from_uri(str(tmp_path))
-        kwargs = {"artifact_root": store.root_uri, "pipeline": "churn", "min_rows": 3, "poll_seconds": 0.05}
+        kwargs = {"artifact_root": store.root_uri, "aws_conn_id": None, "pipeline": "churn", "min_rows": 3, "poll_seconds": 0.05}
         path, data = PredictionRowsTrigger(**kwargs).serialize()
         assert path == "airflow_mlops.triggers.drift.PredictionRowsTrigger" and data == kwargs
         buffer = io.BytesIO()

@@ -1,0 +1,95 @@
+"""Governed retraining: the request a drift check files (an Asset event that starts the training DAG),
+and the close that records how the retraining it started ended."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Asset, Context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.factories.schema import MonitorConfig, field_default
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+
+def retrain_asset(pipeline: str) -> Asset:
+    """The Asset whose events start a pipeline's training DAG."""
+    # Name only: a URI with a scheme makes Airflow load every provider's URI handlers (boto3 among them) at parse time.
+    return Asset(name=f"mlops_{pipeline}_retrain_request")
+
+
+class RetrainRequestOperator(MlopsBaseOperator):
+    """Request retraining with its reason: emits the pipeline's retrain Asset event, at most one open
+    request per pipeline and none within the cooldown (the task is skipped then, with why).
+
+    :param drift: the drift check result (an XComArg, templated).
+    :param cooldown_hours: minimum time between two requests.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
+
+    def __init__(self, *, drift: Any, cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"), **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
+        super().__init__(**kwargs)
+        self.drift = drift
+        self.cooldown_hours = cooldown_hours
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.retraining import request_retrain
+
+        details = {"columns": self.drift["drifted_columns"], "scores": self.drift["scores"], "report_uri": self.drift["report_uri"]}
+        result = request_retrain(
+            self.store, self.pipeline, reason=f"drift: {self.drift['reason']}", details=details,
+            cooldown_hours=self.cooldown_hours, run_id=context["run_id"],
+        )
+        if not result["requested"]:
+            raise AirflowSkipException(f"No retrain request: {result['why']}")
+        context["outlet_events"][retrain_asset(self.pipeline)].extra = {"request_id": result["request_id"], "reason": result["why"]}
+        self.log.info("Requested retraining of %s (%s): %s", self.pipeline, result["request_id"], result["why"])
+        return result
+
+
+def retrain_requests(context: Context) -> list[dict[str, Any]]:
+    """The retrain requests (Asset event extras) that triggered this run, oldest first."""
+    return [
+        dict(event.extra)
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if event.extra and "request_id" in event.extra
+    ]
+
+
+class RetrainRequestCloseOperator(MlopsBaseOperator):
+    """Close the retrain requests that triggered this run, however the run ended (run it with
+    ``trigger_rule="all_done"``), so a failed retraining never blocks the next request.
+
+    :param registration_task_ids: the registration tasks whose result names the model and its status.
+    :param decision_task_ids: the canary promote/rollback tasks, when the run has a canary: their
+        decision is the request's outcome once the candidate was blessed.
+    """
+
+    def __init__(self, *, registration_task_ids: list[str], decision_task_ids: list[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.registration_task_ids = registration_task_ids
+        self.decision_task_ids = decision_task_ids or []
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.retraining import close_retrain_request
+
+        def first(task_ids: list[str]) -> dict[str, Any] | None:
+            return next((r for r in (context["ti"].xcom_pull(task_ids=t) for t in task_ids) if r), None)
+
+        registered, decided = first(self.registration_task_ids), first(self.decision_task_ids)
+        version, status = (registered["model_version"], registered["status"]) if registered else (None, "failed")
+        if decided:
+            status = {"promote": "promoted", "rollback": "rolled_back"}[decided["decision"]]
+        elif status == "blessed" and self.decision_task_ids:
+            status = "canary_unfinished"  # blessed, but the canary ended without a decision
+        closed = []
+        for request in retrain_requests(context):
+            close_retrain_request(self.store, self.pipeline, request["request_id"], model_version=version, status=status)
+            self.log.info("Closed retrain request %s: model %s %s", request["request_id"], version, status)
+            closed.append(request["request_id"])
+        return {"closed": closed}

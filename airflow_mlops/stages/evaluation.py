@@ -1,0 +1,163 @@
+"""Evaluate a candidate against production on the same holdout rows; register the gate's decision."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops import __version__
+from airflow_mlops.ml.transform import ROW_ID
+from airflow_mlops.stages.features import read_features
+from airflow_mlops.stages.training import load_booster
+from airflow_mlops.store.layout import features_prefix, model_prefix, report_prefix
+from airflow_mlops.store.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The config's ``evaluation`` section, as the stage needs it."""
+
+    metric: str
+    threshold: float | None
+    must_beat_production_by: float
+    slices: list[str]
+    fairness_column: str | None
+    fairness_max_gap: float | None
+
+
+def score_raw(store: ArtifactStore, pipeline: str, version: str, raw: pd.DataFrame) -> Any:
+    """Predictions of a stored model on raw rows, through that model's own transform."""
+    import numpy as np
+
+    from airflow_mlops.ml.transform import FeatureTransform
+
+    transform = FeatureTransform(store.read_json(f"{model_prefix(pipeline, version)}/transform.json"))
+    matrix = np.array([transform.apply(row) for row in raw.to_dict("records")], dtype=float)
+    return load_booster(store, pipeline, version).predict(matrix, num_threads=1)
+
+
+def evaluate(
+    store: ArtifactStore, pipeline: str, model_version: str, features_id: str, gate_settings: GateSettings, *, run_id: str
+) -> dict[str, Any]:
+    """Holdout metrics of the candidate and of the production model on the same rows, and the gate's decision."""
+    from airflow_mlops.ml.evaluate import compute_metrics, gate, slice_metrics
+
+    spec = store.read_json(f"{features_prefix(pipeline, features_id)}/transform.json")
+    task, label = spec["task"], spec["label"]
+    features = read_features(store, pipeline, features_id, "eval").sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    raw = read_features(store, pipeline, features_id, "eval_raw").set_index(ROW_ID).loc[features[ROW_ID]].reset_index()
+    y = features[label].to_numpy()
+    predictions = load_booster(store, pipeline, model_version).predict(features[spec["features"]], num_threads=1)
+    candidate = compute_metrics(task, y, predictions)
+    slices = {col: slice_metrics(task, gate_settings.metric, y, predictions, raw[col].astype(str)) for col in gate_settings.slices}
+    gap = None
+    if gate_settings.fairness_column:
+        per_group = slices.get(gate_settings.fairness_column) or slice_metrics(
+            task, gate_settings.metric, y, predictions, raw[gate_settings.fairness_column].astype(str)
+        )
+        finite = [v for v in per_group.values() if v == v]
+        gap = max(finite) - min(finite) if finite else None
+
+    production_version = ModelRegistry(store, pipeline).production()
+    production = None
+    if production_version and production_version != model_version:
+        production = compute_metrics(task, y, score_raw(store, pipeline, production_version, raw))
+    decision = gate(
+        gate_settings.metric,
+        gate_settings.threshold,
+        candidate,
+        production,
+        must_beat_by=gate_settings.must_beat_production_by,
+        fairness_gap=gap,
+        max_gap=gate_settings.fairness_max_gap,
+    )
+    mprefix = model_prefix(pipeline, model_version)
+    if not store.exists(f"{mprefix}/metrics.json"):
+        store.write_json(f"{mprefix}/metrics.json", {"eval_rows": len(y), "metrics": candidate, "slices": slices})
+    result = {
+        "model_version": model_version,
+        "metric": gate_settings.metric,
+        "metrics": candidate,
+        "slices": slices,
+        "fairness_gap": gap,
+        "production_version": production_version if production is not None else None,
+        "production_metrics": production,
+        "blessed": decision.blessed,
+        "reason": decision.reason,
+    }
+    prefix = report_prefix(pipeline, run_id)
+    store.write_text(f"{prefix}/evaluation.html", _evaluation_html(pipeline, result))
+    store.write_json(f"{prefix}/evaluation.json", result)
+    result["report_uri"] = store.uri(f"{prefix}/evaluation.html")
+    log.info("Gate %s model %s: %s", "BLESSED" if decision.blessed else "REJECTED", model_version, decision.reason)
+    return result
+
+
+def _evaluation_html(pipeline: str, result: Mapping[str, Any]) -> str:
+    from airflow_mlops.ml.report import page, table
+
+    prod = result["production_metrics"] or {}
+    metrics = table(
+        ["metric", f"candidate {result['model_version']}", f"production {result['production_version'] or '(none)'}"],
+        [(m, v, prod.get(m)) for m, v in result["metrics"].items()],
+    )
+    sections = [("Holdout metrics", metrics)]
+    sections += [(f"{result['metric']} by {col}", table([col, result["metric"]], values.items())) for col, values in result["slices"].items()]
+    status = (result["blessed"], ("BLESSED: " if result["blessed"] else "REJECTED: ") + result["reason"])
+    return page(f"Evaluation: {pipeline} {result['model_version']}", status, sections)
+
+
+def register(
+    store: ArtifactStore,
+    pipeline: str,
+    evaluation: Mapping[str, Any],
+    *,
+    lineage: Mapping[str, Any],
+    promote: bool,
+) -> dict[str, Any]:
+    """Record the gate's decision in the registry (idempotent), with lineage and a model card.
+
+    ``promote`` puts a blessed model straight on the production alias (pipelines without a canary).
+    """
+    version = evaluation["model_version"]
+    status = "blessed" if evaluation["blessed"] else "rejected"
+    mprefix = model_prefix(pipeline, version)
+    full_lineage = {"pipeline": pipeline, "model_version": version, "code_version": __version__, **lineage}
+    if not store.exists(f"{mprefix}/lineage.json"):
+        store.write_json(f"{mprefix}/lineage.json", full_lineage)
+        store.write_text(f"{mprefix}/card.html", _card_html(pipeline, status, evaluation, full_lineage))
+    registry = ModelRegistry(store, pipeline)
+    entry = registry.register(version, status=status, metrics=evaluation["metrics"], lineage=full_lineage, reason=evaluation["reason"])
+    doc = registry.load()
+    production = (doc["aliases"].get("production") or {}).get("version")
+    if entry["status"] == "blessed" and promote and production != version:
+        # Never move production back to a model registered before it (re-running an old run must not
+        # roll production back; rollbacks are explicit decisions).
+        if production and doc["versions"][production]["registered_at"] > entry["registered_at"]:
+            log.info("Production %s is newer than %s; left as is", production, version)
+        else:
+            doc = registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason=evaluation["reason"])
+            production = version
+            log.info("Promoted %s %s to production (%s)", pipeline, version, evaluation["reason"])
+    return {"model_version": version, "status": entry["status"], "production": production, "revision": doc["revision"]}
+
+
+def _card_html(pipeline: str, status: str, evaluation: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:
+    from airflow_mlops.ml.report import page, table
+
+    sections = [
+        ("Metrics (holdout)", table(["metric", "value"], evaluation["metrics"].items())),
+        ("Lineage", table(["field", "value"], [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in lineage.items()])),
+    ]
+    return page(f"Model card: {pipeline} {evaluation['model_version']}", (status == "blessed", f"{status.upper()}: {evaluation['reason']}"), sections)

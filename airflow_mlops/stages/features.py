@@ -1,0 +1,94 @@
+"""Preprocess a snapshot with the Beam pipeline into train/eval features, and read them back."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops import __version__
+from airflow_mlops.exceptions import ArtifactNotFound
+from airflow_mlops.store.artifacts import digest
+from airflow_mlops.store.layout import DONE, dataset_prefix, features_prefix
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.stages.data import Columns
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "eval", "eval_raw")
+
+
+def preprocess(
+    store: ArtifactStore,
+    pipeline: str,
+    dataset_id: str,
+    columns: Columns,
+    *,
+    eval_fraction: float,
+    histogram_bins: int,
+    runner: str,
+    pipeline_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the Beam preprocessing pipeline unless this dataset was already preprocessed the same way."""
+    settings = {
+        "columns": asdict(columns),
+        "eval_fraction": eval_fraction,
+        "histogram_bins": histogram_bins,
+        "code": __version__,
+    }
+    features_id = f"{dataset_id[:16]}-{digest(settings)[:12]}"
+    prefix = features_prefix(pipeline, features_id)
+    if store.exists(f"{prefix}/{DONE}"):
+        log.info("Features %s already computed for dataset %s; skipping the Beam pipeline", features_id, dataset_id[:12])
+        return {**store.read_json(f"{prefix}/{DONE}"), "cached": True}
+
+    from airflow_mlops.beam.preprocess import PreprocessSpec, run_preprocess
+
+    spec = PreprocessSpec(
+        numeric=columns.numeric,
+        categorical=columns.categorical,
+        label=columns.label,
+        task=columns.task,
+        eval_fraction=eval_fraction,
+        histogram_bins=histogram_bins,
+        runner=runner,
+        pipeline_options=dict(pipeline_options or {}),
+    )
+    with tempfile.TemporaryDirectory(prefix="mlops-preprocess-") as tmp:
+        data = Path(tmp) / "data.parquet"
+        data.write_bytes(store.read_bytes(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet"))
+        out = Path(tmp) / "out"
+        summary = run_preprocess(str(data), out, spec)
+        transform = json.loads((out / "transform.json").read_text())
+        store.upload_dir(out, prefix)
+    done = {
+        "features_id": features_id,
+        "features_uri": store.uri(prefix),
+        "dataset_id": dataset_id,
+        "transform_hash": digest(transform),
+        **summary,
+    }
+    store.write_json(f"{prefix}/{DONE}", done)  # last: marks the features complete
+    return {**done, "cached": False}
+
+
+def read_features(store: ArtifactStore, pipeline: str, features_id: str, split: str) -> pd.DataFrame:
+    """One split of stored features as a frame: ``train``/``eval`` (model input) or ``eval_raw`` (raw eval rows)."""
+    import pandas as pd
+
+    if split not in SPLITS:
+        raise ValueError(f"Unknown features split {split!r}; expected one of {SPLITS}.")
+    prefix = f"{features_prefix(pipeline, features_id)}/{split}"
+    keys = [k for k in store.list(prefix) if k.endswith(".parquet")]
+    if not keys:
+        raise ArtifactNotFound(f"No Parquet files under {store.uri(prefix)}")
+    return pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys], ignore_index=True)

@@ -1,0 +1,82 @@
+"""Drift of logged predictions against the production model's reference profile."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import ArtifactNotFound
+from airflow_mlops.serving.predlog import read_log
+from airflow_mlops.stages.features import read_features
+from airflow_mlops.store.events import append_event, read_events
+from airflow_mlops.store.layout import model_prefix, report_prefix
+from airflow_mlops.store.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+def last_drift_check(store: ArtifactStore, pipeline: str) -> float:
+    """Epoch seconds up to which logged predictions were already checked (0 before the first check)."""
+    checks = [e["checked_until"] for e in read_events(store, pipeline) if e["kind"] == "drift_check"]
+    return max(checks, default=0.0)
+
+
+def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
+    """Predictions logged since the last drift check."""
+    return len(read_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6))
+
+
+def drift_check(
+    store: ArtifactStore, pipeline: str, *, method: str, column_threshold: float, share_threshold: float, run_id: str
+) -> dict[str, Any]:
+    """Compare predictions logged since the last check with the production model's reference profile,
+    save an evidently drift report, and record the check."""
+    from airflow_mlops.ml.drift import detect_drift
+
+    since = last_drift_check(store, pipeline)
+    frame = read_log(store, pipeline, "predictions", since + 1e-6)
+    production = ModelRegistry(store, pipeline).production()
+    if production is None:
+        raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
+    profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
+    result = detect_drift(frame, profile, method=method, column_threshold=column_threshold, share_threshold=share_threshold)
+    prefix = report_prefix(pipeline, run_id)
+    report_uri = store.uri(f"{prefix}/drift.html")
+    store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, profile))
+    checked_until = float(frame["_ts"].max()) if len(frame) else since
+    out = {
+        **result.to_dict(),
+        "reason": result.reason,
+        "production_version": production,
+        "report_uri": report_uri,
+        "checked_from": since,
+        "checked_until": checked_until,
+    }
+    store.write_json(f"{prefix}/drift.json", out)
+    recorded = {k: out[k] for k in ("drifted", "reason", "scores", "rows", "checked_until", "report_uri")}
+    append_event(store, pipeline, "drift_check", event_id=f"drift-{run_id}", **recorded)
+    log.info("Drift check of %s over %d rows: %s", pipeline, result.rows, result.reason)
+    return out
+
+
+def _drift_html(store: ArtifactStore, pipeline: str, production: str, current: pd.DataFrame, profile: Mapping[str, Any]) -> str:
+    """evidently's data drift report: new rows against the eval rows the production model was checked on."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    lineage_key = f"{model_prefix(pipeline, production)}/lineage.json"
+    features_id = store.read_json(lineage_key).get("features_id") if store.exists(lineage_key) else None
+    columns = list(profile["numeric"]) + list(profile["categorical"])
+    reference = read_features(store, pipeline, features_id, "eval_raw")[columns] if features_id else current[columns].iloc[:0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "drift.html"
+        Report([DataDriftPreset()]).run(current[columns], reference).save_html(str(path))
+        return path.read_text()

@@ -1,0 +1,36 @@
+"""Governed retrain requests: at most one open per pipeline, none within the cooldown, each closed with its outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.store.events import append_event, read_events
+
+if TYPE_CHECKING:
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+
+def request_retrain(
+    store: ArtifactStore, pipeline: str, *, reason: str, details: Mapping[str, Any], cooldown_hours: float, run_id: str
+) -> dict[str, Any]:
+    """Record a retrain request unless one is still open or the cooldown since the last one has not passed."""
+    events = read_events(store, pipeline)
+    requests = [e for e in events if e["kind"] == "retrain_request"]
+    done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
+    open_requests = [r for r in requests if r["event_id"] not in done]
+    if open_requests:
+        return {"requested": False, "why": f"request {open_requests[-1]['event_id']} is still open", "request_id": open_requests[-1]["event_id"]}
+    if requests:
+        last = datetime.fromisoformat(requests[-1]["time"])
+        remaining = last.timestamp() + cooldown_hours * 3600 - datetime.now(UTC).timestamp()
+        if remaining > 0:
+            return {"requested": False, "why": f"cooldown: {remaining / 3600:.1f} h left after {requests[-1]['event_id']}", "request_id": None}
+    event = append_event(store, pipeline, "retrain_request", event_id=f"retrain-{run_id}", reason=reason, details=dict(details))
+    return {"requested": True, "why": reason, "request_id": event["event_id"]}
+
+
+def close_retrain_request(store: ArtifactStore, pipeline: str, request_id: str, *, model_version: str | None, status: str) -> None:
+    """Record the outcome of a retraining (``rejected``, ``promoted``, ``rolled_back``, ``failed``, ...); frees the next request."""
+    append_event(store, pipeline, "retrain_done", event_id=f"done-{request_id}", request_id=request_id, model_version=model_version, status=status)

@@ -1,0 +1,70 @@
+"""Train LightGBM on stored features: the stage ``ModelTrainingOperator`` runs in-process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.stages.features import read_features
+from airflow_mlops.store.layout import DONE, features_prefix, model_prefix
+
+if TYPE_CHECKING:
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The config's ``model`` section, as the stage needs it."""
+
+    params: dict[str, Any]
+    num_boost_round: int
+    seed: int
+    early_stopping_rounds: int | None
+
+
+def train(store: ArtifactStore, pipeline: str, features_id: str, settings: TrainSettings) -> dict[str, Any]:
+    """Train LightGBM on the stored features; a model with the same content id is reused, not retrained."""
+    from airflow_mlops.ml.train import model_version, train_model
+
+    fprefix = features_prefix(pipeline, features_id)
+    features_done = store.read_json(f"{fprefix}/{DONE}")
+    version = model_version(
+        dataset_id=features_done["dataset_id"],
+        transform_hash=features_done["transform_hash"],
+        params=settings.params,
+        num_boost_round=settings.num_boost_round,
+        seed=settings.seed,
+    )
+    mprefix = model_prefix(pipeline, version)
+    result = {"model_version": version, "model_uri": store.uri(mprefix), "features_id": features_id, "dataset_id": features_done["dataset_id"]}
+    if store.exists(f"{mprefix}/model.txt"):
+        log.info("Model %s already trained from these inputs; reusing %s", version, store.uri(mprefix))
+        return {**result, "cached": True}
+    spec = store.read_json(f"{fprefix}/transform.json")
+    booster = train_model(
+        read_features(store, pipeline, features_id, "train"),
+        features=spec["features"],
+        categorical=[c for c in spec["features"] if c in spec["categorical"]],
+        label=spec["label"],
+        task=spec["task"],
+        params=settings.params,
+        num_boost_round=settings.num_boost_round,
+        seed=settings.seed,
+        early_stopping_rounds=settings.early_stopping_rounds,
+    )
+    for name in ("transform.json", "profile.json"):
+        store.write_bytes(f"{mprefix}/{name}", store.read_bytes(f"{fprefix}/{name}"))
+    store.write_json(f"{mprefix}/training.json", {**result, **asdict(settings), "trees": booster.num_trees()})
+    store.write_text(f"{mprefix}/model.txt", booster.model_to_string())  # last: marks the model complete
+    log.info("Stored model %s at %s", version, store.uri(mprefix))
+    return {**result, "cached": False}
+
+
+def load_booster(store: ArtifactStore, pipeline: str, version: str) -> Any:
+    """The stored LightGBM model of ``version``."""
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=store.read_text(f"{model_prefix(pipeline, version)}/model.txt"))

@@ -1,0 +1,69 @@
+"""Where every artifact lives under the store's root: the one owner of the key layout.
+
+```
+datasets/<pipeline>/<sha256>/             data.parquet, manifest.json
+schemas/<pipeline>/schema.json            the accepted schema
+features/<pipeline>/<features_id>/        train/ eval/ eval_raw/ transform.json profile.json _SUCCESS.json
+models/<pipeline>/<version>/              model.txt transform.json profile.json training.json metrics.json lineage.json card.html
+registry/<pipeline>.json                  versions, statuses, aliases
+reports/<pipeline>/<run_id>/              validation, evaluation and drift reports
+predictions/<pipeline>/<date>/part-*.parquet   the prediction log; feedback/<pipeline>/<date>/ the labels sent back
+events/<pipeline>.jsonl                   canary steps and decisions, drift checks, retrain requests
+```
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+DONE = "_SUCCESS.json"
+"""Written last into a features prefix: its presence marks the features complete."""
+
+LOG_KINDS = ("predictions", "feedback")
+
+
+def dataset_prefix(pipeline: str, dataset_id: str) -> str:
+    return f"datasets/{pipeline}/{dataset_id}"
+
+
+def schema_key(pipeline: str) -> str:
+    return f"schemas/{pipeline}/schema.json"
+
+
+def features_prefix(pipeline: str, features_id: str) -> str:
+    return f"features/{pipeline}/{features_id}"
+
+
+def model_prefix(pipeline: str, version: str) -> str:
+    return f"models/{pipeline}/{version}"
+
+
+def registry_key(pipeline: str) -> str:
+    return f"registry/{pipeline}.json"
+
+
+def report_prefix(pipeline: str, run_id: str) -> str:
+    """Reports of one DAG run; characters a path or URL would mangle become ``_``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    return f"reports/{pipeline}/{safe}"
+
+
+def events_key(pipeline: str) -> str:
+    return f"events/{pipeline}.jsonl"
+
+
+def log_prefix(kind: str, pipeline: str) -> str:
+    """``predictions/<pipeline>`` or ``feedback/<pipeline>``: one folder per day below it."""
+    if kind not in LOG_KINDS:
+        raise ValueError(f"Unknown log kind {kind!r}; expected one of {LOG_KINDS}.")
+    return f"{kind}/{pipeline}"
+
+
+def log_day(key: str) -> str:
+    """The ``YYYY-MM-DD`` folder of a log part key."""
+    return key.split("/")[2]
+
+
+def log_part_key(kind: str, pipeline: str, now: datetime, suffix: str) -> str:
+    """A new part of a log, named by its write time (UTC) and a unique ``suffix``."""
+    return f"{log_prefix(kind, pipeline)}/{now:%Y-%m-%d}/part-{now:%H%M%S%f}-{suffix}.parquet"
