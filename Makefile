@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo test lint lock clean
+.PHONY: install demo test quick style lint lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
@@ -24,9 +24,19 @@ install: $(BIN)/.installed
 demo: install
 	@bash scripts/demo.sh
 
-test: install
+test: install style
 	@echo "==> Running the test suite (pytest)"
 	@$(BIN)/python -m pytest
+
+# The inner loop: style, then the tests not marked slow (no whole DAG runs, servers or the demo).
+quick: install style
+	@$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff's lint rules and formatting (settings in pyproject.toml); `ruff format .` fixes the latter.
+style: install
+	@echo "==> ruff check and ruff format --check"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
 
 lint: install
 	@$(BIN)/airflow-mlops lint dags/configs

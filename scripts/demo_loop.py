@@ -164,7 +164,7 @@ def main() -> int:
 
     config = load_pipeline_config(args.config)
     pipeline = config.pipeline
-    training, monitor = f"mlops_{pipeline}_training", f"mlops_{pipeline}_monitor"
+    training, monitor = config.training_dag_id, config.monitor_dag_id
     store = ArtifactStore.from_uri(args.artifact_root)
     registry = ModelRegistry(store, pipeline)
     airflow = Airflow(args.api, args.logs)

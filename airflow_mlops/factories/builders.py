@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, TaskGroup
 
 from airflow_mlops.exceptions import ConfigError
-from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
-from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.factories.schema import dag_id
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
+from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
+from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
 from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator

@@ -1,4 +1,4 @@
-"""Extra link from a task to the report it wrote (validation, evaluation)."""
+"""Extra link from a task to the report it wrote (validation, evaluation, drift)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def infer_schema(frame: pd.DataFrame, *, numeric: list[str], categorical: list[s
     """Describe every column of ``frame``: type, null ratio, numeric range, category domain."""
     columns: dict[str, dict[str, Any]] = {}
     label_kind = "categorical" if task == "classification" else "numeric"
-    roles = {**{c: "numeric" for c in numeric}, **{c: "categorical" for c in categorical}, label: label_kind}
+    roles = {**dict.fromkeys(numeric, "numeric"), **dict.fromkeys(categorical, "categorical"), label: label_kind}
     for name in frame.columns:
         series = frame[name]
         family = dtype_family(series)

@@ -1,4 +1,4 @@
-"""What every airflow-mlops operator and sensor shares: the pipeline name and the artifact store."""
+"""What the airflow-mlops operators share: the pipeline, the artifact store, the column roles, the result branch."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import Context
 
@@ -28,7 +28,7 @@ class BeamPreprocessOperator(ColumnsOperator):
     """
 
     template_fields: Sequence[str] = (*ColumnsOperator.template_fields, "dataset_id", "runner", "pipeline_options")
-    template_fields_renderers = {"pipeline_options": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"pipeline_options": "json"}
 
     def __init__(
         self,

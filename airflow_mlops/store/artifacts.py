@@ -1,7 +1,8 @@
 """One artifact-store interface over a local directory and S3 (or any S3-compatible store).
 
-Never imports Airflow: the training pod and the model server use it directly. Inside Airflow tasks
-the S3 client comes from the Amazon provider's hook (see ``hooks/artifact_store.py``).
+Never imports Airflow: the model server and the ``airflow-mlops`` commands use it directly, with the
+standard AWS credential chain for S3. Inside Airflow (tasks, sensors, triggers) the S3 client comes from
+the Amazon provider's hook and the pipeline's AWS connection (see ``hooks/artifact_store.py``).
 """
 
 from __future__ import annotations

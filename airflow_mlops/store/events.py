@@ -1,4 +1,5 @@
-"""``events/<pipeline>.jsonl``: retrain requests, canary decisions and promotions, with their reasons."""
+"""``events/<pipeline>.jsonl``: canary steps, analyses and decisions, promotions, drift checks, retrain requests
+and their outcomes, each with its reason and figures; appended by compare-and-swap."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ from conftest import run_dag
 from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
-from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
 from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
@@ -128,7 +128,7 @@ class TestBrokenCandidates:
         client = model_server(store.root_uri, PIPELINE)
         canary_deploy(store, PIPELINE, bad, 20)
         sensor = CanaryAnalysisSensor(
-            task_id="analysis", pipeline=PIPELINE, artifact_root=store.root_uri, steps=[20, 50], min_requests=60,
+            task_id="analysis", pipeline=PIPELINE, artifact_root=store.root_uri, steps=[20, 50], problem_type="classification", min_requests=60,
             bake_minutes=1, deferrable=False, check_seconds=0.5,
         )
         result = None

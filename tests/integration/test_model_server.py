@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.data import Columns, acquire
 from airflow_mlops.stages.evaluation import GateSettings, evaluate, register
 from airflow_mlops.stages.features import preprocess
 from airflow_mlops.stages.training import TrainSettings, load_booster, train
-from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.registry import ModelRegistry
 
@@ -132,7 +132,7 @@ class TestModelServer:
             assert message in response.json()["error"]
 
     def test_canary_share_is_sticky_and_models_swap_without_failing_requests(self, server):
-        client, store, v1, v2, _ = server
+        client, store, _v1, v2, _ = server
         registry = ModelRegistry(store, PIPELINE)
         row = {"tenure_months": 3, "monthly_charges": 50.0, "support_calls": 1, "data_usage_gb": 2.0, "contract": "one-year", "payment_method": "card", "region": "east"}
         statuses: list[int] = []

@@ -6,9 +6,9 @@ import pytest
 from conftest import run_dag
 from test_training_dag import churn_config, store_of, write_day, xcom
 
+from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.stages.monitoring import new_logged_rows
 from airflow_mlops.stages.retraining import close_retrain_request
-from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.store.events import read_events
 
 pytestmark = pytest.mark.slow

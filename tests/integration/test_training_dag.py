@@ -267,7 +267,7 @@ class TestRerunningOldRuns:
         # A small first day and a large second one: the second model beats the first.
         for ds, rows in (("2026-11-01", 300), ("2026-11-02", 4000)):
             write_day(tmp_path, ds, make_churn(rows, seed=rows))
-        run1, _ = run_dag(dag, "2026-11-01")
+        _run1, _ = run_dag(dag, "2026-11-01")
         run2, _ = run_dag(dag, "2026-11-02")
         registry = ModelRegistry(store_of(config), "churn_rerun")
         v2 = xcom(run2, "training.train")["model_version"]

@@ -5,9 +5,8 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.beam.preprocess import PreprocessSpec, run_preprocess
-from airflow_mlops.ml.transform import ROW_ID
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.ml.transform import FeatureTransform
+from airflow_mlops.ml.transform import ROW_ID, FeatureTransform
 from airflow_mlops.store.datasets import normalize
 
 SPEC = PreprocessSpec(
@@ -36,7 +35,7 @@ def read(out, name):
 
 class TestRunPreprocess:
     def test_splits_every_row_once(self, output):
-        frame, out, summary = output
+        _frame, out, summary = output
         train, evaluation = read(out, "train"), read(out, "eval")
         assert summary == {"rows": 3000, "train_rows": len(train), "eval_rows": len(evaluation)}
         assert len(train) + len(evaluation) == 3000

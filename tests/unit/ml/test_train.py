@@ -4,7 +4,7 @@ import pytest
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.train import model_version, train_model
 
-KW = dict(features=["a", "b"], categorical=["b"], label="y", task="classification", num_boost_round=30, seed=7)
+KW = {"features": ["a", "b"], "categorical": ["b"], "label": "y", "task": "classification", "num_boost_round": 30, "seed": 7}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ class TestTrainModel:
 
 class TestModelVersion:
     def test_content_derived(self):
-        base = dict(dataset_id="d", transform_hash="t", params={"a": 1}, num_boost_round=10, seed=1)
+        base = {"dataset_id": "d", "transform_hash": "t", "params": {"a": 1}, "num_boost_round": 10, "seed": 1}
         assert model_version(**base) == model_version(**base)
         assert model_version(**base) != model_version(**{**base, "params": {"a": 2}})
         assert len(model_version(**base)) == 12
