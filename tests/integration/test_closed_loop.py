@@ -41,12 +41,15 @@ def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_can
     v1 = next(v for v, e in doc["versions"].items() if "retrain_request" not in e["lineage"])
     v2 = next(v for v, e in doc["versions"].items() if "retrain_request" in e["lineage"])
     assert doc["versions"][v2]["lineage"]["retrain_request"]["reason"] == request["reason"], "the reason is in v2's lineage"
+    # v2 learned from the shifted population, which churns for reasons v1 never saw (ml/synthetic.py): on the
+    # drifting traffic with its labels it must beat v1 (label quality ratio 1.10 to 1.12 measured), so the canary promotes.
     decision = next(e for e in reversed(events) if e["kind"] in ("promote", "rollback"))
-    assert decision["version"] == v2 and decision["reason"], "v2's canary ends in a decision with its reason"
-    assert [e["weight"] for e in events if e["kind"] == "canary_step"][:1] == [20], "the canary starts at the first step"
+    assert decision["kind"] == "promote" and decision["version"] == v2, decision["reason"]
+    assert decision["figures"]["label_quality_ratio"] > 1.0, "v2 scores the shifted population's labels better than v1"
+    assert [e["weight"] for e in events if e["kind"] == "canary_step"] == [20, 50], "the canary goes through every step"
     closed = next(e for e in events if e["kind"] == "retrain_done")
     assert closed["request_id"] == request["event_id"] and closed["model_version"] == v2
-    assert closed["status"] == {"promote": "promoted", "rollback": "rolled_back"}[decision["kind"]], "closed with the canary's outcome"
-    assert doc["aliases"]["production"]["version"] == (v2 if decision["kind"] == "promote" else v1)
+    assert closed["status"] == "promoted", "the request is closed with the canary's outcome"
+    assert doc["aliases"]["production"]["version"] == v2 and doc["previous_production"] == v1
     assert "canary" not in doc["aliases"], "the canary alias is cleared after the decision"
-    assert "summary" in done.stdout and f"v2 {'promoted' if decision['kind'] == 'promote' else 'rolled back'}" in done.stdout
+    assert "summary" in done.stdout and "v2 promoted" in done.stdout
