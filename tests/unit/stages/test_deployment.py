@@ -1,0 +1,220 @@
+import time
+
+import pytest
+from churn_setup import GATE, PIPELINE, built_pipeline, copy_store, log_feedback, log_predictions
+
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.factories.schema import CanaryAnalysisConfig
+from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.stages.deployment import canary_check, canary_deploy, canary_resolve
+from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.store.events import read_events
+from airflow_mlops.store.registry import ModelRegistry
+
+CRITERIA = CanaryAnalysisConfig().model_dump()
+CHECK = {"task": "classification", "min_requests": 150, "bake_seconds": 600.0, "criteria": CRITERIA}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return built_pipeline(tmp_path_factory)
+
+
+@pytest.fixture
+def store(built, tmp_path):
+    """A copy of the pipeline store with its three models evaluated and registered as blessed; none deployed."""
+    store = copy_store(built, tmp_path)
+    for model in (built.model, built.candidate, built.challenger):
+        result = evaluate(store, PIPELINE, model["model_version"], built.features["features_id"], GATE, run_id="train")
+        assert register(store, PIPELINE, result, lineage={}, promote=False)["status"] == "blessed"
+    return store
+
+
+@pytest.fixture
+def versions(built):
+    """(production, close candidate, diverging challenger) model versions."""
+    return built.model["model_version"], built.candidate["model_version"], built.challenger["model_version"]
+
+
+@pytest.fixture
+def canary(store, versions):
+    """The first model in production and the candidate on the canary alias with 10% of the traffic; returns its deploy result."""
+    production, candidate, _ = versions
+    canary_deploy(store, PIPELINE, production, 10)
+    return canary_deploy(store, PIPELINE, candidate, 10)
+
+
+@pytest.fixture(scope="module")
+def traffic():
+    """Requests after the canary went live: the first half served by the canary, the second by production."""
+    rows = make_churn(400, seed=22)
+    return rows.iloc[:200], rows.iloc[200:]
+
+
+def serve(store, version, rows, **kwargs):
+    """Log ``rows`` as scored by the stored model ``version``."""
+    log_predictions(store, version, rows, score_raw(store, PIPELINE, version, rows), **kwargs)
+
+
+def kinds(store):
+    return [e["kind"] for e in read_events(store, PIPELINE)]
+
+
+class TestCanaryDeploy:
+    def test_first_model_goes_straight_to_production(self, store, versions):
+        production = versions[0]
+        assert canary_deploy(store, PIPELINE, production, 10) == {"canary": None, "weight": 0, "production": production}
+        registry = ModelRegistry(store, PIPELINE).load()
+        assert registry["aliases"]["production"]["version"] == production and "canary" not in registry["aliases"]
+        assert registry["aliases"]["production"]["reason"] == "first model"
+        [event] = read_events(store, PIPELINE)
+        assert event["kind"] == "promote" and event["event_id"] == f"promote-{production}" and event["version"] == production
+        assert canary_deploy(store, PIPELINE, production, 10) == {"canary": None, "weight": 0, "production": production}
+        assert kinds(store) == ["promote"], "deploying the production model again changes nothing"
+
+    def test_candidate_goes_on_the_canary_alias_with_its_weight(self, store, versions, canary):
+        production, candidate, _ = versions
+        assert canary["canary"] == candidate and canary["weight"] == 10
+        assert time.time() - 60 < canary["since"] <= time.time()
+        aliases = ModelRegistry(store, PIPELINE).load()["aliases"]
+        assert aliases["canary"] == {"version": candidate, "weight": 10, "since": canary["since"]}
+        assert aliases["production"]["version"] == production
+        step = read_events(store, PIPELINE)[-1]
+        assert (step["kind"], step["version"], step["weight"], step["production"]) == ("canary_step", candidate, 10, production)
+
+    def test_same_step_again_is_idempotent(self, store, versions, canary):
+        revision = ModelRegistry(store, PIPELINE).load()["revision"]
+        again = canary_deploy(store, PIPELINE, versions[1], 10)
+        assert again == canary
+        assert ModelRegistry(store, PIPELINE).load()["revision"] == revision
+        assert kinds(store) == ["promote", "canary_step"]
+
+    def test_next_step_raises_the_weight(self, store, versions, canary):
+        step = canary_deploy(store, PIPELINE, versions[1], 50)
+        assert step["weight"] == 50 and step["since"] >= canary["since"]
+        assert ModelRegistry(store, PIPELINE).load()["aliases"]["canary"]["weight"] == 50
+        assert [e.get("weight") for e in read_events(store, PIPELINE)] == [None, 10, 50]
+
+    def test_unregistered_version_is_refused(self, store, versions):
+        canary_deploy(store, PIPELINE, versions[0], 10)
+        with pytest.raises(MlopsError, match="not a registered, accepted version"):
+            canary_deploy(store, PIPELINE, "unknown", 10)
+        assert ModelRegistry(store, PIPELINE).alias("canary") is None
+
+
+class TestCanaryCheck:
+    def test_nothing_deployed(self, store):
+        verdict = canary_check(store, PIPELINE, **CHECK, now=time.time())
+        assert verdict == {"passed": False, "reason": "no canary is deployed", "figures": {}, "weight": None}
+
+    def test_first_model_in_production_passes_without_a_canary(self, store, versions):
+        canary_deploy(store, PIPELINE, versions[0], 10)
+        verdict = canary_check(store, PIPELINE, **CHECK, now=time.time())
+        assert verdict["passed"] is True and verdict["version"] == versions[0] and verdict["weight"] == 100
+        assert verdict["reason"] == f"{versions[0]} is production; no canary step"
+
+    def test_waits_for_more_traffic_and_time(self, store, versions, canary, traffic):
+        serve(store, versions[1], traffic[0].iloc[:20])
+        serve(store, versions[0], traffic[1])
+        assert canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 60) is None
+
+    def test_rows_logged_before_the_step_do_not_count(self, store, versions, traffic):
+        production, candidate, _ = versions
+        canary_deploy(store, PIPELINE, production, 10)
+        serve(store, candidate, traffic[0])  # e.g. served in an earlier step
+        step = canary_deploy(store, PIPELINE, candidate, 10)
+        assert canary_check(store, PIPELINE, **CHECK, now=step["since"] + 60) is None
+
+    def test_no_traffic_during_the_bake_time_fails(self, store, versions, canary, traffic):
+        serve(store, versions[0], traffic[1])
+        verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 601)
+        assert verdict == {
+            "passed": False,
+            "reason": "the canary received no traffic during the bake time",
+            "figures": {"canary": {"requests": 0}},
+            "version": versions[1],
+            "production": versions[0],
+            "weight": 10,
+        }
+
+    def test_close_candidate_passes_on_logged_predictions_and_labels(self, store, versions, canary, traffic):
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0])
+        serve(store, production, traffic[1])
+        log_feedback(store, make_churn(400, seed=22))
+        verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)  # enough requests: no need to wait
+        assert verdict["passed"] is True, verdict["reason"]
+        assert verdict["reason"].startswith("canary within limits over 200 requests")
+        assert (verdict["version"], verdict["production"], verdict["weight"]) == (candidate, production, 10)
+        figures = verdict["figures"]
+        assert figures["canary"]["requests"] == 200 and figures["production"]["requests"] == 200
+        assert figures["canary"]["labels"] == 200 and figures["production"]["labels"] == 200
+        assert figures["canary"]["error_rate"] == 0.0 and figures["canary"]["p95_latency_ms"] == 5.0
+        assert figures["prediction_divergence"] < CRITERIA["max_prediction_divergence"]
+        assert figures["label_quality_ratio"] >= CRITERIA["min_label_quality_ratio"]
+
+    @pytest.mark.parametrize(
+        ("challenger", "log_kwargs", "failure"),
+        [
+            pytest.param(True, {}, "prediction distribution diverges from production", id="diverging"),
+            pytest.param(False, {"latency_ms": 50.0}, "p95 latency 50.0 ms vs production 5.0 ms", id="slow"),
+        ],
+    )
+    def test_failing_canary(self, store, versions, traffic, challenger, log_kwargs, failure):
+        production, candidate, diverging = versions
+        version = diverging if challenger else candidate
+        canary_deploy(store, PIPELINE, production, 10)
+        step = canary_deploy(store, PIPELINE, version, 10)
+        serve(store, version, traffic[0], **log_kwargs)
+        serve(store, production, traffic[1])
+        verdict = canary_check(store, PIPELINE, **CHECK, now=step["since"] + 1)
+        assert verdict["passed"] is False and verdict["version"] == version
+        assert failure in verdict["reason"]
+
+    def test_failed_scoring_calls_fail_the_canary(self, store, versions, canary, traffic):
+        rows = traffic[0]
+        log_predictions(store, versions[1], rows, [None] * len(rows))
+        serve(store, versions[0], traffic[1])
+        verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 601)
+        assert verdict["passed"] is False and "error rate 1.000 vs production 0.000" in verdict["reason"]
+        assert verdict["figures"]["canary"]["error_rate"] == 1.0 and verdict["figures"]["canary"]["mean_prediction"] is None
+
+
+PASSED = {"passed": True, "reason": "canary within limits", "figures": {"prediction_divergence": 0.05}}
+
+
+class TestCanaryResolve:
+    def test_promote_moves_production_and_records_the_decision(self, store, versions, canary):
+        production, candidate, _ = versions
+        result = canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate})
+        doc = ModelRegistry(store, PIPELINE).load()
+        assert doc["aliases"]["production"]["version"] == candidate and "canary" not in doc["aliases"]
+        assert doc["previous_production"] == production
+        assert doc["versions"][candidate]["canary"] == {"decision": "promote", "reason": "canary within limits"}
+        event = read_events(store, PIPELINE)[-1]
+        assert result == {"decision": "promote", "version": candidate, "production": candidate, "event_time": event["time"]}
+        assert event["kind"] == "promote" and event["event_id"] == f"promote-{candidate}"
+        assert event["previous_production"] == production and event["figures"] == {"prediction_divergence": 0.05}
+        again = canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate})
+        assert again == result and kinds(store) == ["promote", "canary_step", "promote"], "resolving again adds nothing"
+
+    def test_rollback_keeps_production(self, store, versions, canary):
+        production, candidate, _ = versions
+        verdict = {"passed": False, "reason": "error rate 0.5 vs production 0.0", "figures": {}}
+        result = canary_resolve(store, PIPELINE, "rollback", verdict)  # no version in the verdict: the canary alias's
+        assert result["decision"] == "rollback" and result["version"] == candidate and result["production"] == production
+        doc = ModelRegistry(store, PIPELINE).load()
+        assert doc["aliases"]["production"]["version"] == production and "canary" not in doc["aliases"]
+        assert doc["versions"][candidate]["canary"]["decision"] == "rollback"
+        event = read_events(store, PIPELINE)[-1]
+        assert (event["kind"], event["version"], event["reason"]) == ("rollback", candidate, verdict["reason"])
+
+    def test_a_whole_canary_from_deploy_to_promotion(self, store, versions, canary, traffic):
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0])
+        serve(store, production, traffic[1])
+        verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)
+        result = canary_resolve(store, PIPELINE, "promote" if verdict["passed"] else "rollback", verdict)
+        assert result["production"] == candidate
+        assert ModelRegistry(store, PIPELINE).production() == candidate
+        assert canary_check(store, PIPELINE, **CHECK, now=time.time())["reason"] == f"{candidate} is production; no canary step"

@@ -1,0 +1,111 @@
+import pytest
+from churn_setup import GATE, PIPELINE, built_pipeline, copy_store, log_predictions
+
+from airflow_mlops.exceptions import ArtifactNotFound
+from airflow_mlops.factories.schema import DriftConfig
+from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.serving.predlog import read_log
+from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.stages.monitoring import drift_check, last_drift_check, new_logged_rows
+from airflow_mlops.store.events import read_events
+
+DRIFT = DriftConfig().model_dump()  # psi, column 0.2, share 0.3
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return built_pipeline(tmp_path_factory)
+
+
+@pytest.fixture
+def store(built, tmp_path):
+    """A copy of the pipeline store with its first model in production (lineage naming its features)."""
+    store = copy_store(built, tmp_path)
+    result = evaluate(store, PIPELINE, built.model["model_version"], built.features["features_id"], GATE, run_id="train")
+    register(store, PIPELINE, result, lineage={"features_id": built.features["features_id"]}, promote=True)
+    return store
+
+
+@pytest.fixture
+def serve(store, built):
+    """Log ``rows`` as scored by the production model."""
+    version = built.model["model_version"]
+
+    def log(rows):
+        log_predictions(store, version, rows, score_raw(store, PIPELINE, version, rows))
+
+    return log
+
+
+def check(store, run_id, **overrides):
+    return drift_check(store, PIPELINE, **{**DRIFT, **overrides}, run_id=run_id)
+
+
+class TestNewLoggedRows:
+    def test_counts_rows_logged_since_the_last_check(self, store, serve):
+        assert new_logged_rows(store, PIPELINE) == 0 and last_drift_check(store, PIPELINE) == 0.0
+        serve(make_churn(120, seed=11))
+        serve(make_churn(80, seed=12))
+        assert new_logged_rows(store, PIPELINE) == 200
+        result = check(store, "monitor-1")
+        assert last_drift_check(store, PIPELINE) == result["checked_until"]
+        assert new_logged_rows(store, PIPELINE) == 0
+        serve(make_churn(50, seed=13))
+        assert new_logged_rows(store, PIPELINE) == 50
+
+
+class TestDriftCheck:
+    def test_rows_like_the_training_data_do_not_drift(self, store, serve, built):
+        serve(make_churn(300, seed=11))
+        logged = read_log(store, PIPELINE, "predictions", 0.0)
+        result = check(store, "scheduled__2026-01-02T00:00:00+00:00")
+        assert result["drifted"] is False and result["drifted_columns"] == [] and result["rows"] == 300
+        assert result["reason"] == "0/7 columns drifted (psi): none" and result["method"] == "psi"
+        assert set(result["scores"]) == set(built.frame.columns) - {"customer_id", "churned"}
+        assert max(result["scores"].values()) < DRIFT["column_threshold"]
+        assert result["production_version"] == built.model["model_version"]
+        assert result["checked_from"] == 0.0 and result["checked_until"] == logged["_ts"].max()
+        prefix = f"reports/{PIPELINE}/scheduled__2026-01-02T00_00_00_00_00"
+        assert result["report_uri"] == store.uri(f"{prefix}/drift.html")
+        assert store.read_json(f"{prefix}/drift.json") == result
+        html = store.read_text(f"{prefix}/drift.html")
+        assert "Data Drift" in html and all(col in html for col in result["scores"]), "evidently's report over every column"
+
+    @pytest.mark.parametrize("method", [pytest.param("psi", id="psi"), pytest.param("ks", id="ks")])
+    def test_shifted_rows_drift_and_name_their_columns(self, store, serve, method):
+        serve(make_churn(300, seed=12, drift=0.8))
+        result = check(store, "monitor-1", method=method)
+        assert result["drifted"] is True and result["share"] > DRIFT["share_threshold"]
+        assert {"monthly_charges", "tenure_months"} <= set(result["drifted_columns"])
+        assert "payment_method" not in result["drifted_columns"], "payment methods are not shifted"
+        assert result["drifted_columns"] == sorted(result["drifted_columns"], key=lambda c: -result["scores"][c])
+        assert f"columns drifted ({method}): " in result["reason"] and "monthly_charges=" in result["reason"]
+        [event] = [e for e in read_events(store, PIPELINE) if e["kind"] == "drift_check"]
+        assert event["event_id"] == "drift-monitor-1" and event["drifted"] is True and event["rows"] == 300
+        assert event["checked_until"] == result["checked_until"] and event["report_uri"] == result["report_uri"]
+        assert event["scores"] == result["scores"]
+        assert store.exists(f"reports/{PIPELINE}/monitor-1/drift.html")
+        assert store.exists(f"reports/{PIPELINE}/monitor-1/drift.json")
+        assert new_logged_rows(store, PIPELINE) == 0
+
+    def test_each_check_sees_only_the_rows_logged_after_the_last(self, store, serve):
+        serve(make_churn(300, seed=11))
+        first = check(store, "monitor-1")
+        serve(make_churn(300, seed=12, drift=0.8))
+        second = check(store, "monitor-2")
+        assert first["drifted"] is False and second["drifted"] is True
+        assert second["rows"] == 300 and second["checked_from"] == first["checked_until"] < second["checked_until"]
+        assert [e["event_id"] for e in read_events(store, PIPELINE) if e["kind"] == "drift_check"] == [
+            "drift-monitor-1",
+            "drift-monitor-2",
+        ]
+
+    def test_thresholds_decide(self, store, serve):
+        serve(make_churn(300, seed=12, drift=0.8))
+        result = check(store, "monitor-1", column_threshold=1.0, share_threshold=1.0)
+        assert result["drifted"] is False and result["drifted_columns"] == [] and result["rows"] == 300
+
+    def test_needs_a_production_model(self, built, tmp_path):
+        store = copy_store(built, tmp_path)
+        with pytest.raises(ArtifactNotFound, match="churn has no production model"):
+            check(store, "monitor-1")
