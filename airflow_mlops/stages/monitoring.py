@@ -38,9 +38,13 @@ def drift_check(
     store: ArtifactStore, pipeline: str, *, method: str, column_threshold: float, share_threshold: float, run_id: str
 ) -> dict[str, Any]:
     """Compare predictions logged since the last check with the production model's reference profile,
-    save an evidently drift report, and record the check."""
+    save an evidently drift report, and record the check. A retry of a recorded check returns its result unchanged."""
     from airflow_mlops.ml.drift import detect_drift
 
+    prefix = report_prefix(pipeline, run_id)
+    if any(e.get("event_id") == f"drift-{run_id}" for e in read_events(store, pipeline)):
+        log.info("Drift check of run %s already recorded; returning its result", run_id)
+        return store.read_json(f"{prefix}/drift.json")
     since = last_drift_check(store, pipeline)
     frame = read_log(store, pipeline, "predictions", since + 1e-6)
     production = ModelRegistry(store, pipeline).production()
@@ -48,7 +52,6 @@ def drift_check(
         raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
     profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
     result = detect_drift(frame, profile, method=method, column_threshold=column_threshold, share_threshold=share_threshold)
-    prefix = report_prefix(pipeline, run_id)
     report_uri = store.uri(f"{prefix}/drift.html")
     store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, profile))
     checked_until = float(frame["_ts"].max()) if len(frame) else since

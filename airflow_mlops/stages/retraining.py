@@ -15,10 +15,19 @@ if TYPE_CHECKING:
 def request_retrain(
     store: ArtifactStore, pipeline: str, *, reason: str, details: Mapping[str, Any], cooldown_hours: float, run_id: str
 ) -> dict[str, Any]:
-    """Record a retrain request unless one is still open or the cooldown since the last one has not passed."""
+    """Record a retrain request unless one is still open or the cooldown since the last one has not passed.
+
+    A retry of the run that filed a request gets that request back (still ``requested`` while it is open), so the
+    retried task emits the Asset event the first attempt may not have.
+    """
     events = read_events(store, pipeline)
     requests = [e for e in events if e["kind"] == "retrain_request"]
     done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
+    own = next((r for r in requests if r["event_id"] == f"retrain-{run_id}"), None)
+    if own is not None:
+        still_open = own["event_id"] not in done
+        return {"requested": still_open, "why": own["reason"] if still_open else f"request {own['event_id']} is already closed",
+                "request_id": own["event_id"]}
     open_requests = [r for r in requests if r["event_id"] not in done]
     if open_requests:
         return {"requested": False, "why": f"request {open_requests[-1]['event_id']} is still open", "request_id": open_requests[-1]["event_id"]}

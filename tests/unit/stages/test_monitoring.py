@@ -55,6 +55,14 @@ class TestNewLoggedRows:
 
 
 class TestDriftCheck:
+    def test_a_retried_check_returns_its_recorded_result(self, store, serve):
+        serve(make_churn(300, seed=21, drift=0.8))
+        first = check(store, "monitor-1")
+        assert first["drifted"]
+        again = check(store, "monitor-1")
+        assert again == first, "the retry neither re-checks nor flips the branch"
+        assert [e["event_id"] for e in read_events(store, PIPELINE) if e["kind"] == "drift_check"] == ["drift-monitor-1"]
+
     def test_rows_like_the_training_data_do_not_drift(self, store, serve, built):
         serve(make_churn(300, seed=11))
         logged = read_log(store, PIPELINE, "predictions", 0.0)

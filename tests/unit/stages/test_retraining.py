@@ -32,6 +32,13 @@ class TestRequestRetrain:
         assert event["reason"] == "drift: 1/7 columns drifted" and event["details"] == DRIFT
         assert abs(datetime.fromisoformat(event["time"]) - datetime.now(UTC)) < timedelta(minutes=1)
 
+    def test_a_retry_of_the_filing_run_gets_its_request_back(self, store):
+        first = request(store, "monitor-1")
+        assert request(store, "monitor-1") == first, "the retried task emits the Asset event again"
+        assert len(requests(store)) == 1
+        close_retrain_request(store, PIPELINE, "retrain-monitor-1", model_version="v2", status="promoted")
+        assert request(store, "monitor-1")["requested"] is False, "a closed request is never filed again"
+
     def test_second_request_while_the_first_is_open_is_refused(self, store):
         request(store, "monitor-1")
         second = request(store, "monitor-2", cooldown_hours=0)
