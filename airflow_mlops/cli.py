@@ -70,13 +70,17 @@ def cmd_registry(args: argparse.Namespace) -> int:
     doc = ModelRegistry(ArtifactStore.from_uri(args.artifact_root or config.artifacts.root), config.pipeline).load()
     production = (doc["aliases"].get("production") or {}).get("version")
     metric = config.evaluation.metric if config.evaluation else None
-    print(f"{registry_key(config.pipeline)}  revision {doc['revision']}  production {production}  last blessed {doc['last_blessed']}")
+    print(
+        f"{registry_key(config.pipeline)}  revision {doc['revision']}  production {production}  last blessed {doc['last_blessed']}"
+    )
     print(f"{'version':<14}{'status':<10}{metric or 'metric':<10}{'dataset':<14}{'alias':<12}reason")
     for version, entry in sorted(doc["versions"].items(), key=lambda kv: kv[1]["registered_at"]):
         value = entry["metrics"].get(metric) if metric else None
         alias = ",".join(a for a, v in doc["aliases"].items() if (v or {}).get("version") == version)
         dataset = str(entry["lineage"].get("dataset_id", ""))[:12]
-        print(f"{version:<14}{entry['status']:<10}{'' if value is None else f'{value:.4f}':<10}{dataset:<14}{alias:<12}{entry['reason']}")
+        print(
+            f"{version:<14}{entry['status']:<10}{'' if value is None else f'{value:.4f}':<10}{dataset:<14}{alias:<12}{entry['reason']}"
+        )
     return 0
 
 
@@ -91,7 +95,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = ModelServer(
-        ArtifactStore.from_uri(args.artifact_root), args.pipeline, poll_seconds=args.poll_seconds, flush_seconds=args.flush_seconds
+        ArtifactStore.from_uri(args.artifact_root),
+        args.pipeline,
+        poll_seconds=args.poll_seconds,
+        flush_seconds=args.flush_seconds,
     )
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
     return 0

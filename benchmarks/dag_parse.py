@@ -70,7 +70,9 @@ def main(repeats: int = 5) -> None:
     for _ in range(repeats):
         for folder in ("yaml_built", "hand_written"):
             env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(root / folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-            out = subprocess.run([airflow, "dags", "report", "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [airflow, "dags", "report", "-o", "json"], env=env, capture_output=True, text=True, check=True
+            ).stdout
             for row in json.loads(out.strip().splitlines()[-1]):
                 samples.setdefault(Path(row["file"]).name, []).append(_seconds(row["duration"]))
     base = statistics.median(samples["hand_written.py"])

@@ -79,7 +79,9 @@ class Airflow:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value", deserialize=True)["value"]
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value", deserialize=True)[
+            "value"
+        ]
 
     def follow(self, dag_id: str, run_id: str, timeout: float) -> dict[str, str]:
         """Wait for the run to finish, printing each task as it ends; exit with its log on failure."""
@@ -104,7 +106,9 @@ class Airflow:
         failed = [t for t, s in states.items() if s == "failed"]
         say(f"!! {dag_id} run {run_id} failed at {failed}")
         for task_id in failed:
-            for log in sorted((self.logs.parent / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("*.log")):
+            for log in sorted(
+                (self.logs.parent / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("*.log")
+            ):
                 say(f"--- {log}\n" + "\n".join(log.read_text().splitlines()[-25:]))
         raise SystemExit(1)
 
@@ -131,7 +135,9 @@ class Traffic:
             self.sent += len(rows)
             if response.status_code == 200:
                 self.versions.update(p["version"] for p in response.json()["predictions"])
-                self.server.post("/feedback", json=[{"id": r["id"], "label": y} for r, y in zip(rows, labels[i : i + batch], strict=True)])
+                self.server.post(
+                    "/feedback", json=[{"id": r["id"], "label": y} for r, y in zip(rows, labels[i : i + batch], strict=True)]
+                )
             if pause:
                 time.sleep(pause)
 
@@ -172,8 +178,12 @@ def main() -> int:
     traffic = Traffic(server)
 
     wait_for("the Airflow API server", lambda: airflow.http.get("/monitor/health").status_code == 200, 180)
-    wait_for(f"the DAG processor to parse {training} and {monitor}",
-             lambda: all(airflow.http.get(f"/dags/{d}").status_code == 200 for d in (training, monitor)), 180, every=2)
+    wait_for(
+        f"the DAG processor to parse {training} and {monitor}",
+        lambda: all(airflow.http.get(f"/dags/{d}").status_code == 200 for d in (training, monitor)),
+        180,
+        every=2,
+    )
     say(f"==> Airflow is up at {args.api} ({time.monotonic() - started:.0f}s)")
 
     say(f"==> [1/4] Unpausing {training} and {monitor}: the scheduler starts today's daily training run (v1 from")
@@ -186,14 +196,29 @@ def main() -> int:
     say(f"   production is now {v1}")
     wait_for("the model server to load production", lambda: server.get("/health").json().get("production") == v1, 60)
 
-    say(f"==> [2/4] Traffic like the training data (600 rows); the monitor run waits for {config.monitor.min_rows} new predictions")
+    say(
+        f"==> [2/4] Traffic like the training data (600 rows); the monitor run waits for {config.monitor.min_rows} new predictions"
+    )
     traffic.send(make_churn(600, seed=11))
     check = run_monitor(airflow, monitor)
     say(f"   drift check: {check['reason']}")
 
     say("==> [3/4] The population shifts: drifting traffic from now on (and today's export is refreshed with it)")
-    subprocess.run([sys.executable, "-m", "airflow_mlops.cli", "example-data", "--out", str(args.export.parent),
-                    "--dates", args.export.stem, "--drift", str(DRIFT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_mlops.cli",
+            "example-data",
+            "--out",
+            str(args.export.parent),
+            "--dates",
+            args.export.stem,
+            "--drift",
+            str(DRIFT),
+        ],
+        check=True,
+    )
     traffic.start(make_churn(4000, seed=12, drift=DRIFT), pause=0.05)
     check = run_monitor(airflow, monitor)
     say(f"   drift check: {check['reason']}")
@@ -201,13 +226,22 @@ def main() -> int:
         raise SystemExit("!! the drifting traffic was not found to drift")
 
     say(f"==> [4/4] The retrain request's Asset event starts {training}: v2 -> gate -> canary on live traffic")
-    run = wait_for(f"the scheduler to start {training} from the retrain Asset",
-                   lambda: next((r for r in airflow.runs(training) if r["run_type"] == "asset_triggered"), None), 120, every=2)
+    run = wait_for(
+        f"the scheduler to start {training} from the retrain Asset",
+        lambda: next((r for r in airflow.runs(training) if r["run_type"] == "asset_triggered"), None),
+        120,
+        every=2,
+    )
     say(f"   run {run['dag_run_id']} ({run['run_type']}, triggered by {run['triggered_by']})")
     states = airflow.follow(training, run["dag_run_id"], timeout=900)
     traffic.stop()
-    decision = ("promoted" if states.get("deploy.promote") == "success" else "rolled back" if states.get("deploy.rollback") == "success"
-                else "rejected by the gate")
+    decision = (
+        "promoted"
+        if states.get("deploy.promote") == "success"
+        else "rolled back"
+        if states.get("deploy.rollback") == "success"
+        else "rejected by the gate"
+    )
     say(f"   v2 {decision}; production is {registry.production()}")
 
     summary(airflow, (training, monitor), store, registry, pipeline, traffic, config)
@@ -227,8 +261,10 @@ def run_monitor(airflow: Airflow, monitor: str) -> dict[str, Any]:
 def summary(airflow: Airflow, dag_ids, store, registry, pipeline: str, traffic: Traffic, config) -> None:
     say("\n==================================== summary ====================================")
     say("DAG runs")
-    table(["dag", "run id", "triggered by", "state", "took"],
-          [[dag_id, r["dag_run_id"], r["triggered_by"], r["state"], _took(r)] for dag_id in dag_ids for r in airflow.runs(dag_id)])
+    table(
+        ["dag", "run id", "triggered by", "state", "took"],
+        [[dag_id, r["dag_run_id"], r["triggered_by"], r["state"], _took(r)] for dag_id in dag_ids for r in airflow.runs(dag_id)],
+    )
     doc = registry.load()
     metric = config.evaluation.metric if config.evaluation else "roc_auc"
     say(f"\nModels (registry/{pipeline}.json; production {(doc['aliases'].get('production') or {}).get('version')})")
@@ -237,13 +273,23 @@ def summary(airflow: Airflow, dag_ids, store, registry, pipeline: str, traffic: 
         lineage = entry["lineage"]
         request = lineage.get("retrain_request", {}).get("reason", "")
         canary = entry.get("canary", {}).get("decision", "")
-        rows.append([version, entry["status"], f"{entry['metrics'].get(metric, float('nan')):.4f}", Path(str(lineage.get("source", ""))).name,
-                     canary, request or lineage.get("run_id", "")])
+        rows.append(
+            [
+                version,
+                entry["status"],
+                f"{entry['metrics'].get(metric, float('nan')):.4f}",
+                Path(str(lineage.get("source", ""))).name,
+                canary,
+                request or lineage.get("run_id", ""),
+            ]
+        )
     table(["version", "status", metric, "trained on", "canary", "why trained"], rows)
     say(f"\nEvents (events/{pipeline}.jsonl)")
     table(["time (UTC)", "event", "version", "what"], [_event_row(e) for e in read_events(store, pipeline)])
     say(f"\nTraffic: {traffic.sent} rows sent; HTTP {dict(traffic.statuses)}; served by {dict(traffic.versions)}")
-    report = next((e["report_uri"] for e in reversed(read_events(store, pipeline)) if e["kind"] == "drift_check" and e["drifted"]), None)
+    report = next(
+        (e["report_uri"] for e in reversed(read_events(store, pipeline)) if e["kind"] == "drift_check" and e["drifted"]), None
+    )
     if report:
         say(f"Drift report (evidently): {report}")
 

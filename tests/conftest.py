@@ -163,9 +163,24 @@ def model_server():
     def start(root_uri: str, pipeline: str, *, require_model: bool = True):
         port = _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow_mlops.cli", "serve", "--artifact-root", root_uri, "--pipeline", pipeline,
-             "--port", str(port), "--poll-seconds", "0.3", "--flush-seconds", "0.3"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "airflow_mlops.cli",
+                "serve",
+                "--artifact-root",
+                root_uri,
+                "--pipeline",
+                pipeline,
+                "--port",
+                str(port),
+                "--poll-seconds",
+                "0.3",
+                "--flush-seconds",
+                "0.3",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         procs.append(proc)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -194,4 +209,3 @@ def model_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
-

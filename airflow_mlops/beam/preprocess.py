@@ -134,9 +134,7 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
         )
         fitted = stats | "Fit" >> beam.Map(tf.fit, label=spec.label, task=spec.task)
         profile = stats | "Profile" >> beam.Map(build_profile, quantiles=beam.pvalue.AsDict(quantiles))
-        train, evaluation = rows | "Split" >> beam.Partition(
-            lambda row, _n: int(is_eval(row[ROW_ID], spec.eval_fraction)), 2
-        )
+        train, evaluation = rows | "Split" >> beam.Partition(lambda row, _n: int(is_eval(row[ROW_ID], spec.eval_fraction)), 2)
         side = beam.pvalue.AsSingleton(fitted)
         write_parquet(train | "TransformTrain" >> beam.ParDo(ApplyTransform(spec.label), side), "train", features_schema)
         write_parquet(evaluation | "TransformEval" >> beam.ParDo(ApplyTransform(spec.label), side), "eval", features_schema)

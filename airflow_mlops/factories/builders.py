@@ -160,13 +160,22 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
         raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
     common = _store_kwargs(config)
     with DAG(**_dag_kwargs(config, kind="monitor", schedule=monitor.schedule)) as dag:
-        wait = DriftDataSensor(task_id="wait_for_predictions", min_rows=monitor.min_rows, check_seconds=monitor.check_seconds, **common)
-        check = DriftCheckOperator(
-            task_id="drift_check", method=monitor.drift.method, column_threshold=monitor.drift.column_threshold,
-            share_threshold=monitor.drift.share_threshold, **common,
+        wait = DriftDataSensor(
+            task_id="wait_for_predictions", min_rows=monitor.min_rows, check_seconds=monitor.check_seconds, **common
         )
-        branch = DriftBranchOperator(task_id="branch", result=check.output, true_task_id="request_retrain", false_task_id="no_drift")
-        request = RetrainRequestOperator(task_id="request_retrain", drift=check.output, cooldown_hours=monitor.cooldown_hours, **common)
+        check = DriftCheckOperator(
+            task_id="drift_check",
+            method=monitor.drift.method,
+            column_threshold=monitor.drift.column_threshold,
+            share_threshold=monitor.drift.share_threshold,
+            **common,
+        )
+        branch = DriftBranchOperator(
+            task_id="branch", result=check.output, true_task_id="request_retrain", false_task_id="no_drift"
+        )
+        request = RetrainRequestOperator(
+            task_id="request_retrain", drift=check.output, cooldown_hours=monitor.cooldown_hours, **common
+        )
         from airflow.providers.standard.operators.empty import EmptyOperator
 
         done = EmptyOperator(task_id="no_drift")

@@ -74,7 +74,9 @@ def check_pipeline_config(path: str | os.PathLike[str]) -> tuple[PipelineConfig 
     if raw is None:
         return None, [f"{name}: the file is empty; a pipeline config needs at least pipeline, source, label, task and features."]
     if not isinstance(raw, dict):
-        return None, [f"{name}: the top level must be a mapping of keys (pipeline, source, label, ...). Got {type(raw).__name__} instead."]
+        return None, [
+            f"{name}: the top level must be a mapping of keys (pipeline, source, label, ...). Got {type(raw).__name__} instead."
+        ]
     merged = merge_defaults(raw)
     _resolve_paths(merged, Path(path).resolve().parent)
     try:

@@ -25,9 +25,19 @@ NOT_BUILDABLE = (
     ("canary", "kserve", "serving on KServe is not available yet; use 'local'"),
 )
 """Values the schema knows but the builders cannot build yet: (section, target, message)."""
-SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight")
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+    "@annually",
+    "@midnight",
+)
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
-
 
 
 def dag_id(pipeline: str, kind: str) -> str:
@@ -77,7 +87,9 @@ def check_schedule(value: str | None) -> str | None:
     if value.startswith("@"):
         if value not in SCHEDULE_PRESETS:
             raise PydanticCustomError(
-                "schedule", "unknown schedule preset; use one of {presets}, a cron expression or null", {"presets": ", ".join(SCHEDULE_PRESETS)}
+                "schedule",
+                "unknown schedule preset; use one of {presets}, a cron expression or null",
+                {"presets": ", ".join(SCHEDULE_PRESETS)},
             )
         return value
     fields = value.split()
@@ -94,14 +106,17 @@ class Strict(BaseModel):
 
 class ArtifactsConfig(Strict):
     root: str | None = Field(
-        None, description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops."
+        None,
+        description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops.",
     )
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// roots.")
 
 
 class SourceConfig(Strict):
     uri: str = Field(
-        ..., min_length=1, description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}."
+        ...,
+        min_length=1,
+        description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}.",
     )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
@@ -109,14 +124,20 @@ class SourceConfig(Strict):
 
 class FeaturesConfig(Strict):
     numeric: list[str] = Field(default_factory=list, description="Numeric feature columns (standardized, mean-imputed).")
-    categorical: list[str] = Field(default_factory=list, description="Categorical feature columns (vocabulary + out-of-vocabulary bucket).")
+    categorical: list[str] = Field(
+        default_factory=list, description="Categorical feature columns (vocabulary + out-of-vocabulary bucket)."
+    )
 
 
 class ValidationConfig(Strict):
     min_rows: PositiveInt = Field(50, description="Fewer rows than this is an anomaly.")
-    max_null_ratio_increase: Fraction = Field(0.05, description="Allowed absolute increase of a column's null ratio over the schema's.")
+    max_null_ratio_increase: Fraction = Field(
+        0.05, description="Allowed absolute increase of a column's null ratio over the schema's."
+    )
     max_out_of_range_share: Fraction = Field(0.01, description="Allowed share of numeric values outside the schema's [min, max].")
-    max_unseen_category_share: Fraction = Field(0.01, description="Allowed share of categorical values not in the schema's domain.")
+    max_unseen_category_share: Fraction = Field(
+        0.01, description="Allowed share of categorical values not in the schema's domain."
+    )
 
 
 class PreprocessConfig(Strict):
@@ -135,7 +156,9 @@ class ModelConfig(Strict):
         description="LightGBM parameters (seed, objective and deterministic are set by the pipeline); a file's params merge over these.",
     )
     num_boost_round: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
-    early_stopping_rounds: PositiveInt | None = Field(None, description="Stop when a held-out tenth of the training rows stops improving.")
+    early_stopping_rounds: PositiveInt | None = Field(
+        None, description="Stop when a held-out tenth of the training rows stops improving."
+    )
     seed: int = Field(42, description="Random seed; the same inputs and seed give a byte-identical model.")
 
     @field_validator("params")
@@ -196,7 +219,9 @@ class EvaluationConfig(Strict):
         if self.metric in UNIT_INTERVAL_METRICS and not 0.0 <= self.threshold <= 1.0:
             raise config_issues([Issue(("threshold",), f"must be between 0 and 1 for {self.metric}", self.threshold)])
         if self.metric not in UNIT_INTERVAL_METRICS and self.threshold < 0:
-            raise config_issues([Issue(("threshold",), f"must be >= 0 for {self.metric} (it is the largest loss allowed)", self.threshold)])
+            raise config_issues(
+                [Issue(("threshold",), f"must be >= 0 for {self.metric} (it is the largest loss allowed)", self.threshold)]
+            )
         return self
 
 
@@ -204,7 +229,9 @@ class CanaryAnalysisConfig(Strict):
     max_error_rate_increase: Fraction = Field(0.01, description="Canary error rate may exceed production's by at most this.")
     max_p95_latency_ratio: float = Field(1.5, ge=1.0, description="Canary p95 latency / production p95 latency limit.")
     p95_latency_slack_ms: float = Field(
-        2.0, ge=0, description="A canary p95 at most this many ms above production's never fails (sub-ms scoring times are noisy)."
+        2.0,
+        ge=0,
+        description="A canary p95 at most this many ms above production's never fails (sub-ms scoring times are noisy).",
     )
     max_prediction_divergence: Fraction = Field(0.2, description="Limit on the divergence of prediction distributions.")
     min_label_quality_ratio: Fraction = Field(
@@ -255,10 +282,14 @@ class MonitorConfig(Strict):
 
 
 class PipelineConfig(Strict):
-    pipeline: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Pipeline name: lowercase letters, digits, underscores.")
+    pipeline: str = Field(
+        ..., pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Pipeline name: lowercase letters, digits, underscores."
+    )
     description: str = Field("", description="Shown as the DAG description.")
     owner: str = Field("mlops", description="DAG owner.")
-    schedule: str | None = Field("@daily", description="Cron expression or preset of the training DAG; null for manual runs only.")
+    schedule: str | None = Field(
+        "@daily", description="Cron expression or preset of the training DAG; null for manual runs only."
+    )
     start_date: dt.date = Field(dt.date(2026, 11, 1), description="First logical date (a date or an ISO date string).")
     catchup: bool = Field(False, description="Run missed intervals.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")

@@ -86,7 +86,9 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
     if slower > criteria.p95_latency_slack_ms and c["p95_latency_ms"] > p["p95_latency_ms"] * criteria.max_p95_latency_ratio:
         failures.append(f"p95 latency {c['p95_latency_ms']:.1f} ms vs production {p['p95_latency_ms']:.1f} ms")
     if divergence > criteria.max_prediction_divergence:
-        failures.append(f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})")
+        failures.append(
+            f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})"
+        )
     if "label_quality" in c and "label_quality" in p:
         lower = not HIGHER_IS_BETTER[DEFAULT_METRIC[task]]
         ratio = (p["label_quality"] / c["label_quality"]) if lower else (c["label_quality"] / p["label_quality"])

@@ -74,7 +74,9 @@ def categorical_score(values: pd.Series, column: Mapping[str, Any], method: str)
     return psi(expected, actual)
 
 
-def detect_drift(frame: pd.DataFrame, profile: Mapping[str, Any], *, method: str, column_threshold: float, share_threshold: float) -> DriftResult:
+def detect_drift(
+    frame: pd.DataFrame, profile: Mapping[str, Any], *, method: str, column_threshold: float, share_threshold: float
+) -> DriftResult:
     """Score every profiled column present in ``frame``; the data drifts when the drifted share passes the threshold."""
     scores: dict[str, float] = {}
     for col, column in profile["numeric"].items():

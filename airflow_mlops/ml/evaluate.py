@@ -79,9 +79,15 @@ def gate(
     if max_gap is not None and fairness_gap is not None and fairness_gap > max_gap:
         return GateDecision(False, f"{metric} gap across slices {fairness_gap:.4f} exceeds the fairness limit {max_gap}")
     if production is None:
-        return GateDecision(True, f"{metric}={value:.4f} meets the {'maximum' if lower else 'minimum'} {threshold}; no production model to beat")
+        return GateDecision(
+            True, f"{metric}={value:.4f} meets the {'maximum' if lower else 'minimum'} {threshold}; no production model to beat"
+        )
     prod = production[metric]
     improvement = prod - value if lower else value - prod
     if improvement < must_beat_by:
-        return GateDecision(False, f"{metric}={value:.4f} vs production {prod:.4f}: improvement {improvement:+.4f} < required {must_beat_by}")
-    return GateDecision(True, f"{metric}={value:.4f} meets {threshold} and vs production {prod:.4f} improves by {improvement:+.4f}")
+        return GateDecision(
+            False, f"{metric}={value:.4f} vs production {prod:.4f}: improvement {improvement:+.4f} < required {must_beat_by}"
+        )
+    return GateDecision(
+        True, f"{metric}={value:.4f} meets {threshold} and vs production {prod:.4f} improves by {improvement:+.4f}"
+    )

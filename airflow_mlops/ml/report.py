@@ -34,5 +34,5 @@ def page(title: str, status: tuple[bool, str], sections: Iterable[tuple[str, str
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(intro)}</p><h2 class=\"{'ok' if ok else 'bad'}\">{html.escape(text)}</h2>{parts}</body></html>\n"
+        f'<p>{html.escape(intro)}</p><h2 class="{"ok" if ok else "bad"}">{html.escape(text)}</h2>{parts}</body></html>\n'
     )

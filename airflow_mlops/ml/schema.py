@@ -103,12 +103,24 @@ def validate(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds
             continue
         jump = stats["null_ratio"] - spec["null_ratio"]
         if jump > thresholds.max_null_ratio_increase:
-            add(Anomaly(name, "null_ratio", f"null ratio {stats['null_ratio']:.3f} vs {spec['null_ratio']:.3f} in the schema (+{jump:.3f} > {thresholds.max_null_ratio_increase})"))
+            add(
+                Anomaly(
+                    name,
+                    "null_ratio",
+                    f"null ratio {stats['null_ratio']:.3f} vs {spec['null_ratio']:.3f} in the schema (+{jump:.3f} > {thresholds.max_null_ratio_increase})",
+                )
+            )
         if spec["role"] == "numeric" and len(series.dropna()):
             outside = float(((series < spec["min"]) | (series > spec["max"])).sum() / max(series.notna().sum(), 1))
             stats["out_of_range_share"] = outside
             if outside > thresholds.max_out_of_range_share:
-                add(Anomaly(name, "out_of_range", f"{outside:.1%} of values outside [{spec['min']:g}, {spec['max']:g}] (observed [{stats['min']:g}, {stats['max']:g}])"))
+                add(
+                    Anomaly(
+                        name,
+                        "out_of_range",
+                        f"{outside:.1%} of values outside [{spec['min']:g}, {spec['max']:g}] (observed [{stats['min']:g}, {stats['max']:g}])",
+                    )
+                )
         if spec["role"] == "categorical" and "domain" in spec:
             values = series.dropna().astype(str)
             unseen_mask = ~values.isin(set(spec["domain"]))

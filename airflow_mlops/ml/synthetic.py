@@ -63,7 +63,8 @@ FEATURES = ("tenure_months", "monthly_charges", "support_calls", "data_usage_gb"
 def as_requests(frame: pd.DataFrame) -> list[dict]:
     """Churn rows as a client sends them to ``/predict``: the features, NaN as null, the customer id as ``id``."""
     return [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES} | {"id": r["customer_id"]}
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES}
+        | {"id": r["customer_id"]}
         for r in frame.to_dict("records")
     ]
 

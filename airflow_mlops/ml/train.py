@@ -77,8 +77,18 @@ def train_model(
         valid, train = train.loc[holdout], train.loc[~holdout]
         callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=True))
     dataset = lgb.Dataset(train[features], train[label], categorical_feature=categorical)
-    valid_sets = [lgb.Dataset(valid[features], valid[label], reference=dataset, categorical_feature=categorical)] if valid is not None else None
-    log.info("Training LightGBM (%s) on %d rows x %d features for up to %d rounds", full["objective"], len(train), len(features), num_boost_round)
+    valid_sets = (
+        [lgb.Dataset(valid[features], valid[label], reference=dataset, categorical_feature=categorical)]
+        if valid is not None
+        else None
+    )
+    log.info(
+        "Training LightGBM (%s) on %d rows x %d features for up to %d rounds",
+        full["objective"],
+        len(train),
+        len(features),
+        num_boost_round,
+    )
     booster = lgb.train(full, dataset, num_boost_round=num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
     log.info("Trained %d trees", booster.num_trees())
     return booster

@@ -26,7 +26,9 @@ class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
     template_fields: Sequence[str] = ("artifact_root",)
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any
+    ) -> None:
         # Each key of the returned dict is also its own XCom, so ``op.output["dataset_id"]`` works downstream.
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
@@ -44,7 +46,9 @@ class ColumnsOperator(MlopsBaseOperator):
     :param categorical: categorical feature columns.
     """
 
-    def __init__(self, *, label_column: str, problem_type: str, numeric: list[str], categorical: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *, label_column: str, problem_type: str, numeric: list[str], categorical: list[str], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.label_column = label_column
         self.problem_type = problem_type

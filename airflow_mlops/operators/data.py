@@ -29,7 +29,12 @@ class DataAcquisitionOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri")
 
     def __init__(
-        self, *, source_uri: str, source_format: str = field_default(SourceConfig, "format"), source_aws_conn_id: str | None = None, **kwargs: Any
+        self,
+        *,
+        source_uri: str,
+        source_format: str = field_default(SourceConfig, "format"),
+        source_aws_conn_id: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source_uri = source_uri
@@ -52,7 +57,12 @@ class DataAcquisitionOperator(MlopsBaseOperator):
             client = S3Hook(aws_conn_id=self.source_aws_conn_id or self.aws_conn_id).get_conn()
         self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
         result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=client)
-        self.log.info("Dataset %s: %d rows (%s)", result["dataset_id"], result["rows"], "new snapshot" if result["created"] else "already stored")
+        self.log.info(
+            "Dataset %s: %d rows (%s)",
+            result["dataset_id"],
+            result["rows"],
+            "new snapshot" if result["created"] else "already stored",
+        )
         return result
 
 

@@ -59,7 +59,12 @@ class ModelEvaluationOperator(MlopsBaseOperator):
         from airflow_mlops.stages.evaluation import GateSettings, evaluate
 
         settings = GateSettings(
-            self.metric, self.threshold, self.must_beat_production_by, list(self.slices), self.fairness_column, self.fairness_max_gap
+            self.metric,
+            self.threshold,
+            self.must_beat_production_by,
+            list(self.slices),
+            self.fairness_column,
+            self.fairness_max_gap,
         )
         result = evaluate(self.store, self.pipeline, self.model_version, self.features_id, settings, run_id=context["run_id"])
         ReportLink.persist(context, result["report_uri"])

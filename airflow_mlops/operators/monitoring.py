@@ -41,11 +41,21 @@ class DriftCheckOperator(MlopsBaseOperator):
         from airflow_mlops.stages.monitoring import drift_check
 
         result = drift_check(
-            self.store, self.pipeline, method=self.method, column_threshold=self.column_threshold,
-            share_threshold=self.share_threshold, run_id=context["run_id"],
+            self.store,
+            self.pipeline,
+            method=self.method,
+            column_threshold=self.column_threshold,
+            share_threshold=self.share_threshold,
+            run_id=context["run_id"],
         )
         ReportLink.persist(context, result["report_uri"])
-        self.log.info("%s over %d rows: %s; report %s", "DRIFT" if result["drifted"] else "no drift", result["rows"], result["reason"], result["report_uri"])
+        self.log.info(
+            "%s over %d rows: %s; report %s",
+            "DRIFT" if result["drifted"] else "no drift",
+            result["rows"],
+            result["reason"],
+            result["report_uri"],
+        )
         return result
 
 

@@ -29,7 +29,9 @@ class RetrainRequestOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
 
-    def __init__(self, *, drift: Any, cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"), **kwargs: Any) -> None:
+    def __init__(
+        self, *, drift: Any, cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"), **kwargs: Any
+    ) -> None:
         kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
         super().__init__(**kwargs)
         self.drift = drift
@@ -38,14 +40,25 @@ class RetrainRequestOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.retraining import request_retrain
 
-        details = {"columns": self.drift["drifted_columns"], "scores": self.drift["scores"], "report_uri": self.drift["report_uri"]}
+        details = {
+            "columns": self.drift["drifted_columns"],
+            "scores": self.drift["scores"],
+            "report_uri": self.drift["report_uri"],
+        }
         result = request_retrain(
-            self.store, self.pipeline, reason=f"drift: {self.drift['reason']}", details=details,
-            cooldown_hours=self.cooldown_hours, run_id=context["run_id"],
+            self.store,
+            self.pipeline,
+            reason=f"drift: {self.drift['reason']}",
+            details=details,
+            cooldown_hours=self.cooldown_hours,
+            run_id=context["run_id"],
         )
         if not result["requested"]:
             raise AirflowSkipException(f"No retrain request: {result['why']}")
-        context["outlet_events"][retrain_asset(self.pipeline)].extra = {"request_id": result["request_id"], "reason": result["why"]}
+        context["outlet_events"][retrain_asset(self.pipeline)].extra = {
+            "request_id": result["request_id"],
+            "reason": result["why"],
+        }
         self.log.info("Requested retraining of %s (%s): %s", self.pipeline, result["request_id"], result["why"])
         return result
 

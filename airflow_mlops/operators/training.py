@@ -50,5 +50,7 @@ class ModelTrainingOperator(MlopsBaseOperator):
 
         settings = TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
         result = train(self.store, self.pipeline, self.features_id, settings)
-        self.log.info("Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"])
+        self.log.info(
+            "Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"]
+        )
         return result

@@ -99,8 +99,13 @@ class CanaryAnalysisSensor(ArtifactStoreMixin, BaseSensorOperator):
         from airflow_mlops.stages.deployment import canary_check
 
         verdict = canary_check(
-            self.store, self.pipeline, task=self.problem_type, min_requests=self.min_requests,
-            bake_seconds=self.bake_minutes * 60, criteria=self._full_criteria(), now=time.time(),
+            self.store,
+            self.pipeline,
+            task=self.problem_type,
+            min_requests=self.min_requests,
+            bake_seconds=self.bake_minutes * 60,
+            criteria=self._full_criteria(),
+            now=time.time(),
         )
         result = None if verdict is None else self._advance(verdict)
         return PokeReturnValue(is_done=result is not None, xcom_value=result)
@@ -110,10 +115,23 @@ class CanaryAnalysisSensor(ArtifactStoreMixin, BaseSensorOperator):
         from airflow_mlops.stages.deployment import canary_deploy
         from airflow_mlops.store.events import append_event
 
-        append_event(self.store, self.pipeline, "canary_analysis", version=verdict.get("version"), weight=verdict.get("weight"),
-                     passed=verdict["passed"], reason=verdict["reason"], figures=verdict["figures"])
-        self.log.info("Canary %s at %s%%: %s (%s)", verdict.get("version"), verdict.get("weight"),
-                      "PASSED" if verdict["passed"] else "FAILED", verdict["reason"])
+        append_event(
+            self.store,
+            self.pipeline,
+            "canary_analysis",
+            version=verdict.get("version"),
+            weight=verdict.get("weight"),
+            passed=verdict["passed"],
+            reason=verdict["reason"],
+            figures=verdict["figures"],
+        )
+        self.log.info(
+            "Canary %s at %s%%: %s (%s)",
+            verdict.get("version"),
+            verdict.get("weight"),
+            "PASSED" if verdict["passed"] else "FAILED",
+            verdict["reason"],
+        )
         if not verdict["passed"]:
             return {"decision": "rollback", **verdict}
         later = [s for s in self.steps if s > (verdict.get("weight") or 0)]

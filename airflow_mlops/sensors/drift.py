@@ -65,7 +65,9 @@ class DriftDataSensor(ArtifactStoreMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
         if not event or event.get("status") != TriggerStatus.SUCCESS:
-            raise MlopsError(f"Waiting for logged predictions failed: {(event or {}).get('message')}\n{(event or {}).get('traceback', '')}")
+            raise MlopsError(
+                f"Waiting for logged predictions failed: {(event or {}).get('message')}\n{(event or {}).get('traceback', '')}"
+            )
         self.log.info("%s", event["message"])
         return event["rows"]
 

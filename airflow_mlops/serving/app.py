@@ -142,7 +142,12 @@ class ModelServer:
             for name in model.transform.features
         }
         return prediction_row(
-            row_id=row_id, version=model.version, prediction=prediction, latency_ms=latency_ms, request_id=request_id, features=features
+            row_id=row_id,
+            version=model.version,
+            prediction=prediction,
+            latency_ms=latency_ms,
+            request_id=request_id,
+            features=features,
         )
 
     async def feedback(self, request: Request) -> Response:
@@ -163,7 +168,10 @@ class ModelServer:
     async def health(self, request: Request) -> Response:
         production, canary, percent = self.router.versions
         status = 200 if production else 503
-        return JSONResponse({"status": "ok" if production else "no model", "production": production, "canary": canary, "canary_percent": percent}, status_code=status)
+        return JSONResponse(
+            {"status": "ok" if production else "no model", "production": production, "canary": canary, "canary_percent": percent},
+            status_code=status,
+        )
 
     async def metrics_text(self, request: Request) -> Response:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")

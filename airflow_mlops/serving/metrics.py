@@ -44,7 +44,10 @@ class ServerMetrics:
                 "# TYPE mlops_request_latency_seconds histogram",
             ]
             for v in versions:
-                lines += [f'mlops_request_latency_seconds_bucket{{version="{v}",le="{b}"}} {c}' for b, c in zip(BUCKETS, self.buckets[v], strict=True)]
+                lines += [
+                    f'mlops_request_latency_seconds_bucket{{version="{v}",le="{b}"}} {c}'
+                    for b, c in zip(BUCKETS, self.buckets[v], strict=True)
+                ]
                 lines += [
                     f'mlops_request_latency_seconds_bucket{{version="{v}",le="+Inf"}} {self.requests[v]}',
                     f'mlops_request_latency_seconds_sum{{version="{v}"}} {self.latency_sum[v]:.6f}',

@@ -71,7 +71,15 @@ class PredictionLog:
     :param kind: ``predictions`` or ``feedback``.
     """
 
-    def __init__(self, store: ArtifactStore, pipeline: str, *, kind: str = "predictions", flush_rows: int = 1000, flush_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        pipeline: str,
+        *,
+        kind: str = "predictions",
+        flush_rows: int = 1000,
+        flush_seconds: float = 2.0,
+    ) -> None:
         self.store, self.pipeline, self.kind = store, pipeline, kind
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self._rows: list[dict[str, Any]] = []

@@ -39,7 +39,13 @@ def acquire(store: ArtifactStore, pipeline: str, source_uri: str, *, fmt: str = 
     frame, files = read_source(source_uri, fmt, s3_client)
     log.info("Read %d rows x %d columns from %d file(s) at %s", len(frame), frame.shape[1], len(files), source_uri)
     snap = snapshot(store, pipeline, frame, source=source_uri, files=files)
-    return {"dataset_id": snap.dataset_id, "dataset_uri": snap.uri, "rows": snap.rows, "created": snap.created, "source": source_uri}
+    return {
+        "dataset_id": snap.dataset_id,
+        "dataset_uri": snap.uri,
+        "rows": snap.rows,
+        "created": snap.created,
+        "source": source_uri,
+    }
 
 
 def validate(
@@ -60,21 +66,38 @@ def validate(
     current, _ = store.read_versioned(key)
     created = False
     if current is None:
-        inferred = infer_schema(frame, numeric=columns.numeric, categorical=columns.categorical, label=columns.label, task=columns.task)
+        inferred = infer_schema(
+            frame, numeric=columns.numeric, categorical=columns.categorical, label=columns.label, task=columns.task
+        )
         inferred["inferred_from"] = dataset_id
         created = store.write_if_match(key, dumps(inferred), None)
         current, _ = store.read_versioned(key)  # ours, or the one a concurrent run stored first
-        log.info("No schema yet: %s one from dataset %s at %s", "inferred" if created else "another run stored", dataset_id[:12], store.uri(key))
+        log.info(
+            "No schema yet: %s one from dataset %s at %s",
+            "inferred" if created else "another run stored",
+            dataset_id[:12],
+            store.uri(key),
+        )
     schema = json.loads(current)
     report = check(frame, schema, Thresholds(**thresholds))
     for col in [c for c in [columns.label, *columns.features] if c not in schema["columns"]]:
         report.anomalies.append(Anomaly(col, "missing_column", "configured column is not in the accepted schema"))
     prefix = report_prefix(pipeline, run_id)
-    store.write_text(f"{prefix}/validation.html", render_report_html(report, pipeline=pipeline, dataset_id=dataset_id, schema_uri=store.uri(key)))
+    store.write_text(
+        f"{prefix}/validation.html",
+        render_report_html(report, pipeline=pipeline, dataset_id=dataset_id, schema_uri=store.uri(key)),
+    )
     store.write_json(f"{prefix}/validation.json", {"dataset_id": dataset_id, **report.to_dict()})
     report_uri = store.uri(f"{prefix}/validation.html")
-    result = {"anomalies": len(report.anomalies), "report_uri": report_uri, "schema_uri": store.uri(key), "schema_created": created}
+    result = {
+        "anomalies": len(report.anomalies),
+        "report_uri": report_uri,
+        "schema_uri": store.uri(key),
+        "schema_created": created,
+    }
     if not report.ok:
         lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])
-        raise DataValidationError(f"{len(report.anomalies)} data anomalies in dataset {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri)
+        raise DataValidationError(
+            f"{len(report.anomalies)} data anomalies in dataset {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri
+        )
     return result

@@ -28,7 +28,14 @@ def canary_deploy(store: ArtifactStore, pipeline: str, version: str, percent: in
     if production in (None, version):
         if production is None:
             registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason="first model")
-            append_event(store, pipeline, "promote", event_id=f"promote-{version}", version=version, reason="first model: no production to compare with")
+            append_event(
+                store,
+                pipeline,
+                "promote",
+                event_id=f"promote-{version}",
+                version=version,
+                reason="first model: no production to compare with",
+            )
         return {"canary": None, "weight": 0, "production": version}
     current = registry.load()["aliases"].get("canary") or {}
     if current.get("version") == version and current.get("weight") == percent:
@@ -61,18 +68,30 @@ def canary_check(
     production = (doc["aliases"].get("production") or {}).get("version")
     if not canary.get("version"):
         if production:  # the deploy step promoted a first model directly
-            return Verdict(True, f"{production} is production; no canary step", {}).to_dict() | {"version": production, "weight": 100}
+            return Verdict(True, f"{production} is production; no canary step", {}).to_dict() | {
+                "version": production,
+                "weight": 100,
+            }
         return Verdict(False, "no canary is deployed", {}).to_dict() | {"weight": None}
     frame = read_log(store, pipeline, "predictions", canary["since"])
     served = int((frame["_version"] == canary["version"]).sum())
     if served < min_requests and now - canary["since"] < bake_seconds:
-        log.info("Canary %s: %d/%d requests, %.0f/%.0f s baked", canary["version"], served, min_requests, now - canary["since"], bake_seconds)
+        log.info(
+            "Canary %s: %d/%d requests, %.0f/%.0f s baked",
+            canary["version"],
+            served,
+            min_requests,
+            now - canary["since"],
+            bake_seconds,
+        )
         return None
     if served == 0:
         verdict = Verdict(False, "the canary received no traffic during the bake time", {"canary": {"requests": 0}})
     else:
         labels = read_log(store, pipeline, "feedback", canary["since"])[["_id", "label"]].drop_duplicates("_id", keep="last")
-        verdict = analyze(frame, labels, canary=canary["version"], production=production, task=task, criteria=Criteria(**criteria))
+        verdict = analyze(
+            frame, labels, canary=canary["version"], production=production, task=task, criteria=Criteria(**criteria)
+        )
     return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
 
 
@@ -91,8 +110,14 @@ def canary_resolve(store: ArtifactStore, pipeline: str, decision: str, verdict: 
 
     registry.update(record)
     event = append_event(
-        store, pipeline, decision, event_id=f"{decision}-{version}", version=version, previous_production=previous,
-        reason=verdict["reason"], figures=verdict.get("figures", {}),
+        store,
+        pipeline,
+        decision,
+        event_id=f"{decision}-{version}",
+        version=version,
+        previous_production=previous,
+        reason=verdict["reason"],
+        figures=verdict.get("figures", {}),
     )
     log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), verdict["reason"])
     return {"decision": decision, "version": version, "production": registry.production(), "event_time": event["time"]}

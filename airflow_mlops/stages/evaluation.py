@@ -60,7 +60,9 @@ def evaluate(
     y = features[label].to_numpy()
     predictions = load_booster(store, pipeline, model_version).predict(features[spec["features"]], num_threads=1)
     candidate = compute_metrics(task, y, predictions)
-    slices = {col: slice_metrics(task, gate_settings.metric, y, predictions, raw[col].astype(str)) for col in gate_settings.slices}
+    slices = {
+        col: slice_metrics(task, gate_settings.metric, y, predictions, raw[col].astype(str)) for col in gate_settings.slices
+    }
     gap = None
     if gate_settings.fairness_column:
         per_group = slices.get(gate_settings.fairness_column) or slice_metrics(
@@ -113,7 +115,10 @@ def _evaluation_html(pipeline: str, result: Mapping[str, Any]) -> str:
         [(m, v, prod.get(m)) for m, v in result["metrics"].items()],
     )
     sections = [("Holdout metrics", metrics)]
-    sections += [(f"{result['metric']} by {col}", table([col, result["metric"]], values.items())) for col, values in result["slices"].items()]
+    sections += [
+        (f"{result['metric']} by {col}", table([col, result["metric"]], values.items()))
+        for col, values in result["slices"].items()
+    ]
     status = (result["blessed"], ("BLESSED: " if result["blessed"] else "REJECTED: ") + result["reason"])
     return page(f"Evaluation: {pipeline} {result['model_version']}", status, sections)
 
@@ -138,7 +143,9 @@ def register(
         store.write_json(f"{mprefix}/lineage.json", full_lineage)
         store.write_text(f"{mprefix}/card.html", _card_html(pipeline, status, evaluation, full_lineage))
     registry = ModelRegistry(store, pipeline)
-    entry = registry.register(version, status=status, metrics=evaluation["metrics"], lineage=full_lineage, reason=evaluation["reason"])
+    entry = registry.register(
+        version, status=status, metrics=evaluation["metrics"], lineage=full_lineage, reason=evaluation["reason"]
+    )
     doc = registry.load()
     production = (doc["aliases"].get("production") or {}).get("version")
     if entry["status"] == "blessed" and promote and production != version:
@@ -147,7 +154,9 @@ def register(
         if production and doc["versions"][production]["registered_at"] > entry["registered_at"]:
             log.info("Production %s is newer than %s; left as is", production, version)
         else:
-            doc = registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason=evaluation["reason"])
+            doc = registry.set_alias(
+                "production", version, promoted_at=datetime.now(UTC).isoformat(), reason=evaluation["reason"]
+            )
             production = version
             log.info("Promoted %s %s to production (%s)", pipeline, version, evaluation["reason"])
     return {"model_version": version, "status": entry["status"], "production": production, "revision": doc["revision"]}
@@ -158,6 +167,13 @@ def _card_html(pipeline: str, status: str, evaluation: Mapping[str, Any], lineag
 
     sections = [
         ("Metrics (holdout)", table(["metric", "value"], evaluation["metrics"].items())),
-        ("Lineage", table(["field", "value"], [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in lineage.items()])),
+        (
+            "Lineage",
+            table(["field", "value"], [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in lineage.items()]),
+        ),
     ]
-    return page(f"Model card: {pipeline} {evaluation['model_version']}", (status == "blessed", f"{status.upper()}: {evaluation['reason']}"), sections)
+    return page(
+        f"Model card: {pipeline} {evaluation['model_version']}",
+        (status == "blessed", f"{status.upper()}: {evaluation['reason']}"),
+        sections,
+    )

@@ -26,20 +26,41 @@ def request_retrain(
     own = next((r for r in requests if r["event_id"] == f"retrain-{run_id}"), None)
     if own is not None:
         still_open = own["event_id"] not in done
-        return {"requested": still_open, "why": own["reason"] if still_open else f"request {own['event_id']} is already closed",
-                "request_id": own["event_id"]}
+        return {
+            "requested": still_open,
+            "why": own["reason"] if still_open else f"request {own['event_id']} is already closed",
+            "request_id": own["event_id"],
+        }
     open_requests = [r for r in requests if r["event_id"] not in done]
     if open_requests:
-        return {"requested": False, "why": f"request {open_requests[-1]['event_id']} is still open", "request_id": open_requests[-1]["event_id"]}
+        return {
+            "requested": False,
+            "why": f"request {open_requests[-1]['event_id']} is still open",
+            "request_id": open_requests[-1]["event_id"],
+        }
     if requests:
         last = datetime.fromisoformat(requests[-1]["time"])
         remaining = last.timestamp() + cooldown_hours * 3600 - datetime.now(UTC).timestamp()
         if remaining > 0:
-            return {"requested": False, "why": f"cooldown: {remaining / 3600:.1f} h left after {requests[-1]['event_id']}", "request_id": None}
+            return {
+                "requested": False,
+                "why": f"cooldown: {remaining / 3600:.1f} h left after {requests[-1]['event_id']}",
+                "request_id": None,
+            }
     event = append_event(store, pipeline, "retrain_request", event_id=f"retrain-{run_id}", reason=reason, details=dict(details))
     return {"requested": True, "why": reason, "request_id": event["event_id"]}
 
 
-def close_retrain_request(store: ArtifactStore, pipeline: str, request_id: str, *, model_version: str | None, status: str) -> None:
+def close_retrain_request(
+    store: ArtifactStore, pipeline: str, request_id: str, *, model_version: str | None, status: str
+) -> None:
     """Record the outcome of a retraining (``rejected``, ``promoted``, ``rolled_back``, ``failed``, ...); frees the next request."""
-    append_event(store, pipeline, "retrain_done", event_id=f"done-{request_id}", request_id=request_id, model_version=model_version, status=status)
+    append_event(
+        store,
+        pipeline,
+        "retrain_done",
+        event_id=f"done-{request_id}",
+        request_id=request_id,
+        model_version=model_version,
+        status=status,
+    )

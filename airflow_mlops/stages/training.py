@@ -39,7 +39,12 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
         seed=settings.seed,
     )
     mprefix = model_prefix(pipeline, version)
-    result = {"model_version": version, "model_uri": store.uri(mprefix), "features_id": features_id, "dataset_id": features_done["dataset_id"]}
+    result = {
+        "model_version": version,
+        "model_uri": store.uri(mprefix),
+        "features_id": features_id,
+        "dataset_id": features_done["dataset_id"],
+    }
     if store.exists(f"{mprefix}/model.txt"):
         log.info("Model %s already trained from these inputs; reusing %s", version, store.uri(mprefix))
         return {**result, "cached": True}

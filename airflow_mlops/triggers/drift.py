@@ -51,7 +51,9 @@ class PredictionRowsTrigger(ArtifactStoreMixin, BaseTrigger):
             while True:
                 rows = await asyncio.to_thread(new_logged_rows, store, self.pipeline)
                 if rows >= self.min_rows:
-                    yield TriggerEvent({"status": TriggerStatus.SUCCESS, "message": f"{rows} new logged predictions", "rows": rows})
+                    yield TriggerEvent(
+                        {"status": TriggerStatus.SUCCESS, "message": f"{rows} new logged predictions", "rows": rows}
+                    )
                     return
                 self.log.info("%d/%d new logged predictions for %s", rows, self.min_rows, self.pipeline)
                 await asyncio.sleep(self.poll_seconds)

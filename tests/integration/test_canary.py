@@ -55,8 +55,13 @@ class TestCanaryDag:
                 tmp_path,
                 evaluation={"metric": "roc_auc", "threshold": 0.5},
                 validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0},
-                canary={"steps": [30, 60], "min_requests": 150, "bake_minutes": 2, "check_seconds": 1,
-                        "analysis": {"max_prediction_divergence": 0.5, "max_p95_latency_ratio": 3.0}},
+                canary={
+                    "steps": [30, 60],
+                    "min_requests": 150,
+                    "bake_minutes": 2,
+                    "check_seconds": 1,
+                    "analysis": {"max_prediction_divergence": 0.5, "max_p95_latency_ratio": 3.0},
+                },
             )
         )
         write_day(tmp_path, "2026-11-01", make_churn(400, seed=1))
@@ -81,7 +86,9 @@ class TestCanaryDag:
         assert steps[0]["figures"]["canary"]["requests"] >= 150
         promoted = [e for e in events if e["kind"] == "promote" and e["version"] == v2]
         assert promoted and promoted[0]["previous_production"] == v1
-        assert client.get("/health").json()["production"] == v2 or _eventually(lambda: client.get("/health").json()["production"] == v2)
+        assert client.get("/health").json()["production"] == v2 or _eventually(
+            lambda: client.get("/health").json()["production"] == v2
+        )
 
 
 def _eventually(predicate, timeout: float = 10.0) -> bool:
@@ -103,9 +110,13 @@ def broken_model(store: ArtifactStore, good: str, kind: str) -> str:
     rng = np.random.default_rng(0)
     width = 2 if kind == "errors" else len(FEATURES)  # a feature-count mismatch makes every prediction fail
     x = np.zeros((200, width)) if kind == "constant" else rng.normal(size=(200, width))
-    booster = lgb.train({"objective": "binary", "verbosity": -1, "seed": 1}, lgb.Dataset(x, rng.integers(0, 2, 200)), num_boost_round=5)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "seed": 1}, lgb.Dataset(x, rng.integers(0, 2, 200)), num_boost_round=5
+    )
     (dst / "model.txt").write_text(booster.model_to_string())
-    ModelRegistry(store, PIPELINE).register(version, status="blessed", metrics={}, lineage={}, reason="fixture: passes no gate for real")
+    ModelRegistry(store, PIPELINE).register(
+        version, status="blessed", metrics={}, lineage={}, reason="fixture: passes no gate for real"
+    )
     return version
 
 
@@ -128,8 +139,15 @@ class TestBrokenCandidates:
         client = model_server(store.root_uri, PIPELINE)
         canary_deploy(store, PIPELINE, bad, 20)
         sensor = CanaryAnalysisSensor(
-            task_id="analysis", pipeline=PIPELINE, artifact_root=store.root_uri, steps=[20, 50], problem_type="classification", min_requests=60,
-            bake_minutes=1, deferrable=False, check_seconds=0.5,
+            task_id="analysis",
+            pipeline=PIPELINE,
+            artifact_root=store.root_uri,
+            steps=[20, 50],
+            problem_type="classification",
+            min_requests=60,
+            bake_minutes=1,
+            deferrable=False,
+            check_seconds=0.5,
         )
         result = None
         with Traffic(client, seed=200 + len(kind)) as traffic:

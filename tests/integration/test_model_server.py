@@ -23,15 +23,22 @@ from airflow_mlops.store.registry import ModelRegistry
 pytestmark = pytest.mark.slow
 PIPELINE = "serve"
 COLUMNS = Columns(
-    "churned", "classification", ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"], ["contract", "payment_method", "region"]
+    "churned",
+    "classification",
+    ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"],
+    ["contract", "payment_method", "region"],
 )
 
 
 def train_version(store, csv: Path, seed: int) -> tuple[str, str]:
     dataset = acquire(store, PIPELINE, str(csv))["dataset_id"]
-    features = preprocess(store, PIPELINE, dataset, COLUMNS, eval_fraction=0.2, histogram_bins=10, runner="DirectRunner")["features_id"]
+    features = preprocess(store, PIPELINE, dataset, COLUMNS, eval_fraction=0.2, histogram_bins=10, runner="DirectRunner")[
+        "features_id"
+    ]
     version = train(store, PIPELINE, features, TrainSettings({"num_leaves": 7}, 40, seed, None))["model_version"]
-    evaluation = evaluate(store, PIPELINE, version, features, GateSettings("roc_auc", 0.5, 0.0, [], None, None), run_id=f"seed{seed}")
+    evaluation = evaluate(
+        store, PIPELINE, version, features, GateSettings("roc_auc", 0.5, 0.0, [], None, None), run_id=f"seed{seed}"
+    )
     register(store, PIPELINE, evaluation, lineage={"dataset_id": dataset}, promote=False)
     return version, features
 
@@ -76,13 +83,20 @@ class TestModelServer:
         """Server predictions on raw rows equal the model on the Beam-computed features of the same rows."""
         client, store, v1, _, features = server
         raw = raw_eval_rows(store, features)
-        beam = pd.concat(
-            [pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in store.list(f"features/{PIPELINE}/{features}/eval")]
-        ).set_index("_row_id").loc[raw["_row_id"]]
+        beam = (
+            pd.concat(
+                [pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in store.list(f"features/{PIPELINE}/{features}/eval")]
+            )
+            .set_index("_row_id")
+            .loc[raw["_row_id"]]
+        )
         spec = store.read_json(f"models/{PIPELINE}/{v1}/transform.json")
         booster = load_booster(store, PIPELINE, v1)
         expected = booster.predict(beam[spec["features"]].to_numpy(), num_threads=1)
-        rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in spec["features"]} for r in raw.to_dict("records")]
+        rows = [
+            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in spec["features"]}
+            for r in raw.to_dict("records")
+        ]
         response = client.post("/predict", json={"instances": rows})
         assert response.status_code == 200, response.text
         got = [p["prediction"] for p in response.json()["predictions"]]
@@ -91,15 +105,25 @@ class TestModelServer:
 
     def test_single_row_logging_metrics_and_feedback(self, server):
         client, store, v1, _, _ = server
-        row = {"id": "cust-1", "tenure_months": 3, "monthly_charges": 99.5, "support_calls": 4, "data_usage_gb": None,
-               "contract": "month-to-month", "payment_method": "e-check", "region": "north"}
+        row = {
+            "id": "cust-1",
+            "tenure_months": 3,
+            "monthly_charges": 99.5,
+            "support_calls": 4,
+            "data_usage_gb": None,
+            "contract": "month-to-month",
+            "payment_method": "e-check",
+            "region": "north",
+        }
         answer = client.post("/predict", json=row).json()["predictions"][0]
         assert answer["id"] == "cust-1" and answer["version"] == v1 and 0 <= answer["prediction"] <= 1
         assert client.post("/feedback", json={"id": "cust-1", "label": 1}).json() == {"accepted": 1}
 
         def logged_row():
             keys = [k for k in store.list(f"predictions/{PIPELINE}") if k.endswith(".parquet")]
-            frame = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys]) if keys else pd.DataFrame({"_id": []})
+            frame = (
+                pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys]) if keys else pd.DataFrame({"_id": []})
+            )
             match = frame[frame["_id"] == "cust-1"]
             return None if match.empty else match.iloc[0].to_dict()
 
@@ -115,8 +139,42 @@ class TestModelServer:
         ("body", "status", "message"),
         [
             pytest.param({"instances": [{"tenure_months": 1}]}, 422, "missing feature 'monthly_charges'", id="missing-feature"),
-            pytest.param({"instances": [{"tenure_months": "ten", "monthly_charges": 1, "support_calls": 1, "data_usage_gb": 1, "contract": "x", "payment_method": "y", "region": "z"}]}, 422, "instances[0].tenure_months: expected a number", id="wrong-type"),
-            pytest.param({"instances": [{"tenure_months": 1, "monthly_charges": 1, "support_calls": 1, "data_usage_gb": 1, "contract": [1], "payment_method": "y", "region": "z"}]}, 422, "instances[0].contract: expected a string", id="wrong-type-categorical"),
+            pytest.param(
+                {
+                    "instances": [
+                        {
+                            "tenure_months": "ten",
+                            "monthly_charges": 1,
+                            "support_calls": 1,
+                            "data_usage_gb": 1,
+                            "contract": "x",
+                            "payment_method": "y",
+                            "region": "z",
+                        }
+                    ]
+                },
+                422,
+                "instances[0].tenure_months: expected a number",
+                id="wrong-type",
+            ),
+            pytest.param(
+                {
+                    "instances": [
+                        {
+                            "tenure_months": 1,
+                            "monthly_charges": 1,
+                            "support_calls": 1,
+                            "data_usage_gb": 1,
+                            "contract": [1],
+                            "payment_method": "y",
+                            "region": "z",
+                        }
+                    ]
+                },
+                422,
+                "instances[0].contract: expected a string",
+                id="wrong-type-categorical",
+            ),
             pytest.param({"instances": ["not an object"]}, 422, "expected an object", id="row-not-object"),
             pytest.param({"instances": []}, 422, "no instances", id="empty"),
             pytest.param(b"{not json", 400, "not valid JSON", id="non-json"),
@@ -134,7 +192,15 @@ class TestModelServer:
     def test_canary_share_is_sticky_and_models_swap_without_failing_requests(self, server):
         client, store, _v1, v2, _ = server
         registry = ModelRegistry(store, PIPELINE)
-        row = {"tenure_months": 3, "monthly_charges": 50.0, "support_calls": 1, "data_usage_gb": 2.0, "contract": "one-year", "payment_method": "card", "region": "east"}
+        row = {
+            "tenure_months": 3,
+            "monthly_charges": 50.0,
+            "support_calls": 1,
+            "data_usage_gb": 2.0,
+            "contract": "one-year",
+            "payment_method": "card",
+            "region": "east",
+        }
         statuses: list[int] = []
         stop = threading.Event()
 

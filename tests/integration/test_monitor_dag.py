@@ -39,7 +39,12 @@ class TestMonitorDag:
                 "churn_monitor",
                 tmp_path,
                 schedule="@daily",
-                monitor={"min_rows": 300, "cooldown_hours": 1, "check_seconds": 0.5, "drift": {"column_threshold": 0.2, "share_threshold": 0.3}},
+                monitor={
+                    "min_rows": 300,
+                    "cooldown_hours": 1,
+                    "check_seconds": 0.5,
+                    "drift": {"column_threshold": 0.2, "share_threshold": 0.3},
+                },
             )
         )
         monitor = pipeline.monitor

@@ -18,7 +18,14 @@ CHURN_FEATURES = {
     "numeric": ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"],
     "categorical": ["contract", "payment_method", "region"],
 }
-TRAINING_TASKS = ["data.acquire", "data.validate", "features.preprocess", "training.train", "evaluation.evaluate", "evaluation.gate"]
+TRAINING_TASKS = [
+    "data.acquire",
+    "data.validate",
+    "features.preprocess",
+    "training.train",
+    "evaluation.evaluate",
+    "evaluation.gate",
+]
 
 
 def churn_config(name: str, tmp_path, **overrides) -> dict:
@@ -220,7 +227,9 @@ class TestValidationGate:
             assert states["data.acquire"] == "success" and states["data.validate"] == "failed", (kind, states)
             downstream = [t for t in states if t not in ("data.acquire", "data.validate")]
             assert all(states[t] in ("upstream_failed", "skipped") for t in downstream), (kind, states)
-            report = json.loads(store.read_text(f"reports/churn_bad/{bad_run.run_id.replace(':', '_').replace('+', '_')}/validation.json"))
+            report = json.loads(
+                store.read_text(f"reports/churn_bad/{bad_run.run_id.replace(':', '_').replace('+', '_')}/validation.json")
+            )
             assert kind in {a["kind"] for a in report["anomalies"]}, (kind, report["anomalies"])
         assert ModelRegistry(store, "churn_bad").load() == registry_before
         assert store.list("models/churn_bad") == models_before
@@ -233,7 +242,9 @@ class TestS3Artifacts:
         endpoint, bucket = s3_bucket
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         for part, seed in (("a", 1), ("b", 2)):
-            client.put_object(Bucket=bucket, Key=f"raw/2026-11-01/part-{part}.csv", Body=make_churn(800, seed=seed).to_csv(index=False).encode())
+            client.put_object(
+                Bucket=bucket, Key=f"raw/2026-11-01/part-{part}.csv", Body=make_churn(800, seed=seed).to_csv(index=False).encode()
+            )
         config, dag = pipeline(
             churn_config(
                 "churn_s3",

@@ -61,7 +61,13 @@ class TestLintCommand:
         ]
 
     def test_paths_are_reported_as_given(self, configs, monkeypatch):
-        result = subprocess.run([sys.executable, "-m", "airflow_mlops.cli", "lint", "bad.yml"], check=False, capture_output=True, text=True, cwd=configs)
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow_mlops.cli", "lint", "bad.yml"],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=configs,
+        )
         assert result.stderr.startswith("bad.yml: evaluation.metric: ")
 
     def test_missing_file_and_empty_directory_fail(self, tmp_path):
@@ -76,7 +82,10 @@ class TestLintCommand:
         write(tmp_path / "b.yaml", VALID)
         result = lint(str(tmp_path))
         assert result.returncode == 1 and result.stdout == f"OK {tmp_path / 'a.yaml'}\n"
-        assert result.stderr == f"{tmp_path / 'b.yaml'}: pipeline: already used by {tmp_path / 'a.yaml'} (DAG ids must be unique). Got 'churn' instead.\n"
+        assert (
+            result.stderr
+            == f"{tmp_path / 'b.yaml'}: pipeline: already used by {tmp_path / 'a.yaml'} (DAG ids must be unique). Got 'churn' instead.\n"
+        )
 
     def test_same_file_twice_is_linted_once(self, configs):
         result = lint(str(configs / "good.yaml"), str(configs / "good.yaml"))
@@ -91,8 +100,12 @@ class TestLintCommand:
         ("target", "expected"), [pytest.param("good.yaml", 0, id="valid"), pytest.param(".", 10, id="invalid")]
     )
     def test_main_returns_exit_code_without_importing_airflow(self, configs, target, expected):
-        result = subprocess.run([sys.executable, "-c", RUN_MAIN, "lint", str(configs / target)], check=False, capture_output=True, text=True)
-        assert result.returncode == expected, f"{result.returncode}: 1 in the last digit means Airflow was imported\n{result.stderr}"
+        result = subprocess.run(
+            [sys.executable, "-c", RUN_MAIN, "lint", str(configs / target)], check=False, capture_output=True, text=True
+        )
+        assert result.returncode == expected, (
+            f"{result.returncode}: 1 in the last digit means Airflow was imported\n{result.stderr}"
+        )
 
     def test_main_in_process(self, configs, capsys):
         assert main(["lint", str(configs / "good.yaml")]) == 0

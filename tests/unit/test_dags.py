@@ -18,9 +18,20 @@ class TestExampleDags:
         assert bag.import_errors == {}
         assert {"mlops_churn_training", "mlops_churn_monitor"} <= set(bag.dag_ids)
         dag = bag.get_dag("mlops_churn_training")
-        assert {t.task_id for t in dag.tasks} >= {"data.acquire", "data.validate", "features.preprocess", "training.train", "evaluation.evaluate", "evaluation.gate", "registry.bless", "registry.reject"}
+        assert {t.task_id for t in dag.tasks} >= {
+            "data.acquire",
+            "data.validate",
+            "features.preprocess",
+            "training.train",
+            "evaluation.evaluate",
+            "evaluation.gate",
+            "registry.bless",
+            "registry.reject",
+        }
         close = dag.get_task("registry.close_request")
-        assert close.upstream_task_ids == {"registry.bless", "registry.reject", "deploy.promote", "deploy.rollback"}, "closed with the canary's outcome"
+        assert close.upstream_task_ids == {"registry.bless", "registry.reject", "deploy.promote", "deploy.rollback"}, (
+            "closed with the canary's outcome"
+        )
         assert close.trigger_rule == "all_done"
 
     @pytest.mark.parametrize("dag_file", sorted(REPO_DAGS.glob("*.py")), ids=lambda p: p.name)

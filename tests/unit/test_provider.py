@@ -51,6 +51,8 @@ class TestProviderInfo:
             assert present == listed, kind
 
     def test_airflow_lists_the_provider(self, airflow_db):
-        out = subprocess.run([sys.executable, "-m", "airflow", "providers", "list", "-o", "json"], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"], capture_output=True, text=True, check=True
+        )
         providers = {p["package_name"]: p["version"] for p in json.loads(out.stdout)}
         assert providers["airflow-mlops"] == airflow_mlops.__version__

@@ -75,7 +75,10 @@ class TestPipelineConfig:
 
     @pytest.mark.parametrize(
         ("metric", "higher"),
-        [pytest.param(m, h, id=m) for m, h in [("roc_auc", True), ("accuracy", True), ("log_loss", False), ("rmse", False), ("mae", False)]],
+        [
+            pytest.param(m, h, id=m)
+            for m, h in [("roc_auc", True), ("accuracy", True), ("log_loss", False), ("rmse", False), ("mae", False)]
+        ],
     )
     def test_higher_is_better(self, metric, higher):
         assert EvaluationConfig(metric=metric, threshold=0.5).higher_is_better is higher
@@ -113,9 +116,13 @@ class TestPipelineConfig:
     @pytest.mark.parametrize(
         ("changes", "loc"),
         [
-            pytest.param({"compute": {"target": "kubernetes", "kubernetes": {"image": "t:1"}}}, ("compute", "target"), id="kubernetes"),
             pytest.param(
-                {"evaluation": {"metric": "roc_auc", "threshold": 0.7}, "canary": {"target": "kserve"}}, ("canary", "target"), id="kserve"
+                {"compute": {"target": "kubernetes", "kubernetes": {"image": "t:1"}}}, ("compute", "target"), id="kubernetes"
+            ),
+            pytest.param(
+                {"evaluation": {"metric": "roc_auc", "threshold": 0.7}, "canary": {"target": "kserve"}},
+                ("canary", "target"),
+                id="kserve",
             ),
         ],
     )
@@ -126,32 +133,78 @@ class TestPipelineConfig:
 
 BAD = [
     pytest.param(with_keys(colour="blue"), ("colour",), id="unknown-top-level-key"),
-    pytest.param(with_keys(canary={"steps": [10], "speed": 1}, evaluation={"metric": "roc_auc", "threshold": 0.7}), ("canary", "speed"), id="unknown-nested-key"),
+    pytest.param(
+        with_keys(canary={"steps": [10], "speed": 1}, evaluation={"metric": "roc_auc", "threshold": 0.7}),
+        ("canary", "speed"),
+        id="unknown-nested-key",
+    ),
     pytest.param(with_keys(catchup="sometimes"), ("catchup",), id="wrong-type"),
-    pytest.param(with_keys(validation={"max_null_ratio_increase": 1.5}), ("validation", "max_null_ratio_increase"), id="out-of-range"),
+    pytest.param(
+        with_keys(validation={"max_null_ratio_increase": 1.5}), ("validation", "max_null_ratio_increase"), id="out-of-range"
+    ),
     pytest.param({k: v for k, v in MINIMAL.items() if k != "label"}, ("label",), id="missing-label"),
     pytest.param(with_keys(source={"format": "csv"}), ("source", "uri"), id="missing-source-uri"),
     pytest.param(with_keys(evaluation={"metric": "f1", "threshold": 0.7}), ("evaluation", "metric"), id="unknown-metric"),
     pytest.param(with_keys(evaluation={"metric": "mae", "threshold": 0.7}), ("evaluation", "metric"), id="metric-task-mismatch"),
     pytest.param(with_keys(canary={"steps": [10]}), ("canary",), id="canary-without-evaluation"),
     pytest.param(with_keys(compute={"target": "kubernetes"}), ("compute", "kubernetes"), id="kubernetes-without-section"),
-    pytest.param(with_keys(compute={"target": "kubernetes", "kubernetes": {"gpus": 1}}), ("compute", "kubernetes", "image"), id="kubernetes-without-image"),
-    pytest.param(with_keys(compute={"kubernetes": {"image": "x", "gpus": 17}}), ("compute", "kubernetes", "gpus"), id="too-many-gpus"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 150]}), ("canary", "steps", 1), id="step-over-100"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [50, 50]}), ("canary", "steps", 1), id="steps-not-increasing"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": []}), ("canary", "steps"), id="steps-empty"),
+    pytest.param(
+        with_keys(compute={"target": "kubernetes", "kubernetes": {"gpus": 1}}),
+        ("compute", "kubernetes", "image"),
+        id="kubernetes-without-image",
+    ),
+    pytest.param(
+        with_keys(compute={"kubernetes": {"image": "x", "gpus": 17}}), ("compute", "kubernetes", "gpus"), id="too-many-gpus"
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 150]}),
+        ("canary", "steps", 1),
+        id="step-over-100",
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [50, 50]}),
+        ("canary", "steps", 1),
+        id="steps-not-increasing",
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": []}), ("canary", "steps"), id="steps-empty"
+    ),
     pytest.param(with_keys(features={"numeric": ["tenure", "churned"]}), ("label",), id="label-is-a-feature"),
-    pytest.param(with_keys(features={"numeric": ["tenure"], "categorical": ["contract", "tenure"]}), ("features", "categorical", 1), id="duplicate-feature"),
+    pytest.param(
+        with_keys(features={"numeric": ["tenure"], "categorical": ["contract", "tenure"]}),
+        ("features", "categorical", 1),
+        id="duplicate-feature",
+    ),
     pytest.param(with_keys(features={}), ("features",), id="no-features"),
-    pytest.param(with_keys(model={"params": {"deterministic": False}}), ("model", "params", "deterministic"), id="reserved-model-param"),
+    pytest.param(
+        with_keys(model={"params": {"deterministic": False}}), ("model", "params", "deterministic"), id="reserved-model-param"
+    ),
     pytest.param(with_keys(model={"params": {"metric": ["auc"]}}), ("model", "params", "metric"), id="non-scalar-model-param"),
     pytest.param(with_keys(pipeline="Churn-Model"), ("pipeline",), id="bad-pipeline-name"),
     pytest.param(with_keys(pipeline="x" * 64), ("pipeline",), id="pipeline-name-too-long"),
-    pytest.param(with_keys(evaluation={"metric": "accuracy", "threshold": 1.2}), ("evaluation", "threshold"), id="accuracy-threshold-over-1"),
-    pytest.param(with_keys(evaluation={"metric": "log_loss", "threshold": -0.1}), ("evaluation", "threshold"), id="negative-loss-threshold"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "must_beat_production_by": -0.1}), ("evaluation", "must_beat_production_by"), id="negative-margin"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "slices": ["tenure"]}), ("evaluation", "slices", 0), id="slice-not-categorical"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "fairness": {"column": "region", "max_gap": 0.1}}), ("evaluation", "fairness", "column"), id="fairness-column-not-categorical"),
+    pytest.param(
+        with_keys(evaluation={"metric": "accuracy", "threshold": 1.2}),
+        ("evaluation", "threshold"),
+        id="accuracy-threshold-over-1",
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "log_loss", "threshold": -0.1}), ("evaluation", "threshold"), id="negative-loss-threshold"
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "must_beat_production_by": -0.1}),
+        ("evaluation", "must_beat_production_by"),
+        id="negative-margin",
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "slices": ["tenure"]}),
+        ("evaluation", "slices", 0),
+        id="slice-not-categorical",
+    ),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7, "fairness": {"column": "region", "max_gap": 0.1}}),
+        ("evaluation", "fairness", "column"),
+        id="fairness-column-not-categorical",
+    ),
     pytest.param(with_keys(evaluation={"metric": "roc_auc"}), ("evaluation", "threshold"), id="threshold-missing"),
     pytest.param(with_keys(preprocess={"eval_fraction": 1.0}), ("preprocess", "eval_fraction"), id="eval-fraction-exclusive"),
     pytest.param(with_keys(preprocess={"runner": "LocalRunner"}), ("preprocess", "runner"), id="unknown-runner"),
@@ -161,9 +214,15 @@ BAD = [
     pytest.param(with_keys(schedule="@dayly"), ("schedule",), id="schedule-preset-typo"),
     pytest.param(with_keys(schedule="0 0 * *"), ("schedule",), id="cron-too-few-fields"),
     pytest.param(with_keys(schedule="@once", monitor={}), ("schedule",), id="once-with-monitor"),
-    pytest.param(with_keys(monitor={"drift": {"method": "wasserstein"}}), ("monitor", "drift", "method"), id="unsupported-drift-method"),
+    pytest.param(
+        with_keys(monitor={"drift": {"method": "wasserstein"}}), ("monitor", "drift", "method"), id="unsupported-drift-method"
+    ),
     pytest.param(with_keys(monitor={"cooldown_hours": -1}), ("monitor", "cooldown_hours"), id="negative-cooldown"),
-    pytest.param(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"analysis": {"max_p95_latency_ratio": 0.5}}), ("canary", "analysis", "max_p95_latency_ratio"), id="latency-ratio-under-1"),
+    pytest.param(
+        with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"analysis": {"max_p95_latency_ratio": 0.5}}),
+        ("canary", "analysis", "max_p95_latency_ratio"),
+        id="latency-ratio-under-1",
+    ),
     pytest.param(with_keys(start_date="next tuesday"), ("start_date",), id="bad-start-date"),
 ]
 
@@ -179,35 +238,53 @@ class TestPipelineConfigErrors:
             evaluation={"metric": "rmse", "threshold": 0.7, "slices": ["tenure", "contract", "region"]},
         )
         assert set(error_locs(data)) == {
-            ("features", "numeric", 2), ("label",), ("evaluation", "metric"), ("evaluation", "slices", 0), ("evaluation", "slices", 2)
+            ("features", "numeric", 2),
+            ("label",),
+            ("evaluation", "metric"),
+            ("evaluation", "slices", 0),
+            ("evaluation", "slices", 2),
         }
 
     def test_one_error_per_bad_parameter_not_one_per_union_member(self):
         assert error_locs(with_keys(model={"params": {"metric": ["auc"], "num_leaves": None}})) == [
-            ("model", "params", "metric"), ("model", "params", "num_leaves")
+            ("model", "params", "metric"),
+            ("model", "params", "num_leaves"),
         ]
 
     def test_issue_carries_the_offending_value(self):
         with pytest.raises(ValidationError) as err:
-            PipelineConfig.model_validate(with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 60, 30, 20]}))
+            PipelineConfig.model_validate(
+                with_keys(evaluation={"metric": "roc_auc", "threshold": 0.7}, canary={"steps": [10, 60, 30, 20]})
+            )
         [error] = err.value.errors()
         assert [(i.loc, i.value) for i in error["ctx"]["issues"]] == [((2,), 30), ((3,), 20)]
 
 
 class TestCrossFieldIssues:
     def test_skips_values_of_the_wrong_type(self):
-        raw = {"label": 3, "task": "clustering", "features": {"numeric": "tenure", "categorical": [1, "contract", "contract"]},
-               "evaluation": {"metric": "rmse", "slices": "contract", "fairness": "x"}}
-        assert cross_field_issues(raw) == [Issue(("features", "categorical", 2), "duplicate feature (each column may be listed once)", "contract")]
+        raw = {
+            "label": 3,
+            "task": "clustering",
+            "features": {"numeric": "tenure", "categorical": [1, "contract", "contract"]},
+            "evaluation": {"metric": "rmse", "slices": "contract", "fairness": "x"},
+        }
+        assert cross_field_issues(raw) == [
+            Issue(("features", "categorical", 2), "duplicate feature (each column may be listed once)", "contract")
+        ]
 
     def test_valid_mapping_has_no_issues(self):
-        assert cross_field_issues(with_keys(evaluation={"metric": "roc_auc", "slices": ["contract"]}, canary={"steps": [10]})) == []
+        assert (
+            cross_field_issues(with_keys(evaluation={"metric": "roc_auc", "slices": ["contract"]}, canary={"steps": [10]})) == []
+        )
 
 
 class TestCheckSchedule:
     @pytest.mark.parametrize(
         "value",
-        [pytest.param(v, id=repr(v)) for v in (None, "@daily", "@hourly", "@once", "0 3 * * *", "*/15 0-6 * * MON-FRI", "0 0 1 */3 *", "0 0 0 * * * 2027")],
+        [
+            pytest.param(v, id=repr(v))
+            for v in (None, "@daily", "@hourly", "@once", "0 3 * * *", "*/15 0-6 * * MON-FRI", "0 0 1 */3 *", "0 0 0 * * * 2027")
+        ],
     )
     def test_accepts(self, value):
         assert check_schedule(value) == value

@@ -51,34 +51,116 @@ def write(tmp_path, content, name="pipe.yaml") -> Path:
 
 BAD = [
     pytest.param(with_change("colour", "blue"), "colour: unknown key", id="unknown-top-level-key"),
-    pytest.param(with_change("model.learning_rate", 0.1), "model.learning_rate: unknown key (allowed here: type, params,", id="unknown-nested-key"),
-    pytest.param(with_change("model.num_boost_rounds", 5), "model.num_boost_rounds: unknown key (did you mean 'num_boost_round'?). Got 5 instead.", id="misspelt-key"),
-    pytest.param(with_change("model.num_boost_round", "many"), "model.num_boost_round: Input should be a valid integer", id="wrong-type"),
+    pytest.param(
+        with_change("model.learning_rate", 0.1),
+        "model.learning_rate: unknown key (allowed here: type, params,",
+        id="unknown-nested-key",
+    ),
+    pytest.param(
+        with_change("model.num_boost_rounds", 5),
+        "model.num_boost_rounds: unknown key (did you mean 'num_boost_round'?). Got 5 instead.",
+        id="misspelt-key",
+    ),
+    pytest.param(
+        with_change("model.num_boost_round", "many"), "model.num_boost_round: Input should be a valid integer", id="wrong-type"
+    ),
     pytest.param(with_change("features", ["tenure"]), "features: Input should be a valid dictionary", id="section-not-a-mapping"),
-    pytest.param(with_change("preprocess.eval_fraction", 1.5), "preprocess.eval_fraction: Input should be less than 1. Got 1.5 instead.", id="out-of-range"),
+    pytest.param(
+        with_change("preprocess.eval_fraction", 1.5),
+        "preprocess.eval_fraction: Input should be less than 1. Got 1.5 instead.",
+        id="out-of-range",
+    ),
     pytest.param(with_change("label", DELETE), "pipe.yaml: label: required key is missing.", id="missing-label"),
     pytest.param(with_change("source.uri", DELETE), "source.uri: required key is missing.", id="missing-source-uri"),
-    pytest.param(with_change("evaluation.metric", "f1"), "evaluation.metric: Input should be 'roc_auc', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.", id="unknown-metric"),
-    pytest.param(with_change("evaluation.metric", "rmse"), "evaluation.metric: does not apply to classification; use one of roc_auc, log_loss, accuracy. Got 'rmse' instead.", id="metric-task-mismatch"),
-    pytest.param({**with_change("evaluation", DELETE), "canary": {"steps": [10]}}, "canary: a deploy section needs an evaluation gate", id="canary-without-evaluation"),
-    pytest.param(with_change("compute.target", "kubernetes"), "compute.kubernetes: required when compute.target is 'kubernetes'", id="kubernetes-without-section"),
-    pytest.param(with_change("compute", {"target": "kubernetes", "kubernetes": {"namespace": "ml"}}), "compute.kubernetes.image: required key is missing.", id="kubernetes-without-image"),
-    pytest.param({**VALID, "canary": {"steps": [10, 150]}}, "canary.steps[1]: Input should be less than or equal to 100. Got 150 instead.", id="canary-step-over-100"),
-    pytest.param({**VALID, "canary": {"steps": [50, 20]}}, "canary.steps[1]: steps must increase; this one follows 50. Got 20 instead.", id="canary-steps-not-increasing"),
-    pytest.param(with_change("features.numeric", ["tenure", "churned"]), "label: the label is also listed as a feature. Got 'churned' instead.", id="label-is-a-feature"),
-    pytest.param(with_change("features.categorical", ["contract", "tenure"]), "features.categorical[1]: duplicate feature", id="duplicate-feature"),
-    pytest.param(with_change("features", {"numeric": [], "categorical": []}), "features: declare at least one numeric or categorical feature.", id="no-features"),
-    pytest.param(with_change("model.params", {"objective": "huber"}), "model.params.objective: reserved: the pipeline sets it", id="reserved-model-param"),
+    pytest.param(
+        with_change("evaluation.metric", "f1"),
+        "evaluation.metric: Input should be 'roc_auc', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
+        id="unknown-metric",
+    ),
+    pytest.param(
+        with_change("evaluation.metric", "rmse"),
+        "evaluation.metric: does not apply to classification; use one of roc_auc, log_loss, accuracy. Got 'rmse' instead.",
+        id="metric-task-mismatch",
+    ),
+    pytest.param(
+        {**with_change("evaluation", DELETE), "canary": {"steps": [10]}},
+        "canary: a deploy section needs an evaluation gate",
+        id="canary-without-evaluation",
+    ),
+    pytest.param(
+        with_change("compute.target", "kubernetes"),
+        "compute.kubernetes: required when compute.target is 'kubernetes'",
+        id="kubernetes-without-section",
+    ),
+    pytest.param(
+        with_change("compute", {"target": "kubernetes", "kubernetes": {"namespace": "ml"}}),
+        "compute.kubernetes.image: required key is missing.",
+        id="kubernetes-without-image",
+    ),
+    pytest.param(
+        {**VALID, "canary": {"steps": [10, 150]}},
+        "canary.steps[1]: Input should be less than or equal to 100. Got 150 instead.",
+        id="canary-step-over-100",
+    ),
+    pytest.param(
+        {**VALID, "canary": {"steps": [50, 20]}},
+        "canary.steps[1]: steps must increase; this one follows 50. Got 20 instead.",
+        id="canary-steps-not-increasing",
+    ),
+    pytest.param(
+        with_change("features.numeric", ["tenure", "churned"]),
+        "label: the label is also listed as a feature. Got 'churned' instead.",
+        id="label-is-a-feature",
+    ),
+    pytest.param(
+        with_change("features.categorical", ["contract", "tenure"]),
+        "features.categorical[1]: duplicate feature",
+        id="duplicate-feature",
+    ),
+    pytest.param(
+        with_change("features", {"numeric": [], "categorical": []}),
+        "features: declare at least one numeric or categorical feature.",
+        id="no-features",
+    ),
+    pytest.param(
+        with_change("model.params", {"objective": "huber"}),
+        "model.params.objective: reserved: the pipeline sets it",
+        id="reserved-model-param",
+    ),
     pytest.param(with_change("pipeline", "Churn-Model"), "pipeline: String should match pattern", id="bad-pipeline-name"),
-    pytest.param(with_change("evaluation.threshold", 1.7), "evaluation.threshold: must be between 0 and 1 for roc_auc. Got 1.7 instead.", id="auc-threshold-over-1"),
-    pytest.param(with_change("evaluation.slices", ["tenure"]), "evaluation.slices[0]: not a categorical feature (declared: contract, region). Got 'tenure' instead.", id="slice-not-categorical"),
-    pytest.param(with_change("monitor", {"drift": {"share_threshold": 2}}), "monitor.drift.share_threshold: Input should be less than or equal to 1", id="drift-threshold"),
+    pytest.param(
+        with_change("evaluation.threshold", 1.7),
+        "evaluation.threshold: must be between 0 and 1 for roc_auc. Got 1.7 instead.",
+        id="auc-threshold-over-1",
+    ),
+    pytest.param(
+        with_change("evaluation.slices", ["tenure"]),
+        "evaluation.slices[0]: not a categorical feature (declared: contract, region). Got 'tenure' instead.",
+        id="slice-not-categorical",
+    ),
+    pytest.param(
+        with_change("monitor", {"drift": {"share_threshold": 2}}),
+        "monitor.drift.share_threshold: Input should be less than or equal to 1",
+        id="drift-threshold",
+    ),
     pytest.param(with_change("schedule", "@dayly"), "schedule: unknown schedule preset", id="schedule-typo"),
     pytest.param("pipeline: churn\nsource: [unclosed\n", "pipe.yaml: line 3, column 1: invalid YAML", id="yaml-syntax-error"),
-    pytest.param("pipeline: churn\nlabel: a\nlabel: b\n", "pipe.yaml: line 3, column 1: invalid YAML: duplicate key 'label'", id="yaml-duplicate-key"),
-    pytest.param("- just\n- a list\n", "pipe.yaml: the top level must be a mapping of keys (pipeline, source, label, ...). Got list instead.", id="top-level-not-mapping"),
+    pytest.param(
+        "pipeline: churn\nlabel: a\nlabel: b\n",
+        "pipe.yaml: line 3, column 1: invalid YAML: duplicate key 'label'",
+        id="yaml-duplicate-key",
+    ),
+    pytest.param(
+        "- just\n- a list\n",
+        "pipe.yaml: the top level must be a mapping of keys (pipeline, source, label, ...). Got list instead.",
+        id="top-level-not-mapping",
+    ),
     pytest.param("# nothing yet\n", "pipe.yaml: the file is empty", id="empty-file"),
-    pytest.param("pipeline: !!python/object/apply:os.system ['echo hacked']\n", "invalid YAML: could not determine a constructor", id="python-tag"),
+    pytest.param(
+        "pipeline: !!python/object/apply:os.system ['echo hacked']\n",
+        "invalid YAML: could not determine a constructor",
+        id="python-tag",
+    ),
 ]
 
 
@@ -117,7 +199,9 @@ class TestLoadPipelineConfig:
         }
         errors = config_errors(write(tmp_path, config))
         paths = [line.split(": ")[1] for line in errors]
-        assert sorted(paths) == sorted(["colour", "model.num_boost_round", "model.params.seed", "preprocess.histogram_bins", "canary.steps[1]"])
+        assert sorted(paths) == sorted(
+            ["colour", "model.num_boost_round", "model.params.seed", "preprocess.histogram_bins", "canary.steps[1]"]
+        )
 
     def test_cross_field_errors_reported_with_field_errors(self, tmp_path):
         config = with_change("features.numeric", ["tenure", "churned", "tenure"])
@@ -135,7 +219,11 @@ class TestLoadPipelineConfig:
         monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
         config = load_pipeline_config(write(tmp_path, with_change("model.params", {"num_leaves": 7})))
         assert config.model.params == {"num_leaves": 7, "learning_rate": 0.05, "min_data_in_leaf": 20}, "mappings merge"
-        assert config.model.num_boost_round == 200 and config.validation.min_rows == 50 and config.start_date.isoformat() == "2026-11-01"
+        assert (
+            config.model.num_boost_round == 200
+            and config.validation.min_rows == 50
+            and config.start_date.isoformat() == "2026-11-01"
+        )
         assert config.artifacts.root == f"file://{tmp_path / 'home' / 'mlops'}"
         assert config.training_dag_id == "mlops_churn_training" and config.config_path == str(tmp_path / "pipe.yaml")
 
@@ -204,7 +292,11 @@ class TestExampleConfig:
         assert config.features.numeric == ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"]
         assert config.features.categorical == ["contract", "payment_method", "region"]
         assert config.source.uri == str(REPO / "data" / "churn" / "{{ ds }}.csv")
-        assert config.evaluation.metric == "roc_auc" and config.evaluation.threshold == 0.7 and config.evaluation.slices == ["contract"]
+        assert (
+            config.evaluation.metric == "roc_auc"
+            and config.evaluation.threshold == 0.7
+            and config.evaluation.slices == ["contract"]
+        )
         assert config.schedule == "@daily" and config.start_date.isoformat() == "2026-11-01"
         assert config.canary.target == "local" and config.canary.steps == [20, 50]
         assert config.monitor.min_rows == 500 and config.validation.max_out_of_range_share == 0.05

@@ -27,7 +27,14 @@ def window(*, c_latency: float = 0.5, c_error: float = 0.0, c_shift: float = 0.0
 
 def judge(frame: pd.DataFrame, labels: pd.DataFrame | None = None, **criteria):
     labels = labels if labels is not None else pd.DataFrame({"_id": [], "label": []})
-    return analyze(frame, labels, canary="cand", production="prod", task="classification", criteria=Criteria(**CanaryAnalysisConfig(**criteria).model_dump()))
+    return analyze(
+        frame,
+        labels,
+        canary="cand",
+        production="prod",
+        task="classification",
+        criteria=Criteria(**CanaryAnalysisConfig(**criteria).model_dump()),
+    )
 
 
 class TestAnalyze:
@@ -77,7 +84,12 @@ class TestAnalyze:
         frame = window()
         truth = (frame["_prediction"].fillna(0) > 0.5).astype(int)
         # Production's predictions rank the labels perfectly; the canary's are shuffled against them.
-        labels = pd.DataFrame({"_id": frame["_id"], "label": np.where(frame["_version"] == "prod", truth, np.random.default_rng(1).integers(0, 2, len(frame)))})
+        labels = pd.DataFrame(
+            {
+                "_id": frame["_id"],
+                "label": np.where(frame["_version"] == "prod", truth, np.random.default_rng(1).integers(0, 2, len(frame))),
+            }
+        )
         verdict = judge(frame, labels)
         assert not verdict.passed and "label quality" in verdict.reason
         assert verdict.figures["label_quality_ratio"] < 0.98

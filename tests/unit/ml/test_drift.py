@@ -30,16 +30,22 @@ class TestDetectDrift:
         assert max(result.scores.values()) < 0.2
 
     def test_shifted_data_drifts_and_names_its_columns(self, profile):
-        result = detect_drift(make_churn(1500, seed=9, drift=1.0), profile, method="psi", column_threshold=0.2, share_threshold=0.3)
+        result = detect_drift(
+            make_churn(1500, seed=9, drift=1.0), profile, method="psi", column_threshold=0.2, share_threshold=0.3
+        )
         assert result.drifted
         assert {"monthly_charges", "tenure_months", "contract"} <= set(result.drifted_columns)
         assert "payment_method" not in result.drifted_columns
         assert "monthly_charges=" in result.reason
 
     def test_ks_method(self, profile):
-        drifted = detect_drift(make_churn(1500, seed=9, drift=1.0), profile, method="ks", column_threshold=0.2, share_threshold=0.3)
+        drifted = detect_drift(
+            make_churn(1500, seed=9, drift=1.0), profile, method="ks", column_threshold=0.2, share_threshold=0.3
+        )
         assert drifted.drifted and "monthly_charges" in drifted.drifted_columns
 
     def test_missing_columns_are_ignored(self, profile):
-        result = detect_drift(make_churn(500, seed=3)[["contract"]], profile, method="psi", column_threshold=0.2, share_threshold=0.3)
+        result = detect_drift(
+            make_churn(500, seed=3)[["contract"]], profile, method="psi", column_threshold=0.2, share_threshold=0.3
+        )
         assert list(result.scores) == ["contract"]

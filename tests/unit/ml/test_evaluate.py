@@ -50,7 +50,9 @@ class TestGate:
         ],
     )
     def test_decisions(self, metric, threshold, candidate, production, margin, blessed, why):
-        decision = gate(metric, threshold, {metric: candidate}, None if production is None else {metric: production}, must_beat_by=margin)
+        decision = gate(
+            metric, threshold, {metric: candidate}, None if production is None else {metric: production}, must_beat_by=margin
+        )
         assert decision.blessed is blessed
         assert why in decision.reason
 

@@ -17,7 +17,9 @@ def thresholds(**given) -> Thresholds:
 
 @pytest.fixture(scope="module")
 def schema():
-    return infer_schema(make_churn(2000, seed=1), numeric=NUMERIC, categorical=CATEGORICAL, label="churned", task="classification")
+    return infer_schema(
+        make_churn(2000, seed=1), numeric=NUMERIC, categorical=CATEGORICAL, label="churned", task="classification"
+    )
 
 
 def corrupt(kind: str) -> pd.DataFrame:

@@ -27,9 +27,10 @@ class TestTrainModel:
 
     def test_other_seed_other_model(self, frame):
         params = {"num_leaves": 7, "bagging_fraction": 0.7, "bagging_freq": 1}
-        assert train_model(frame, params=params, **KW).model_to_string() != train_model(
-            frame, params=params, **{**KW, "seed": 8}
-        ).model_to_string()
+        assert (
+            train_model(frame, params=params, **KW).model_to_string()
+            != train_model(frame, params=params, **{**KW, "seed": 8}).model_to_string()
+        )
 
     def test_reserved_params_rejected(self, frame):
         with pytest.raises(MlopsError, match="objective"):

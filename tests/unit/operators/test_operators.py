@@ -16,8 +16,12 @@ COMMON = {"pipeline": "churn", "artifact_root": "/tmp/{{ ds }}"}
 COLUMNS = {"label_column": "y", "problem_type": "classification", "numeric": ["a"], "categorical": ["b"]}
 
 CASES = [
-    pytest.param(DataAcquisitionOperator, {**COMMON, "source_uri": "data/{{ ds }}.csv"}, {"artifact_root", "source_uri"}, id="acquire"),
-    pytest.param(DataValidationOperator, {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}"}, {"artifact_root", "dataset_id"}, id="validate"),
+    pytest.param(
+        DataAcquisitionOperator, {**COMMON, "source_uri": "data/{{ ds }}.csv"}, {"artifact_root", "source_uri"}, id="acquire"
+    ),
+    pytest.param(
+        DataValidationOperator, {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}"}, {"artifact_root", "dataset_id"}, id="validate"
+    ),
     pytest.param(
         BeamPreprocessOperator,
         {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}", "runner": "{{ ds }}", "pipeline_options": {"job_name": "j-{{ ds }}"}},
@@ -37,18 +41,38 @@ CASES = [
         {"artifact_root", "evaluation", "lineage"},
         id="register",
     ),
-    pytest.param(CanaryDeployOperator, {**COMMON, "model_version": "{{ ds }}", "percent": 10}, {"artifact_root", "model_version"}, id="canary-deploy"),
     pytest.param(
-        CanaryBranchOperator, {"result": {"d": "{{ ds }}"}, "true_task_id": "p", "false_task_id": "r"}, {"result"}, id="canary-branch"
+        CanaryDeployOperator,
+        {**COMMON, "model_version": "{{ ds }}", "percent": 10},
+        {"artifact_root", "model_version"},
+        id="canary-deploy",
     ),
     pytest.param(
-        CanaryResolveOperator, {**COMMON, "decision": "promote", "analysis": {"d": "{{ ds }}"}}, {"artifact_root", "analysis"}, id="canary-resolve"
+        CanaryBranchOperator,
+        {"result": {"d": "{{ ds }}"}, "true_task_id": "p", "false_task_id": "r"},
+        {"result"},
+        id="canary-branch",
+    ),
+    pytest.param(
+        CanaryResolveOperator,
+        {**COMMON, "decision": "promote", "analysis": {"d": "{{ ds }}"}},
+        {"artifact_root", "analysis"},
+        id="canary-resolve",
     ),
     pytest.param(DriftCheckOperator, {**COMMON, "method": "psi"}, {"artifact_root"}, id="drift-check"),
-    pytest.param(DriftBranchOperator, {"result": {"r": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"}, {"result"}, id="drift-branch"),
-    pytest.param(RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"),
+    pytest.param(
+        DriftBranchOperator,
+        {"result": {"r": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"},
+        {"result"},
+        id="drift-branch",
+    ),
+    pytest.param(
+        RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"
+    ),
     pytest.param(DriftDataSensor, {**COMMON, "min_rows": 10}, {"artifact_root"}, id="drift-sensor"),
-    pytest.param(CanaryAnalysisSensor, {**COMMON, "steps": [10, 50], "problem_type": "regression"}, {"artifact_root"}, id="canary-sensor"),
+    pytest.param(
+        CanaryAnalysisSensor, {**COMMON, "steps": [10, 50], "problem_type": "regression"}, {"artifact_root"}, id="canary-sensor"
+    ),
     pytest.param(
         EvaluationGateOperator, {"result": {"x": "{{ ds }}"}, "true_task_id": "b", "false_task_id": "r"}, {"result"}, id="gate"
     ),
