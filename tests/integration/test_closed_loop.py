@@ -32,7 +32,9 @@ def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_can
     events = read_events(store, "churn")
     kinds = [e["kind"] for e in events]
     checks = [e for e in events if e["kind"] == "drift_check"]
-    assert [c["drifted"] for c in checks] == [False, True], "calm traffic, then drift"
+    drifted = [c["drifted"] for c in checks]
+    # A third check runs when the demo crosses the top of an hour (the monitor is hourly); traffic still drifts then.
+    assert drifted[:2] == [False, True] and all(drifted[1:]), f"calm traffic, then drift: {drifted}"
     assert kinds.count("retrain_request") == 1, "one request, however many checks see drift"
     request = next(e for e in events if e["kind"] == "retrain_request")
     assert set(request["details"]["columns"]) >= {"monthly_charges", "tenure_months"}
