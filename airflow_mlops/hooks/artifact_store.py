@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -64,16 +63,3 @@ class ArtifactStoreHook(BaseHook):
             "hidden_fields": ["host", "schema", "login", "password", "port"],
             "placeholders": {"extra": '{"artifact_root": "s3://bucket/mlops", "aws_conn_id": "aws_default"}'},
         }
-
-
-class ArtifactStoreMixin:
-    """The pipeline's artifact store for an operator, sensor or trigger with ``artifact_root`` and ``aws_conn_id``:
-    opened on first use (never at parse time) through :class:`ArtifactStoreHook`, so ``s3://`` roots use the
-    Airflow AWS connection."""
-
-    artifact_root: str
-    aws_conn_id: str | None
-
-    @cached_property
-    def store(self) -> ArtifactStore:
-        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import __version__
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.ml.transform import ROW_ID
-from airflow_mlops.store.artifacts import digest
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -19,6 +17,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = {"classification": "binary", "regression": "regression"}
 RESERVED_PARAMS = ("objective", "seed", "deterministic")
+"""Set by the pipeline, never by ``model.params`` (the config schema reads this; keep this module's imports light)."""
 
 
 def model_version(*, dataset_id: str, transform_hash: str, params: Mapping[str, Any], num_boost_round: int, seed: int) -> str:
@@ -31,6 +30,8 @@ def model_version(*, dataset_id: str, transform_hash: str, params: Mapping[str, 
         "seed": seed,
         "code": __version__,
     }
+    from airflow_mlops.store.artifacts import digest
+
     return digest(material)[:12]
 
 
@@ -64,6 +65,8 @@ def train_model(
 ) -> lgb.Booster:
     """Train on ``train`` (rows sorted by row id first, so file order never matters)."""
     import lightgbm as lgb
+
+    from airflow_mlops.ml.transform import ROW_ID
 
     if train.empty:
         raise MlopsError("The training split is empty; nothing to train on.")

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import BaseOperator, Context
 
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
-from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
 
 if TYPE_CHECKING:
     from airflow_mlops.stages.data import Columns
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+
+class ArtifactStoreMixin:
+    """The pipeline's artifact store for an operator, sensor or trigger with ``artifact_root`` and ``aws_conn_id``:
+    opened on first use (never at parse time) through :class:`ArtifactStoreHook`, so ``s3://`` roots use the
+    Airflow AWS connection."""
+
+    artifact_root: str
+    aws_conn_id: str | None
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
+
+        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()
 
 
 class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID, CanaryAnalysisConfig, CanaryConfig, field_default
-from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
+from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_mlops.hooks.artifact_store import ArtifactStoreMixin
+from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 
