@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from airflow_mlops.ml.synthetic import FEATURES, make_churn
 from airflow_mlops.serving.predlog import PredictionLog, feedback_row, prediction_row
@@ -57,24 +58,26 @@ class Built:
     candidate: dict[str, Any]  # train's result with CANDIDATE: predictions close to MODEL's
 
 
-_BUILT: list[Built] = []
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: Any) -> Built:
+    """The session's pipeline store, built once: a test module imports this fixture (and ``store``) to use it."""
+    root = tmp_path_factory.mktemp("churn-pipeline")
+    frame = make_churn(ROWS, seed=3)
+    csv = root / "churn.csv"
+    frame.to_csv(csv, index=False)
+    store = ArtifactStore.from_uri(str(root / "store"))
+    dataset = acquire(store, PIPELINE, str(csv))
+    features = preprocess(store, PIPELINE, dataset["dataset_id"], COLUMNS, **PREPROCESS)
+    model = train(store, PIPELINE, features["features_id"], MODEL)
+    challenger = train(store, PIPELINE, features["features_id"], CHALLENGER)
+    candidate = train(store, PIPELINE, features["features_id"], CANDIDATE)
+    return Built(root / "store", frame, csv, dataset, features, model, challenger, candidate)
 
 
-def built_pipeline(tmp_path_factory: Any) -> Built:
-    """The session's pipeline store (built by the first module that asks; pytest keeps its folder for the session)."""
-    if not _BUILT:
-        root = tmp_path_factory.mktemp("churn-pipeline")
-        frame = make_churn(ROWS, seed=3)
-        csv = root / "churn.csv"
-        frame.to_csv(csv, index=False)
-        store = ArtifactStore.from_uri(str(root / "store"))
-        dataset = acquire(store, PIPELINE, str(csv))
-        features = preprocess(store, PIPELINE, dataset["dataset_id"], COLUMNS, **PREPROCESS)
-        model = train(store, PIPELINE, features["features_id"], MODEL)
-        challenger = train(store, PIPELINE, features["features_id"], CHALLENGER)
-        candidate = train(store, PIPELINE, features["features_id"], CANDIDATE)
-        _BUILT.append(Built(root / "store", frame, csv, dataset, features, model, challenger, candidate))
-    return _BUILT[0]
+@pytest.fixture
+def store(built: Built, tmp_path: Path) -> ArtifactStore:
+    """A private copy of the built store for one test (a module may define its own ``store`` on top of it)."""
+    return copy_store(built, tmp_path)
 
 
 def copy_store(built: Built, tmp_path: Path) -> ArtifactStore:

@@ -1,7 +1,7 @@
 import time
 
 import pytest
-from churn_setup import GATE, PIPELINE, built_pipeline, copy_store, log_feedback, log_predictions
+from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback, log_predictions  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import CanaryAnalysisConfig
@@ -13,11 +13,6 @@ from airflow_mlops.store.registry import ModelRegistry
 
 CRITERIA = CanaryAnalysisConfig().model_dump()
 CHECK = {"task": "classification", "min_requests": 150, "bake_seconds": 600.0, "criteria": CRITERIA}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return built_pipeline(tmp_path_factory)
 
 
 @pytest.fixture

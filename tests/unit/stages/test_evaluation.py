@@ -2,7 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from churn_setup import COLUMNS, GATE, PIPELINE, built_pipeline, copy_store
+from churn_setup import COLUMNS, GATE, PIPELINE, built, store  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.ml.transform import ROW_ID
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
@@ -14,16 +14,6 @@ from airflow_mlops.store.registry import ModelRegistry
 
 def evaluation(version: str, blessed: bool = True) -> dict:
     return {"model_version": version, "blessed": blessed, "metrics": {"roc_auc": 0.8}, "reason": "test"}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return built_pipeline(tmp_path_factory)
-
-
-@pytest.fixture
-def store(built, tmp_path):
-    return copy_store(built, tmp_path)
 
 
 def run_evaluate(store, built, version, gate=GATE, run_id="run-1"):

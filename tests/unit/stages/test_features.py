@@ -1,22 +1,12 @@
 import numpy as np
 import pytest
-from churn_setup import COLUMNS, PIPELINE, PREPROCESS, ROWS, built_pipeline, copy_store, stamps
+from churn_setup import COLUMNS, PIPELINE, PREPROCESS, ROWS, built, stamps, store  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.ml.transform import ROW_ID
 from airflow_mlops.stages.features import preprocess, read_features
 from airflow_mlops.store.artifacts import digest
 from airflow_mlops.store.layout import DONE
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return built_pipeline(tmp_path_factory)
-
-
-@pytest.fixture
-def store(built, tmp_path):
-    return copy_store(built, tmp_path)
 
 
 class TestPreprocess:

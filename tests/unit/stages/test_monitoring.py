@@ -1,5 +1,5 @@
 import pytest
-from churn_setup import GATE, PIPELINE, built_pipeline, copy_store, log_predictions
+from churn_setup import GATE, PIPELINE, built, copy_store, log_predictions  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.factories.schema import DriftConfig
@@ -10,11 +10,6 @@ from airflow_mlops.stages.monitoring import drift_check, last_drift_check, new_l
 from airflow_mlops.store.events import read_events
 
 DRIFT = DriftConfig().model_dump()  # psi, column 0.2, share 0.3
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return built_pipeline(tmp_path_factory)
 
 
 @pytest.fixture

@@ -3,21 +3,11 @@ import shutil
 
 import numpy as np
 import pytest
-from churn_setup import COLUMNS, MODEL, PIPELINE, built_pipeline, copy_store, stamps
+from churn_setup import COLUMNS, MODEL, PIPELINE, built, stamps, store  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.stages.features import read_features
 from airflow_mlops.stages.training import load_booster, train
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return built_pipeline(tmp_path_factory)
-
-
-@pytest.fixture
-def store(built, tmp_path):
-    return copy_store(built, tmp_path)
 
 
 class TestTrain:
