@@ -146,11 +146,13 @@ def _error_lines(name: str, err: ValidationError, merged: dict[str, Any]) -> lis
     """One line per problem: pydantic's field errors, then cross-field rules that could still be checked."""
     lines: list[str] = []
     failed: list[tuple[Any, ...]] = []
+    cross_fields_ran = False  # the top-level model's own validator reports its issues at the empty location
     for error in err.errors(include_url=False):
         loc = tuple(error["loc"])
         found = (error.get("ctx") or {}).get("issues")
         if error["type"] == "config_issue" and found:
             lines += [_line(name, loc + tuple(issue.loc), issue.message, issue.value) for issue in found]
+            cross_fields_ran = cross_fields_ran or not loc
             continue
         failed.append(loc)
         message, value = error["msg"], error.get("input", NO_INPUT)
@@ -161,7 +163,7 @@ def _error_lines(name: str, err: ValidationError, merged: dict[str, Any]) -> lis
         lines.append(_line(name, loc, message, value))
     # Field errors stop pydantic before the cross-field rules run; check those on the raw mapping now, except
     # where they concern a value that already has its own error.
-    for issue in cross_field_issues(merged):
+    for issue in [] if cross_fields_ran else cross_field_issues(merged):
         if not any(issue.loc[: len(loc)] == loc for loc in failed):
             lines.append(_line(name, issue.loc, issue.message, issue.value))
     return lines

@@ -209,6 +209,12 @@ class TestLoadPipelineConfig:
         paths = [line.split(": ")[1] for line in config_errors(write(tmp_path, config))]
         assert sorted(paths) == sorted(["colour", "validation.min_rows", "features.numeric[2]", "label", "evaluation.metric"])
 
+    def test_cross_field_errors_alone_are_reported_once(self, tmp_path):
+        config = with_change("label", "contract")
+        config = with_change("compute", {"target": "kubernetes", "kubernetes": {"image": "trainer:1"}}, base=config)
+        paths = [line.split(": ")[1] for line in config_errors(write(tmp_path, config))]
+        assert sorted(paths) == ["compute.target", "label"]
+
     def test_cross_field_rule_skipped_where_the_value_has_its_own_error(self, tmp_path):
         errors = config_errors(write(tmp_path, with_change("evaluation.metric", "f1")))
         assert len(errors) == 1 and "evaluation.metric: Input should be" in errors[0]
