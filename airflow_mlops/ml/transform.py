@@ -1,9 +1,11 @@
-"""The feature transform: fitted in one full pass, applied row by row at training and at serving.
+"""The feature transform: fitted in one full pass, applied by one definition on two paths.
 
 Numeric columns are standardized with the mean imputed for nulls (a null becomes 0.0).
 Categorical columns map to their vocabulary index + 1; null and out-of-vocabulary values
-map to bucket 0. ``transform_row`` is the single implementation both the Beam pipeline and
-the model server call, so features cannot skew between training and serving.
+map to bucket 0. :class:`FeatureTransform` applies a fitted spec to one row (``apply``: the model
+server) or to a whole frame at once (``apply_frame``: Beam, evaluation, batch scoring); both follow
+the same conversions (``to_number``, ``_category``) and give identical floats, so features cannot
+skew between training and serving.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 TRANSFORM_VERSION = 1
 ROW_ID = "_row_id"
@@ -142,6 +148,26 @@ class FeatureTransform:
             else:
                 self._steps.append((col, {v: i + 1 for i, v in enumerate(spec["categorical"][col]["vocabulary"])}))
 
+    def apply_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Model input for every row of ``frame`` (rows x ``self.features``, float64), equal to ``apply`` row by row.
+
+        Typed columns (numbers, booleans, strings) are converted without a Python loop; categorical columns are
+        looked up once per distinct value. A column of mixed Python objects (as a JSON batch may give) goes value by
+        value through the row path's conversions, and a missing column is null throughout.
+        """
+        import numpy as np
+
+        out = np.empty((len(frame), len(self._steps)), dtype=float)
+        for j, (col, step) in enumerate(self._steps):
+            values = frame[col] if col in frame.columns else None
+            if isinstance(step, tuple):
+                numbers = _numbers(values, len(frame))
+                with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf, as in the row path
+                    out[:, j] = np.where(np.isnan(numbers), 0.0, (numbers - step[0]) / step[1])
+            else:
+                out[:, j] = _category_indexes(values, len(frame), step)
+        return out
+
     def apply(self, row: Mapping[str, Any]) -> list[float]:
         """Model input for one raw row, in ``self.features`` order."""
         out = []
@@ -170,3 +196,36 @@ def _category(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 1.0 read from a nullable column is the category "1"
     return str(value)
+
+
+_NUMERIC_OBJECTS = ("floating", "integer", "mixed-integer-float", "empty")
+
+
+def _numbers(values: pd.Series | None, rows: int) -> np.ndarray:
+    """``to_number`` over a column as float64, NaN where it gives None."""
+    import numpy as np
+    import pandas as pd
+
+    if values is None:
+        return np.full(rows, np.nan)
+    if values.dtype != object and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in _NUMERIC_OBJECTS:
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    converted = (to_number(v) for v in values)  # strings or mixed objects: the row path's own conversion
+    return np.fromiter((np.nan if v is None else v for v in converted), dtype=float, count=rows)
+
+
+def _category_indexes(values: pd.Series | None, rows: int, vocabulary: Mapping[str | None, int]) -> np.ndarray:
+    """Vocabulary index (0: null or out of vocabulary) of ``_category`` of each value, as float64."""
+    import numpy as np
+    import pandas as pd
+
+    if values is None:
+        return np.full(rows, float(OOV_INDEX))
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        # Mixed Python objects: pandas would merge True with 1 and False with 0, which are different categories.
+        return np.fromiter((vocabulary.get(_category(v), OOV_INDEX) for v in values), dtype=float, count=rows)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = np.array([vocabulary.get(_category(u), OOV_INDEX) for u in uniques] + [OOV_INDEX], dtype=float)
+    return lookup[codes]  # the null code -1 picks the last entry: OOV_INDEX

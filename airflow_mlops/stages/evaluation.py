@@ -37,14 +37,11 @@ class GateSettings:
 
 
 def score_raw(store: ArtifactStore, pipeline: str, version: str, raw: pd.DataFrame) -> Any:
-    """Predictions of a stored model on raw rows, through that model's own transform."""
-    import numpy as np
-
+    """Predictions of a stored model on raw rows, through that model's own transform (the batch path)."""
     from airflow_mlops.ml.transform import FeatureTransform
 
     transform = FeatureTransform(store.read_json(f"{model_prefix(pipeline, version)}/transform.json"))
-    matrix = np.array([transform.apply(row) for row in raw.to_dict("records")], dtype=float)
-    return load_booster(store, pipeline, version).predict(matrix, num_threads=1)
+    return load_booster(store, pipeline, version).predict(transform.apply_frame(raw), num_threads=1)
 
 
 def evaluate(
