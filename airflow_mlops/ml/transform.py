@@ -28,33 +28,46 @@ OOV_INDEX = 0
 
 # -- the one-pass statistics (mergeable, so Beam can combine them in parallel) --------------
 
+_SCALE = 1127
+"""Every finite float64 is an integer multiple of 2**-1074; 53 more bits keep the mantissas integral."""
+
 
 def new_stats(numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     return {
         "rows": 0,
-        "numeric": {c: {"count": 0, "nulls": 0, "sum": [], "sumsq": [], "min": None, "max": None} for c in numeric},
+        "numeric": {c: {"count": 0, "nulls": 0, "sum": [0, 0.0], "sumsq": [0, 0.0], "min": None, "max": None} for c in numeric},
         "categorical": {c: {"nulls": 0, "counts": Counter()} for c in categorical},
     }
 
 
-def add_row(stats: dict[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
-    stats["rows"] += 1
+def add_frame(stats: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+    """Add a batch of rows (a missing column is null throughout); the result does not depend on how rows are batched."""
+    import numpy as np
+
+    rows = len(frame)
+    stats["rows"] += rows
     for col, acc in stats["numeric"].items():
-        value = to_number(row.get(col))
-        if value is None:
-            acc["nulls"] += 1
+        numbers = numbers_of(frame[col] if col in frame.columns else None, rows)
+        present = numbers[~np.isnan(numbers)]
+        acc["nulls"] += rows - len(present)
+        if not len(present):
             continue
-        acc["count"] += 1
-        _exact_add(acc["sum"], value)
-        _exact_add(acc["sumsq"], value * value)
-        acc["min"] = value if acc["min"] is None else min(acc["min"], value)
-        acc["max"] = value if acc["max"] is None else max(acc["max"], value)
+        acc["count"] += len(present)
+        _add_sums(acc["sum"], exact_sum(present))
+        with np.errstate(over="ignore"):
+            _add_sums(acc["sumsq"], exact_sum(present * present))
+        acc["min"] = _opt(min, acc["min"], float(present.min()))
+        acc["max"] = _opt(max, acc["max"], float(present.max()))
     for col, acc in stats["categorical"].items():
-        value = _category(row.get(col))
-        if value is None:
-            acc["nulls"] += 1
-        else:
-            acc["counts"][value] += 1
+        if col not in frame.columns:
+            acc["nulls"] += rows
+            continue
+        codes, categories = _category_codes(frame[col])
+        counts = np.bincount(codes[codes >= 0], minlength=len(categories))
+        acc["nulls"] += int((codes < 0).sum())
+        for category, count in zip(categories, counts.tolist(), strict=True):
+            if count:
+                acc["counts"][category] += count
     return stats
 
 
@@ -67,8 +80,7 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
             for key in ("count", "nulls"):
                 acc[key] += other[key]
             for key in ("sum", "sumsq"):
-                for partial in other[key]:
-                    _exact_add(acc[key], partial)
+                _add_sums(acc[key], other[key])
             acc["min"] = _opt(min, acc["min"], other["min"])
             acc["max"] = _opt(max, acc["max"], other["max"])
         for col, acc in first["categorical"].items():
@@ -77,20 +89,41 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-def _exact_add(partials: list[float], x: float) -> None:
-    """Add ``x`` to a sum kept as non-overlapping partials (Shewchuk): exact, so the result
-    does not depend on row order or on how Beam splits the data into bundles."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
+def exact_sum(values: np.ndarray) -> list[Any]:
+    """``[exact, special]``: the finite values' sum exactly, as the integer ``exact * 2**-_SCALE``, and the sum of the
+    infinite ones (0.0 when there are none). Adding two such pairs is exact, so a sum never depends on row order or
+    on how Beam splits the data into bundles. ``values`` holds no NaN."""
+    import numpy as np
+
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"):  # inf + -inf is nan, as in the row-by-row sum
+        special = float(values[~finite].sum()) if not finite.all() else 0.0
+    mantissa, exponent = np.frexp(values[finite])
+    ints = (mantissa * 2.0**53).astype(np.int64)  # exact: a mantissa has 53 significant bits
+    hi, lo = ints >> 26, ints & ((1 << 26) - 1)  # halves whose sums cannot overflow int64
+    order = np.argsort(exponent, kind="stable")
+    exponents, starts = np.unique(exponent[order], return_index=True)
+    if not len(exponents):
+        return [0, special]
+    his, los = np.add.reduceat(hi[order], starts).tolist(), np.add.reduceat(lo[order], starts).tolist()
+    exact = sum((((h << 26) + low) << (e - 53 + _SCALE)) for e, h, low in zip(exponents.tolist(), his, los, strict=True))
+    return [exact, special]
+
+
+def _add_sums(acc: list[Any], other: list[Any]) -> None:
+    acc[0] += other[0]
+    acc[1] += other[1]
+
+
+def _total(sums: list[Any]) -> float:
+    """The correctly rounded value of an exact sum."""
+    exact, special = sums
+    if special != 0.0 or math.isnan(special):
+        return special
+    try:
+        return exact / (1 << _SCALE)
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf  # beyond float64: as a float sum would overflow
 
 
 def moments(acc: Mapping[str, Any]) -> tuple[float | None, float | None]:
@@ -98,8 +131,8 @@ def moments(acc: Mapping[str, Any]) -> tuple[float | None, float | None]:
     n = acc["count"]
     if not n:
         return None, None
-    mean = math.fsum(acc["sum"]) / n
-    return mean, math.sqrt(max(math.fsum(acc["sumsq"]) / n - mean * mean, 0.0))
+    mean = _total(acc["sum"]) / n
+    return mean, math.sqrt(max(_total(acc["sumsq"]) / n - mean * mean, 0.0))
 
 
 def _opt(fn: Any, a: float | None, b: float | None) -> float | None:
@@ -161,7 +194,7 @@ class FeatureTransform:
         for j, (col, step) in enumerate(self._steps):
             values = frame[col] if col in frame.columns else None
             if isinstance(step, tuple):
-                numbers = _numbers(values, len(frame))
+                numbers = numbers_of(values, len(frame))
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf, as in the row path
                     out[:, j] = np.where(np.isnan(numbers), 0.0, (numbers - step[0]) / step[1])
             else:
@@ -201,7 +234,7 @@ def _category(value: Any) -> str | None:
 _NUMERIC_OBJECTS = ("floating", "integer", "mixed-integer-float", "empty")
 
 
-def _numbers(values: pd.Series | None, rows: int) -> np.ndarray:
+def numbers_of(values: pd.Series | None, rows: int) -> np.ndarray:
     """``to_number`` over a column as float64, NaN where it gives None."""
     import numpy as np
     import pandas as pd
@@ -216,16 +249,23 @@ def _numbers(values: pd.Series | None, rows: int) -> np.ndarray:
     return np.fromiter((np.nan if v is None else v for v in converted), dtype=float, count=rows)
 
 
+def _category_codes(values: pd.Series) -> tuple[np.ndarray, list[str | None]]:
+    """Codes of ``values`` into their distinct ``_category`` keys (-1: null), and those keys."""
+    import pandas as pd
+
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        # Mixed Python objects: pandas would merge True with 1 and False with 0, which are different categories.
+        values = pd.Series([_category(v) for v in values], dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, [_category(u) for u in uniques]
+
+
 def _category_indexes(values: pd.Series | None, rows: int, vocabulary: Mapping[str | None, int]) -> np.ndarray:
     """Vocabulary index (0: null or out of vocabulary) of ``_category`` of each value, as float64."""
     import numpy as np
-    import pandas as pd
 
     if values is None:
         return np.full(rows, float(OOV_INDEX))
-    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        # Mixed Python objects: pandas would merge True with 1 and False with 0, which are different categories.
-        return np.fromiter((vocabulary.get(_category(v), OOV_INDEX) for v in values), dtype=float, count=rows)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    lookup = np.array([vocabulary.get(_category(u), OOV_INDEX) for u in uniques] + [OOV_INDEX], dtype=float)
+    codes, categories = _category_codes(values)
+    lookup = np.array([vocabulary.get(c, OOV_INDEX) for c in categories] + [OOV_INDEX], dtype=float)
     return lookup[codes]  # the null code -1 picks the last entry: OOV_INDEX

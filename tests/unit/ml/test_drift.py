@@ -5,7 +5,7 @@ import pytest
 from airflow_mlops.ml.drift import detect_drift
 from airflow_mlops.ml.profile import build_profile
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.ml.transform import add_row, new_stats
+from airflow_mlops.ml.transform import add_frame, new_stats
 
 NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"]
 CATEGORICAL = ["contract", "payment_method", "region"]
@@ -16,9 +16,7 @@ def profile():
     import numpy as np
 
     frame = make_churn(5000, seed=1)
-    stats = new_stats(NUMERIC, CATEGORICAL)
-    for row in frame.to_dict("records"):
-        add_row(stats, row)
+    stats = add_frame(new_stats(NUMERIC, CATEGORICAL), frame)
     quantiles = {c: list(np.nanquantile(frame[c].to_numpy(float), np.linspace(0, 1, 11))) for c in NUMERIC}
     return json.loads(json.dumps(build_profile(stats, quantiles)))
 

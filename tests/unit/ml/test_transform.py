@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -11,9 +12,7 @@ from airflow_mlops.store.artifacts import digest
 
 
 def fitted(rows, numeric=("x",), categorical=("c",)):
-    stats = tf.new_stats(list(numeric), list(categorical))
-    for row in rows:
-        tf.add_row(stats, row)
+    stats = tf.add_frame(tf.new_stats(list(numeric), list(categorical)), pd.DataFrame(rows))
     return tf.fit(stats, label="y", task="classification")
 
 
@@ -25,17 +24,25 @@ class TestFit:
         assert spec["features"] == ["x", "c"]
 
     def test_merge_equals_single_pass(self):
-        rows = [{"x": float(i), "c": "abc"[i % 3]} for i in range(30)]
-        whole = tf.new_stats(["x"], ["c"])
-        for r in rows:
-            tf.add_row(whole, r)
-        parts = []
-        for chunk in (rows[:7], rows[7:19], rows[19:]):
-            s = tf.new_stats(["x"], ["c"])
-            for r in chunk:
-                tf.add_row(s, r)
-            parts.append(s)
+        rows = pd.DataFrame({"x": [float(i) for i in range(30)], "c": ["abc"[i % 3] for i in range(30)]})
+        whole = tf.add_frame(tf.new_stats(["x"], ["c"]), rows)
+        parts = [tf.add_frame(tf.new_stats(["x"], ["c"]), chunk) for chunk in (rows[:7], rows[7:19], rows[19:])]
         assert tf.fit(tf.merge_stats(parts), label="y", task="classification") == tf.fit(whole, label="y", task="classification")
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.one_of(st.floats(-1e300, 1e300), st.just(math.nan)), min_size=1, max_size=60), st.randoms())
+    def test_sums_are_exact_whatever_the_batches_and_order(self, values, rand):
+        frame = pd.DataFrame({"x": values, "c": [str(v)[:3] for v in values]})
+        whole = tf.add_frame(tf.new_stats(["x"], ["c"]), frame)
+        shuffled = frame.sample(frac=1.0, random_state=rand.randint(0, 1000))
+        cuts = sorted(rand.randint(0, len(frame)) for _ in range(3))
+        bounds = [0, *cuts, len(frame)]
+        chunks = [shuffled.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+        parts = [tf.add_frame(tf.new_stats(["x"], ["c"]), chunk) for chunk in chunks]
+        merged = tf.merge_stats(parts)
+        assert merged == whole
+        present = [v for v in values if v == v]
+        assert tf.moments(whole["numeric"]["x"])[0] == (math.fsum(present) / len(present) if present else None)
 
     def test_constant_column_gets_unit_std(self):
         assert fitted([{"x": 5, "c": "a"}] * 3)["numeric"]["x"]["std"] == 1.0

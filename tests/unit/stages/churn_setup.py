@@ -36,7 +36,7 @@ COLUMNS = Columns(
 PREPROCESS: dict[str, Any] = {"eval_fraction": 0.25, "histogram_bins": 10, "runner": "DirectRunner"}
 MODEL = TrainSettings(params={"num_leaves": 7, "min_data_in_leaf": 10}, num_boost_round=20, seed=42, early_stopping_rounds=None)
 CHALLENGER = TrainSettings(
-    params={"num_leaves": 15, "learning_rate": 0.2}, num_boost_round=20, seed=7, early_stopping_rounds=None
+    params={"num_leaves": 15, "learning_rate": 0.3}, num_boost_round=60, seed=7, early_stopping_rounds=None
 )
 CANDIDATE = dataclasses.replace(MODEL, num_boost_round=22)  # a retrained model close to MODEL's predictions
 GATE = GateSettings(

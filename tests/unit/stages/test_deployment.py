@@ -134,8 +134,10 @@ class TestCanaryCheck:
 
     def test_close_candidate_passes_on_logged_predictions_and_labels(self, store, versions, canary, traffic):
         production, candidate, _ = versions
+        # Both score the same 200 rows: label quality then compares the models, not two samples of 200 rows (whose
+        # AUCs differ by a few percent by chance alone, more than the 0.98 ratio allows).
         serve(store, candidate, traffic[0])
-        serve(store, production, traffic[1])
+        serve(store, production, traffic[0])
         log_feedback(store, make_churn(400, seed=22))
         verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)  # enough requests: no need to wait
         assert verdict["passed"] is True, verdict["reason"]
