@@ -95,6 +95,50 @@ class StatsCombineFn(beam.CombineFn):
         return acc
 
 
+class QuantileSketchFn(beam.CombineFn):
+    """An approximate, mergeable quantile sketch of one column, fed whole batches of values.
+
+    A batch is summarized by ``size`` evenly spaced order statistics, each weighing an equal share of its rows;
+    merged summaries are compressed back to ``size`` points by weighted rank. The extremes are kept exactly, so
+    the first and last edges are the column's minimum and maximum. Rank error is about ``1 / size`` per merge level.
+    """
+
+    def __init__(self, num_quantiles: int, size: int = 2000) -> None:
+        self.num_quantiles, self.size = num_quantiles, size
+
+    def create_accumulator(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        return np.empty(0), np.empty(0), np.inf, -np.inf
+
+    def add_input(self, acc: Any, values: np.ndarray) -> Any:
+        points = np.quantile(values, np.linspace(0.0, 1.0, min(self.size, len(values))))
+        part = (points, np.full(len(points), len(values) / len(points)), float(values.min()), float(values.max()))
+        return self.merge_accumulators([acc, part])
+
+    def merge_accumulators(self, accs: Any) -> Any:
+        accs = list(accs)
+        points = np.concatenate([a[0] for a in accs])
+        weights = np.concatenate([a[1] for a in accs])
+        low, high = min(a[2] for a in accs), max(a[3] for a in accs)
+        if len(points) > 2 * self.size:
+            points, weights = self._compress(points, weights, self.size)
+        return points, weights, low, high
+
+    @staticmethod
+    def _compress(points: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(points, kind="stable")
+        points, weights = points[order], weights[order]
+        ranks = np.cumsum(weights) - weights / 2
+        targets = np.linspace(ranks[0], ranks[-1], size)
+        return np.interp(targets, ranks, points), np.full(size, weights.sum() / size)
+
+    def extract_output(self, acc: Any) -> list[float]:
+        points, weights, low, high = acc
+        if not len(points):
+            return []
+        inner = self._compress(points, weights, self.num_quantiles)[0] if self.num_quantiles > 2 else np.empty(0)
+        return [low, *inner[1:-1].tolist(), high][: self.num_quantiles] if self.num_quantiles > 1 else [low]
+
+
 class SplitBatch(beam.DoFn):
     """Row ids from content, then the batch's train and eval parts (tagged outputs ``train`` and ``eval``)."""
 
@@ -141,7 +185,7 @@ def _numeric_batches(batch: pa.Table, columns: list[str]):
         values = tf.numbers_of(frame[col] if col in frame.columns else None, len(frame))
         values = values[~np.isnan(values)]
         if len(values):
-            yield col, values.tolist()
+            yield col, values
 
 
 def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict[str, Any]:
@@ -180,7 +224,7 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
         quantiles = (
             batches
             | "NumericValues" >> beam.FlatMap(_numeric_batches, spec.numeric)
-            | "Quantiles" >> beam.ApproximateQuantiles.PerKey(spec.histogram_bins + 1, input_batched=True)
+            | "Quantiles" >> beam.CombinePerKey(QuantileSketchFn(spec.histogram_bins + 1))
         )
         fitted = stats | "Fit" >> beam.Map(tf.fit, label=spec.label, task=spec.task)
         profile = stats | "Profile" >> beam.Map(build_profile, quantiles=beam.pvalue.AsDict(quantiles))

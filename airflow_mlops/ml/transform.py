@@ -101,7 +101,7 @@ def exact_sum(values: np.ndarray) -> list[Any]:
     mantissa, exponent = np.frexp(values[finite])
     ints = (mantissa * 2.0**53).astype(np.int64)  # exact: a mantissa has 53 significant bits
     hi, lo = ints >> 26, ints & ((1 << 26) - 1)  # halves whose sums cannot overflow int64
-    order = np.argsort(exponent, kind="stable")
+    order = np.argsort((exponent + 1074).astype(np.uint16), kind="stable")  # small integers: a radix sort
     exponents, starts = np.unique(exponent[order], return_index=True)
     if not len(exponents):
         return [0, special]

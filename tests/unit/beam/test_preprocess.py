@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.beam.preprocess import PreprocessSpec, run_preprocess
+from airflow_mlops.beam.preprocess import PreprocessSpec, QuantileSketchFn, run_preprocess
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.ml.transform import ROW_ID, FeatureTransform
 from airflow_mlops.store.datasets import normalize
@@ -75,3 +75,16 @@ class TestRunPreprocess:
         run_preprocess(str(tmp_path / "shuffled.parquet"), tmp_path / "out", SPEC)
         assert set(read(out, "eval")[ROW_ID]) == set(read(tmp_path / "out", "eval")[ROW_ID])
         assert json.loads((out / "transform.json").read_text()) == json.loads((tmp_path / "out" / "transform.json").read_text())
+
+
+class TestQuantileSketchFn:
+    @pytest.mark.parametrize("batches", [pytest.param(1, id="one-batch"), pytest.param(7, id="seven-batches")])
+    def test_edges_close_to_exact_quantiles_with_exact_extremes(self, batches):
+        values = np.random.default_rng(4).lognormal(0.0, 1.0, 50_000)
+        fn = QuantileSketchFn(11, size=500)
+        accs = [fn.add_input(fn.create_accumulator(), part) for part in np.array_split(values, batches)]
+        edges = fn.extract_output(fn.merge_accumulators(accs))
+        assert len(edges) == 11 and edges == sorted(edges)
+        assert (edges[0], edges[-1]) == (values.min(), values.max())
+        ranks = np.searchsorted(np.sort(values), edges[1:-1]) / len(values)
+        np.testing.assert_allclose(ranks, np.linspace(0, 1, 11)[1:-1], atol=0.01)  # within 1% of the rank
