@@ -86,18 +86,24 @@ def _read_s3_prefix(uri: str, client: Any, fmt: str) -> list[tuple[str, bytes]]:
 
 def normalize(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in name order, a fresh index, and object columns holding strings or nulls."""
+    import pandas as pd
+
     frame = frame[sorted(frame.columns)].reset_index(drop=True)
     for col in frame.columns:
-        if frame[col].dtype == object:
-            frame[col] = frame[col].where(frame[col].isna(), frame[col].astype(str))
+        values = frame[col]
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            frame[col] = values.where(values.isna(), values.astype(str))
     return frame
 
 
 def content_hash(frame: pd.DataFrame) -> str:
-    """sha256 of a canonical text rendering of the normalized frame (column names, dtypes, values)."""
+    """sha256 over the normalized frame's column names and dtypes and a 64-bit hash of each row, in order
+    (computed column by column in pandas, without rendering the data as text)."""
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
-    digest.update(frame.to_csv(index=False, lineterminator="\n", float_format="%.17g", na_rep="\\N").encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -1,10 +1,12 @@
+import dataclasses
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.beam.preprocess import PreprocessSpec, QuantileSketchFn, run_preprocess
+from airflow_mlops.beam.preprocess import PreprocessSpec, QuantileSketchFn, run_preprocess, shown_options
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.ml.transform import ROW_ID, FeatureTransform
 from airflow_mlops.store.datasets import normalize
@@ -88,3 +90,29 @@ class TestQuantileSketchFn:
         assert (edges[0], edges[-1]) == (values.min(), values.max())
         ranks = np.searchsorted(np.sort(values), edges[1:-1]) / len(values)
         np.testing.assert_allclose(ranks, np.linspace(0, 1, 11)[1:-1], atol=0.01)  # within 1% of the rank
+
+
+class TestPipelineOptions:
+    def test_secret_values_are_masked_in_the_log(self, tmp_path, caplog):
+        options = {"s3_secret_access_key": "wJalrXUtnFEMI", "s3_access_key_id": "AKIAEXAMPLE", "direct_num_workers": 1}
+        assert shown_options(options) == ["--direct_num_workers=1", "--s3_access_key_id=***", "--s3_secret_access_key=***"]
+        normalize(make_churn(200, seed=1)).to_parquet(tmp_path / "data.parquet", index=False)
+        spec = dataclasses.replace(SPEC, pipeline_options=options)
+        with caplog.at_level(logging.DEBUG):
+            run_preprocess(str(tmp_path / "data.parquet"), tmp_path / "out", spec)
+        assert "--s3_secret_access_key=***" in caplog.text
+        assert "wJalrXUtnFEMI" not in caplog.text and "AKIAEXAMPLE" not in caplog.text
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            pytest.param({"flink_master": "flink:8081", "parallelism": 4}, id="FlinkRunner"),
+            pytest.param({"spark_master_url": "spark://spark:7077"}, id="SparkRunner"),
+            pytest.param({"project": "p", "region": "europe-west1", "temp_location": "gs://b/tmp"}, id="DataflowRunner"),
+        ],
+    )
+    def test_runner_options_pass_through_unchanged(self, options):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        built = PipelineOptions([f"--{k}={v}" for k, v in options.items()]).get_all_options()
+        assert {k: built[k] for k in options} == options
