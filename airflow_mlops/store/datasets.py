@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "parquet")
+ROW_GROUP_ROWS = 131_072
+"""Rows per Parquet row group of a snapshot: the batch size of the preprocessing pipeline."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def snapshot(store: ArtifactStore, pipeline: str, frame: pd.DataFrame, *, source
         log.info("Dataset %s already stored at %s; reusing it", dataset_id[:12], store.uri(prefix))
         return DatasetSnapshot(dataset_id, store.uri(prefix), len(frame), created=False)
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    frame.to_parquet(buffer, index=False, row_group_size=ROW_GROUP_ROWS)  # the batches Beam reads
     store.write_bytes(f"{prefix}/data.parquet", buffer.getvalue())
     manifest = {
         "pipeline": pipeline,
