@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.store.artifacts import ArtifactStore
@@ -34,6 +34,7 @@ FEEDBACK_COLUMNS: dict[str, str] = {"_ts": "float64", "_id": "object", "label": 
 """Columns of a feedback row: a label sent back for a row id."""
 
 LOG_COLUMNS = {"predictions": PREDICTION_COLUMNS, "feedback": FEEDBACK_COLUMNS}
+MAX_LISTED_DAYS = 31
 
 
 def prediction_row(
@@ -49,11 +50,21 @@ def feedback_row(row_id: str, label: float) -> dict[str, Any]:
 
 
 def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float) -> pd.DataFrame:
-    """Rows of the prediction (or feedback) log written at or after ``since_ts`` (epoch seconds)."""
+    """Rows of the prediction (or feedback) log written at or after ``since_ts`` (epoch seconds).
+
+    Only the day folders from ``since_ts``'s day to tomorrow (UTC) are listed when that is at most
+    ``MAX_LISTED_DAYS`` days; an older start (a first check) lists the whole log once.
+    """
     import pandas as pd
 
-    since_day = datetime.fromtimestamp(since_ts, UTC).strftime("%Y-%m-%d")
-    keys = [k for k in store.list(log_prefix(kind, pipeline)) if k.endswith(".parquet") and log_day(k) >= since_day]
+    start = datetime.fromtimestamp(since_ts, UTC).date()
+    end = datetime.now(UTC).date() + timedelta(days=1)  # a server clock a little ahead still counts
+    prefix = log_prefix(kind, pipeline)
+    if 0 <= (end - start).days <= MAX_LISTED_DAYS:
+        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+        keys = [k for day in days for k in store.list(f"{prefix}/{day.isoformat()}") if k.endswith(".parquet")]
+    else:
+        keys = [k for k in store.list(prefix) if k.endswith(".parquet") and log_day(k) >= start.isoformat()]
     if not keys:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LOG_COLUMNS[kind].items()})
     frame = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys], ignore_index=True)
