@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from airflow_mlops.store.registry import ModelRegistry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_mlops.ml.drift import DriftResult
     from airflow_mlops.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ def drift_check(
     if production is None:
         raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
     profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
-    result = detect_drift(frame, profile, method=method, column_threshold=column_threshold, share_threshold=share_threshold)
+    thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
+    result = detect_drift(frame, profile, method=method, **thresholds)
     report_uri = store.uri(f"{prefix}/drift.html")
-    store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, profile))
+    store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, result, **thresholds))
     checked_until = float(frame["_ts"].max()) if len(frame) else since
     out = {
         **result.to_dict(),
@@ -70,16 +72,69 @@ def drift_check(
     return out
 
 
-def _drift_html(store: ArtifactStore, pipeline: str, production: str, current: pd.DataFrame, profile: Mapping[str, Any]) -> str:
-    """evidently's data drift report: new rows against the eval rows the production model was checked on."""
+REPORT_SAMPLE_ROWS = 50_000
+"""Most new rows (and reference rows) the evidently report draws; the verdict's statistics use every row."""
+
+
+def _drift_html(
+    store: ArtifactStore,
+    pipeline: str,
+    production: str,
+    current: pd.DataFrame,
+    result: DriftResult,
+    *,
+    column_threshold: float,
+    share_threshold: float,
+) -> str:
+    """evidently's data drift report of the new rows against the eval rows the production model was checked on.
+
+    Each column's test is the verdict's own score (computed on every new row against the reference profile, with
+    the same method and threshold), so the report never contradicts the decision; the plots use a sample of at
+    most ``REPORT_SAMPLE_ROWS`` rows.
+    """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
     lineage_key = f"{model_prefix(pipeline, production)}/lineage.json"
     features_id = store.read_json(lineage_key).get("features_id") if store.exists(lineage_key) else None
-    columns = list(profile["numeric"]) + list(profile["categorical"])
+    columns = list(result.scores)
     reference = read_features(store, pipeline, features_id, "eval_raw")[columns] if features_id else current[columns].iloc[:0]
-    with tempfile.TemporaryDirectory() as tmp:
+
+    preset = DataDriftPreset(
+        columns=columns,
+        per_column_method=dict.fromkeys(columns, _verdict_stattest(result.method)),
+        threshold=column_threshold,
+        drift_share=share_threshold,
+    )
+    with _REPORT_LOCK, tempfile.TemporaryDirectory() as tmp:
+        _REPORT_SCORES.clear()
+        _REPORT_SCORES.update(result.scores)
         path = Path(tmp) / "drift.html"
-        Report([DataDriftPreset()]).run(current[columns], reference).save_html(str(path))
+        Report([preset]).run(_sample(current[columns]), _sample(reference)).save_html(str(path))
         return path.read_text()
+
+
+_REPORT_LOCK = threading.Lock()
+_REPORT_SCORES: dict[str, float] = {}
+"""The verdict's per-column scores while one report renders (evidently's tests are looked up by name)."""
+
+
+def _verdict_stattest(method: str) -> str:
+    """The name of an evidently stat test that answers each column with the verdict's own score (registered once)."""
+    from evidently.legacy.calculations.stattests.registry import StatTest, _registered_stat_tests, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    name = f"mlops_profile_{method}"
+    if name not in _registered_stat_tests:
+
+        def score(reference_data: Any, current_data: Any, feature_type: Any, threshold: float) -> tuple[float, bool]:
+            value = _REPORT_SCORES[current_data.name]
+            return value, value > threshold
+
+        kinds = [ColumnType.Categorical, ColumnType.Numerical]
+        register_stattest(StatTest(name, f"{method.upper()} vs the reference profile (all rows)", kinds, 0.2), score)
+    return name
+
+
+def _sample(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sample(REPORT_SAMPLE_ROWS, random_state=0) if len(frame) > REPORT_SAMPLE_ROWS else frame

@@ -87,7 +87,10 @@ class TestDriftCheck:
         assert event["event_id"] == "drift-monitor-1" and event["drifted"] is True and event["rows"] == 300
         assert event["checked_until"] == result["checked_until"] and event["report_uri"] == result["report_uri"]
         assert event["scores"] == result["scores"]
-        assert store.exists(f"reports/{PIPELINE}/monitor-1/drift.html")
+        html = store.read_text(f"reports/{PIPELINE}/monitor-1/drift.html")
+        assert f"{method.upper()} vs the reference profile" in html, "the report tests each column with the verdict's method"
+        score = result["scores"]["monthly_charges"]
+        assert any(f"{score:.{d}f}" in html for d in (3, 4)), "and shows the verdict's own score"
         assert store.exists(f"reports/{PIPELINE}/monitor-1/drift.json")
         assert new_logged_rows(store, PIPELINE) == 0
 
