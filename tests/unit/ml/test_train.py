@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,3 +48,11 @@ class TestModelVersion:
         assert model_version(**base) == model_version(**base)
         assert model_version(**base) != model_version(**{**base, "params": {"a": 2}})
         assert len(model_version(**base)) == 12
+
+
+class TestEarlyStoppingHoldout:
+    def test_row_id_digits_read_as_arrays_match_int_parsing(self):
+        from airflow_mlops.ml.train import _last_hex_digits
+
+        ids = pd.Series([f"{i:016x}" for i in np.random.default_rng(0).integers(0, 2**62, 5000)])
+        np.testing.assert_array_equal(_last_hex_digits(ids), [int(r[-4:], 16) for r in ids])
