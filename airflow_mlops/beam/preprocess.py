@@ -53,7 +53,7 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     columns = {}
     for name in sorted(frame.columns):
         values = frame[name]
-        if values.dtype != object and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        if tf.is_number_column(values):
             columns[name] = values.to_numpy(dtype=float, na_value=np.nan)
         else:
             columns[name] = values.astype(object).where(values.notna(), None)
@@ -135,8 +135,8 @@ class QuantileSketchFn(beam.CombineFn):
         points, weights, low, high = acc
         if not len(points):
             return []
-        inner = self._compress(points, weights, self.num_quantiles)[0] if self.num_quantiles > 2 else np.empty(0)
-        return [low, *inner[1:-1].tolist(), high][: self.num_quantiles] if self.num_quantiles > 1 else [low]
+        inner = self._compress(points, weights, self.num_quantiles)[0][1:-1]  # num_quantiles >= 3: bins >= 2
+        return [low, *inner.tolist(), high]
 
 
 class SplitBatch(beam.DoFn):
@@ -173,7 +173,7 @@ class ApplyTransform(beam.DoFn):
             return
         frame = frame[labelled]
         features = self._transform.apply_frame(frame)
-        columns = [pa.array(frame[ROW_ID].to_numpy(dtype=object), type=pa.string()), pa.array(labels[labelled])]
+        columns = [batch.column(ROW_ID).filter(pa.array(labelled)), pa.array(labels[labelled])]
         columns += [pa.array(features[:, j]) for j in range(features.shape[1])]
         yield pa.Table.from_arrays(columns, schema=self.schema)
 

@@ -234,6 +234,13 @@ def _category(value: Any) -> str | None:
 _NUMERIC_OBJECTS = ("floating", "integer", "mixed-integer-float", "empty")
 
 
+def is_number_column(values: pd.Series) -> bool:
+    """A column typed as numbers or booleans (not Python objects): it converts to float64 as an array."""
+    import pandas as pd
+
+    return values.dtype != object and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values))
+
+
 def numbers_of(values: pd.Series | None, rows: int) -> np.ndarray:
     """``to_number`` over a column as float64, NaN where it gives None."""
     import numpy as np
@@ -241,7 +248,7 @@ def numbers_of(values: pd.Series | None, rows: int) -> np.ndarray:
 
     if values is None:
         return np.full(rows, np.nan)
-    if values.dtype != object and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+    if is_number_column(values):
         return values.to_numpy(dtype=float, na_value=np.nan)
     if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in _NUMERIC_OBJECTS:
         return values.to_numpy(dtype=float, na_value=np.nan)
