@@ -16,7 +16,6 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -25,6 +24,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from airflow_mlops.ml import transform as tf
 from airflow_mlops.ml.profile import build_profile
 from airflow_mlops.ml.transform import ROW_ID
+from airflow_mlops.store.datasets import row_hashes
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,6 @@ class PreprocessSpec:
     histogram_bins: int
     runner: str
     pipeline_options: dict[str, Any] = field(default_factory=dict)
-
-
-def row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each row's content (column names in sorted order; numbers as float64, so an integer column
-    read as floats in a batch with nulls hashes the same): the same row always gets the same hash, whatever batch."""
-    columns = {}
-    for name in sorted(frame.columns):
-        values = frame[name]
-        if tf.is_number_column(values):
-            columns[name] = values.to_numpy(dtype=float, na_value=np.nan)
-        else:
-            columns[name] = values.astype(object).where(values.notna(), None)
-    return pd.util.hash_pandas_object(pd.DataFrame(columns, index=frame.index), index=False).to_numpy()
 
 
 def row_ids(hashes: np.ndarray) -> pa.Array:
@@ -208,8 +195,8 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
 
     def write_parquet(pcoll: beam.PCollection, name: str, schema: pa.Schema) -> None:
         _ = pcoll | f"Write{name}" >> beam.io.WriteToParquetBatched(
-            str(out_dir / name / "part"), schema, file_name_suffix=".parquet", num_shards=1
-        )
+            str(out_dir / name / "part"), schema, file_name_suffix=".parquet"
+        )  # one file per bundle, written as the bundle streams: no grouping of the whole split in memory
 
     def write_json(pcoll: beam.PCollection, name: str) -> None:
         _ = (
@@ -228,7 +215,10 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
         )
         fitted = stats | "Fit" >> beam.Map(tf.fit, label=spec.label, task=spec.task)
         profile = stats | "Profile" >> beam.Map(build_profile, quantiles=beam.pvalue.AsDict(quantiles))
-        split = batches | "Split" >> beam.ParDo(SplitBatch(spec.eval_fraction)).with_outputs("train", "eval")
+        # The split and transform wait for the fitted statistics (a side input): reading the dataset again
+        # for them streams it, where reusing ``batches`` would hold the whole dataset in memory meanwhile.
+        split = pipeline | "ReadAgain" >> beam.io.ReadFromParquetBatched(input_path)
+        split = split | "Split" >> beam.ParDo(SplitBatch(spec.eval_fraction)).with_outputs("train", "eval")
         side = beam.pvalue.AsSingleton(fitted)
         write_parquet(
             split.train | "TransformTrain" >> beam.ParDo(ApplyTransform(spec.label, features_schema), side),

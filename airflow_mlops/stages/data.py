@@ -34,11 +34,10 @@ class Columns:
 
 def acquire(store: ArtifactStore, pipeline: str, source_uri: str, *, fmt: str = "auto", s3_client: Any = None) -> dict[str, Any]:
     """Read the source and store it as a content-addressed snapshot."""
-    from airflow_mlops.store.datasets import read_source, snapshot
+    from airflow_mlops.store.datasets import snapshot_source
 
-    frame, files = read_source(source_uri, fmt, s3_client)
-    log.info("Read %d rows x %d columns from %d file(s) at %s", len(frame), frame.shape[1], len(files), source_uri)
-    snap = snapshot(store, pipeline, frame, source=source_uri, files=files)
+    snap, files = snapshot_source(store, pipeline, source_uri, fmt=fmt, s3_client=s3_client)
+    log.info("Read %d rows from %d file(s) at %s", snap.rows, len(files), source_uri)
     return {
         "dataset_id": snap.dataset_id,
         "dataset_uri": snap.uri,

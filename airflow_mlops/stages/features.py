@@ -65,7 +65,7 @@ def preprocess(
     )
     with tempfile.TemporaryDirectory(prefix="mlops-preprocess-") as tmp:
         data = Path(tmp) / "data.parquet"
-        data.write_bytes(store.read_bytes(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet"))
+        store.download_file(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet", data)
         out = Path(tmp) / "out"
         summary = run_preprocess(str(data), out, spec)
         transform = json.loads((out / "transform.json").read_text())

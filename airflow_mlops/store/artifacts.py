@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+_COPY_CHUNK = 8 << 20
 
 
 def _check_key(key: str) -> str:
@@ -82,6 +84,18 @@ class ArtifactStore(ABC):
         """Compare-and-swap: write only if the key is still at ``token`` (absent when None).
         Returns False when another writer got there first."""
 
+    @abstractmethod
+    def upload_file(self, path: Path, key: str) -> None:
+        """Store the file at ``path`` under ``key`` without reading it into memory as a whole."""
+
+    @abstractmethod
+    def download_file(self, key: str, path: Path) -> None:
+        """Copy ``key`` to the file ``path`` without holding it in memory as a whole."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+
     def local_path(self, key: str) -> Path | None:
         """The filesystem path of ``key`` when the store is a local directory, else None."""
         return None
@@ -103,7 +117,7 @@ class ArtifactStore(ABC):
         keys = []
         for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
             key = _join(prefix, path.relative_to(local_dir).as_posix())
-            self.write_bytes(key, path.read_bytes())
+            self.upload_file(path, key)
             keys.append(key)
         return keys
 
@@ -112,8 +126,7 @@ class ArtifactStore(ABC):
         paths = []
         for key in self.list(prefix):
             path = Path(local_dir) / _check_key(key[len(prefix) :].lstrip("/"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self.read_bytes(key))
+            self.download_file(key, path)
             paths.append(path)
         return paths
 
@@ -168,12 +181,29 @@ class LocalArtifactStore(ArtifactStore):
         return data
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        self._replace(key, lambda fh: fh.write(data))
+
+    def upload_file(self, path: Path, key: str) -> None:
+        with open(path, "rb") as src:
+            self._replace(key, lambda fh: shutil.copyfileobj(src, fh, _COPY_CHUNK))
+
+    def download_file(self, key: str, path: Path) -> None:
+        if not self.exists(key):
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(key), path)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _replace(self, key: str, write: Any) -> None:
+        """Write through a temporary file beside the target, then rename it: readers never see half a file."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                write(fh)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -238,6 +268,18 @@ class S3ArtifactStore(ArtifactStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def upload_file(self, path: Path, key: str) -> None:
+        self.client.upload_file(str(path), self.bucket, self._key(key))  # multipart above boto3's threshold
+
+    def download_file(self, key: str, path: Path) -> None:
+        if not self.exists(key):
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, self._key(key), str(path))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str) -> list[str]:
         base = self._key(prefix).rstrip("/") if prefix else self.prefix

@@ -9,7 +9,6 @@ import pytest
 from airflow_mlops.beam.preprocess import PreprocessSpec, QuantileSketchFn, run_preprocess, shown_options
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.ml.transform import ROW_ID, FeatureTransform
-from airflow_mlops.store.datasets import normalize
 
 SPEC = PreprocessSpec(
     numeric=["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"],
@@ -25,7 +24,8 @@ SPEC = PreprocessSpec(
 @pytest.fixture(scope="module")
 def output(tmp_path_factory):
     root = tmp_path_factory.mktemp("beam")
-    frame = normalize(make_churn(3000, seed=11))
+    frame = make_churn(3000, seed=11)
+    frame = frame[sorted(frame.columns)]
     frame.to_parquet(root / "data.parquet", index=False)
     summary = run_preprocess(str(root / "data.parquet"), root / "out", SPEC)
     return frame, root / "out", summary
@@ -96,7 +96,7 @@ class TestPipelineOptions:
     def test_secret_values_are_masked_in_the_log(self, tmp_path, caplog):
         options = {"s3_secret_access_key": "wJalrXUtnFEMI", "s3_access_key_id": "AKIAEXAMPLE", "direct_num_workers": 1}
         assert shown_options(options) == ["--direct_num_workers=1", "--s3_access_key_id=***", "--s3_secret_access_key=***"]
-        normalize(make_churn(200, seed=1)).to_parquet(tmp_path / "data.parquet", index=False)
+        make_churn(200, seed=1).to_parquet(tmp_path / "data.parquet", index=False)
         spec = dataclasses.replace(SPEC, pipeline_options=options)
         with caplog.at_level(logging.DEBUG):
             run_preprocess(str(tmp_path / "data.parquet"), tmp_path / "out", spec)
