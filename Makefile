@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 	@echo "==> Installed airflow-mlops $$($(BIN)/python -c 'import airflow_mlops; print(airflow_mlops.__version__)') into $(VENV)"

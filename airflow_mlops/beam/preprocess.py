@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -58,9 +60,48 @@ def is_eval(hashes: np.ndarray, eval_fraction: float) -> np.ndarray:
     return hashes % np.uint64(SPLIT_BUCKETS) < round(eval_fraction * SPLIT_BUCKETS)
 
 
+def option_flags(options: dict[str, Any]) -> list[str]:
+    """The config's ``pipeline_options`` as Beam command-line flags, each value passed through unchanged:
+    ``--key=value``; ``True`` as the bare ``--key`` and ``False`` left out (Beam's switches take no value)."""
+    return [f"--{k}" if v is True else f"--{k}={v}" for k, v in sorted(options.items()) if v is not False]
+
+
 def shown_options(options: dict[str, Any]) -> list[str]:
-    """``--key=value`` flags for the log, with the values of secret-looking keys masked."""
-    return [f"--{k}={'***' if _SECRET_OPTION.search(k) else v}" for k, v in sorted(options.items())]
+    """:func:`option_flags` for the log, with the values of secret-looking keys masked."""
+    return option_flags({k: "***" if _SECRET_OPTION.search(k) and not isinstance(v, bool) else v for k, v in options.items()})
+
+
+def pipeline_options(spec: PreprocessSpec) -> PipelineOptions:
+    return PipelineOptions(option_flags(spec.pipeline_options))
+
+
+def _batch_size(value: Any) -> int:
+    if isinstance(value, pa.Table):
+        return value.nbytes
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=False).sum())
+    if isinstance(value, tuple):
+        return sum(_batch_size(v) for v in value)
+    return value.nbytes if isinstance(value, np.ndarray) else len(pickle.dumps(value))
+
+
+class BatchCoder(beam.coders.Coder):
+    """Pickles a batch (Arrow table, pandas frame, or ``(column, array)``) and estimates its size from its buffers.
+
+    Beam's counters sample element sizes; through the default coder each sample pickles a whole batch, which
+    costs more than the work done on it.
+    """
+
+    def _create_impl(self):
+        return beam.coders.coder_impl.CallbackCoderImpl(
+            lambda value: pickle.dumps(value, pickle.HIGHEST_PROTOCOL), pickle.loads, _batch_size
+        )
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return Any
 
 
 class StatsCombineFn(beam.CombineFn):
@@ -72,8 +113,8 @@ class StatsCombineFn(beam.CombineFn):
     def create_accumulator(self) -> dict[str, Any]:
         return tf.new_stats(self.numeric, self.categorical)
 
-    def add_input(self, acc: dict[str, Any], batch: pa.Table) -> dict[str, Any]:
-        return tf.add_frame(acc, batch.to_pandas())
+    def add_input(self, acc: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+        return tf.add_frame(acc, frame)
 
     def merge_accumulators(self, accs: Any) -> dict[str, Any]:
         return tf.merge_stats(list(accs))
@@ -97,7 +138,8 @@ class QuantileSketchFn(beam.CombineFn):
         return np.empty(0), np.empty(0), np.inf, -np.inf
 
     def add_input(self, acc: Any, values: np.ndarray) -> Any:
-        points = np.quantile(values, np.linspace(0.0, 1.0, min(self.size, len(values))))
+        ordered = np.sort(values)  # then evenly spaced order statistics, as np.quantile's linear ones (and faster)
+        points = np.interp(np.linspace(0, len(ordered) - 1, min(self.size, len(ordered))), np.arange(len(ordered)), ordered)
         part = (points, np.full(len(points), len(values) / len(points)), float(values.min()), float(values.max()))
         return self.merge_accumulators([acc, part])
 
@@ -126,27 +168,14 @@ class QuantileSketchFn(beam.CombineFn):
         return [low, *inner.tolist(), high]
 
 
-class SplitBatch(beam.DoFn):
-    """Row ids from content, then the batch's train and eval parts (tagged outputs ``train`` and ``eval``)."""
+class SplitTransform(beam.DoFn):
+    """One batch, converted to pandas once: row ids from content, the train/eval split, and the fitted transform
+    (a side input). Tagged outputs: ``train`` and ``eval`` (row id, label, features of the labelled rows; rows
+    without a label cannot train or evaluate) and ``eval_raw`` (the raw eval rows with their row ids)."""
 
-    def __init__(self, eval_fraction: float) -> None:
-        self.eval_fraction = eval_fraction
-
-    def process(self, batch: pa.Table):
-        batch = batch.replace_schema_metadata(None)
-        hashes = row_hashes(batch.to_pandas())
-        batch = batch.append_column(ROW_ID, row_ids(hashes))
-        evaluation = is_eval(hashes, self.eval_fraction)
-        for tag, mask in (("train", ~evaluation), ("eval", evaluation)):
-            if mask.any():
-                yield beam.pvalue.TaggedOutput(tag, batch.filter(pa.array(mask)))
-
-
-class ApplyTransform(beam.DoFn):
-    """Transformed features + label for each labelled row of a batch, with the fitted spec as a side input."""
-
-    def __init__(self, label: str, schema: pa.Schema) -> None:
-        self.label, self.schema = label, schema
+    def __init__(self, label: str, eval_fraction: float, features_schema: pa.Schema, raw_schema: pa.Schema) -> None:
+        self.label, self.eval_fraction = label, eval_fraction
+        self.features_schema, self.raw_schema = features_schema, raw_schema
         self._spec: Any = None
         self._transform: tf.FeatureTransform | None = None
 
@@ -154,25 +183,37 @@ class ApplyTransform(beam.DoFn):
         if spec is not self._spec:  # the side input object is reused across batches: build once
             self._spec, self._transform = spec, tf.FeatureTransform(spec)
         frame = batch.to_pandas()
+        hashes = row_hashes(frame)
+        ids = row_ids(hashes)
+        evaluation = is_eval(hashes, self.eval_fraction)
         labels = tf.numbers_of(frame[self.label], len(frame))
-        labelled = ~np.isnan(labels)  # rows without a label cannot train or evaluate
-        if not labelled.any():
-            return
-        frame = frame[labelled]
-        features = self._transform.apply_frame(frame)
-        columns = [batch.column(ROW_ID).filter(pa.array(labelled)), pa.array(labels[labelled])]
-        columns += [pa.array(features[:, j]) for j in range(features.shape[1])]
-        yield pa.Table.from_arrays(columns, schema=self.schema)
+        labelled = ~np.isnan(labels)
+        features = None
+        for tag, mask in (("train", ~evaluation & labelled), ("eval", evaluation & labelled)):
+            if not mask.any():
+                continue
+            if features is None:
+                features = self._transform.apply_frame(frame[labelled])
+            chosen = np.asfortranarray(features[mask[labelled]])  # column by column, each contiguous
+            columns = [ids.filter(pa.array(mask)), pa.array(labels[mask])]
+            columns += [pa.array(chosen[:, j]) for j in range(chosen.shape[1])]
+            yield beam.pvalue.TaggedOutput(tag, pa.Table.from_arrays(columns, schema=self.features_schema))
+        if evaluation.any():
+            raw = batch.replace_schema_metadata(None).append_column(ROW_ID, ids)
+            yield beam.pvalue.TaggedOutput("eval_raw", raw.filter(pa.array(evaluation)).cast(self.raw_schema))
 
 
-def _numeric_batches(batch: pa.Table, columns: list[str]):
+def _numeric_values(frame: pd.DataFrame, columns: list[str]):
     """``(column, values)`` per numeric column of a batch, for the batched quantile sketch (nulls left out)."""
-    frame = batch.to_pandas()
     for col in columns:
         values = tf.numbers_of(frame[col] if col in frame.columns else None, len(frame))
         values = values[~np.isnan(values)]
         if len(values):
             yield col, values
+
+
+for _type in (pa.Table, pd.DataFrame, np.ndarray):
+    beam.coders.registry.register_coder(_type, BatchCoder)
 
 
 def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict[str, Any]:
@@ -186,7 +227,7 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
     features_schema = pa.schema(
         [(ROW_ID, pa.string()), (spec.label, pa.float64())] + [(c, pa.float64()) for c in spec.numeric + spec.categorical]
     )
-    options = PipelineOptions([f"--{k}={v}" for k, v in sorted(spec.pipeline_options.items())])
+    options = pipeline_options(spec)
     # DirectRunner would first try to download the Prism binary; run its in-process engine directly.
     runner = FnApiRunner() if spec.runner == "DirectRunner" else spec.runner
     log.info(
@@ -206,29 +247,30 @@ def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict
         )
 
     with beam.Pipeline(runner=runner, options=options) as pipeline:
-        batches = pipeline | "Read" >> beam.io.ReadFromParquetBatched(input_path)
-        stats = batches | "Stats" >> beam.CombineGlobally(StatsCombineFn(spec.numeric, spec.categorical))
+        frames = pipeline | "Read" >> beam.io.ReadFromParquetBatched(input_path) | "ToPandas" >> beam.Map(lambda t: t.to_pandas())
+        stats = frames | "Stats" >> beam.CombineGlobally(StatsCombineFn(spec.numeric, spec.categorical))
         quantiles = (
-            batches
-            | "NumericValues" >> beam.FlatMap(_numeric_batches, spec.numeric)
+            frames
+            | "NumericValues" >> beam.FlatMap(_numeric_values, spec.numeric).with_output_types(tuple[str, np.ndarray])
             | "Quantiles" >> beam.CombinePerKey(QuantileSketchFn(spec.histogram_bins + 1))
         )
         fitted = stats | "Fit" >> beam.Map(tf.fit, label=spec.label, task=spec.task)
         profile = stats | "Profile" >> beam.Map(build_profile, quantiles=beam.pvalue.AsDict(quantiles))
-        # The split and transform wait for the fitted statistics (a side input): reading the dataset again
-        # for them streams it, where reusing ``batches`` would hold the whole dataset in memory meanwhile.
-        split = pipeline | "ReadAgain" >> beam.io.ReadFromParquetBatched(input_path)
-        split = split | "Split" >> beam.ParDo(SplitBatch(spec.eval_fraction)).with_outputs("train", "eval")
-        side = beam.pvalue.AsSingleton(fitted)
-        write_parquet(
-            split.train | "TransformTrain" >> beam.ParDo(ApplyTransform(spec.label, features_schema), side),
-            "train",
-            features_schema,
+        # The second pass waits for the fitted transform (a side input). It reads the dataset again, in the same
+        # fused stage as the split, transform and writes, so batches stream through it instead of being held.
+        split = (
+            pipeline
+            | "ReadAgain" >> beam.io.ReadFromParquetBatched(input_path).with_output_types(pa.Table)
+            | "SplitTransform"
+            >> beam.ParDo(
+                SplitTransform(spec.label, spec.eval_fraction, features_schema, raw_schema), beam.pvalue.AsSingleton(fitted)
+            )
+            .with_output_types(pa.Table)
+            .with_outputs("train", "eval", "eval_raw")
         )
-        write_parquet(
-            split.eval | "TransformEval" >> beam.ParDo(ApplyTransform(spec.label, features_schema), side), "eval", features_schema
-        )
-        write_parquet(split.eval | "RawSchema" >> beam.Map(lambda t: t.cast(raw_schema)), "eval_raw", raw_schema)
+        write_parquet(split.train, "train", features_schema)
+        write_parquet(split.eval, "eval", features_schema)
+        write_parquet(split.eval_raw, "eval_raw", raw_schema)
         write_json(fitted, "transform.json")
         write_json(profile, "profile.json")
 

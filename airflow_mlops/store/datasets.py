@@ -204,6 +204,32 @@ def snapshot_source(
                 wider[widen.column] = widen.wider
 
 
+class _RowGroupWriter:
+    """A Parquet file written in row groups of exactly ``ROW_GROUP_ROWS`` (the last one shorter), whatever the
+    sizes of the tables given: the preprocessing pipeline reads one row group per batch."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(path, schema)
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            whole = pa.concat_tables(self._pending)
+            cut = self._rows - self._rows % ROW_GROUP_ROWS
+            self._writer.write_table(whole.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+            self._pending, self._rows = [whole.slice(cut)], self._rows - cut
+
+    def close(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
+        self._writer.close()
+
+
 def _write_snapshot(
     store: ArtifactStore,
     pipeline: str,
@@ -214,10 +240,9 @@ def _write_snapshot(
     wider: dict[str, pa.DataType],
     out: Path,
 ) -> DatasetSnapshot:
-    import pyarrow.parquet as pq
 
     schema: pa.Schema | None = None
-    writer: pq.ParquetWriter | None = None
+    writer: _RowGroupWriter | None = None
     digest, rows = hashlib.sha256(), 0
     try:
         for name, path in zip(names, paths, strict=True):
@@ -228,10 +253,10 @@ def _write_snapshot(
                     if schema is None:
                         schema = table.schema
                         digest.update(repr([(f.name, _kind(f.type)) for f in schema]).encode())
-                        writer = pq.ParquetWriter(out, schema)
+                        writer = _RowGroupWriter(out, schema)
                     table = _conform(table, schema, name)
                     digest.update(row_hashes(table.to_pandas()).tobytes())
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    writer.write(table)
                     rows += table.num_rows
                     if rows // PROGRESS_ROWS != (rows - table.num_rows) // PROGRESS_ROWS:
                         log.info("Read %d rows so far (%s)", rows, name)

@@ -116,3 +116,52 @@ class TestPipelineOptions:
 
         built = PipelineOptions([f"--{k}={v}" for k, v in options.items()]).get_all_options()
         assert {k: built[k] for k in options} == options
+
+
+class TestRunners:
+    def test_multi_processing_gives_the_same_outputs(self, output, tmp_path):
+        """``direct_running_mode: multi_processing`` runs the bundles in worker processes, with the same result."""
+        frame, out, _ = output
+        frame.to_parquet(tmp_path / "data.parquet", index=False)
+        options = {"direct_running_mode": "multi_processing", "direct_num_workers": 2}
+        summary = run_preprocess(
+            str(tmp_path / "data.parquet"), tmp_path / "out", dataclasses.replace(SPEC, pipeline_options=options)
+        )
+        assert summary["rows"] == 3000
+        for name in ("transform.json", "profile.json"):
+            assert json.loads((tmp_path / "out" / name).read_text()) == json.loads((out / name).read_text())
+        for split in ("train", "eval", "eval_raw"):
+            ours = read(tmp_path / "out", split).sort_values(ROW_ID).reset_index(drop=True)
+            pd.testing.assert_frame_equal(ours, read(out, split).sort_values(ROW_ID).reset_index(drop=True))
+
+    @pytest.mark.parametrize(
+        ("runner", "options", "view", "expected"),
+        [
+            (
+                "FlinkRunner",
+                {"flink_master": "flink-jobmanager:8081", "parallelism": 8, "environment_type": "LOOPBACK"},
+                "FlinkRunnerOptions",
+                {"flink_master": "flink-jobmanager:8081", "parallelism": 8},
+            ),
+            (
+                "SparkRunner",
+                {"spark_master_url": "spark://spark-master:7077", "spark_submit_uber_jar": True},
+                "SparkRunnerOptions",
+                {"spark_master_url": "spark://spark-master:7077", "spark_submit_uber_jar": True},
+            ),
+            (
+                "DataflowRunner",
+                {"project": "acme-ml", "region": "europe-west1", "temp_location": "gs://acme/tmp", "save_main_session": True},
+                "GoogleCloudOptions",
+                {"project": "acme-ml", "region": "europe-west1", "temp_location": "gs://acme/tmp"},
+            ),
+        ],
+    )
+    def test_runner_options_pass_through_unchanged(self, runner, options, view, expected):
+        from apache_beam.options import pipeline_options as beam_options
+
+        from airflow_mlops.beam.preprocess import pipeline_options
+
+        built = pipeline_options(dataclasses.replace(SPEC, runner=runner, pipeline_options=options))
+        assert {k: getattr(built.view_as(getattr(beam_options, view)), k) for k in expected} == expected
+        assert built.get_all_options(drop_default=True) == options

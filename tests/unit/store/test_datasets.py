@@ -87,7 +87,8 @@ class TestIdentity:
 
     def test_row_groups_are_the_pipelines_batches(self, store, tmp_path, monkeypatch):
         monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 1000)
+        monkeypatch.setattr(datasets, "CSV_BLOCK_BYTES", 1024)  # blocks of about 150 rows
         pd.DataFrame({"k": np.arange(4500)}).to_csv(tmp_path / "a.csv", index=False)
         snap, _ = snapshot_source(store, "p", str(tmp_path / "a.csv"))
         meta = pq.ParquetFile(store.local_path(f"datasets/p/{snap.dataset_id}/data.parquet")).metadata
-        assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 1000
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1000] * 4 + [500]
