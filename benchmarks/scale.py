@@ -8,7 +8,10 @@ then runs, each in its own process (so each peak RSS is its own):
   preprocess  stages.features.preprocess (Beam: fit, profile, split, transform, Parquet)
               vs  pandas: the same fit (mean/std, vocabulary) + transform + Parquet write
   evaluate    scoring the stored model through the batch transform  vs  LightGBM predict on ready features
-and prints seconds, the ratio to the baseline, and peak RSS.
+  drift       stages.monitoring.drift_check over ROWS drifted logged requests (statistics on every row, the
+              evidently report on a sample)  vs  evidently's DataDriftPreset over every row, same method and threshold
+and prints seconds, the ratio to the baseline (below 1: faster), peak RSS, and whether both drift checks
+found the same drifted columns.
 """
 
 from __future__ import annotations
@@ -24,20 +27,41 @@ from pathlib import Path
 NUMERIC = [f"n{i:02d}" for i in range(20)]
 CATEGORICAL = [f"c{i}" for i in range(5)]
 LABEL = "label"
+DRIFTED = 5
+THRESHOLDS = {"method": "psi", "column_threshold": 0.1, "share_threshold": 0.2}
+EVIDENTLY_MAX_ROWS = 2_000_000
+"""Above this, evidently's DataDriftPreset over every row is not run (it needs about 2.4 GB per million rows)."""
 
 
-def make_data(rows: int, path: Path) -> None:
+def make_data(rows: int, path: Path, chunk: int = 1_000_000) -> None:
+    """The CSV, written a million rows at a time through pyarrow's writer (the generator's memory stays small)."""
     import numpy as np
-    import pandas as pd
+    import pyarrow.csv as pcsv
 
     rng = np.random.default_rng(0)
-    data = {c: rng.normal(i, 1 + i / 10, rows) for i, c in enumerate(NUMERIC)}
-    for c in NUMERIC:
-        data[c][rng.random(rows) < 0.02] = np.nan
-    data |= {c: rng.choice([f"v{j}" for j in range(50)], rows) for c in CATEGORICAL}
+    with pcsv.CSVWriter(path, _table(rng, 1).schema) as writer:
+        for start in range(0, rows, chunk):
+            writer.write_table(_table(rng, min(chunk, rows - start)))
+
+
+def _table(rng, rows: int, drift: bool = False):
+    """Rows of the benchmark's data; with ``drift``, the first five numeric columns move by half a standard
+    deviation and ``c0`` puts half its rows on five values (the other 15 numeric and 4 categorical do not move)."""
+    import numpy as np
+    import pyarrow as pa
+
+    data = {
+        c: rng.normal(i + (0.5 * (1 + i / 10) if drift and i < DRIFTED else 0), 1 + i / 10, rows) for i, c in enumerate(NUMERIC)
+    }
+    nulls = {c: rng.random(rows) < 0.02 for c in NUMERIC}
+    values = np.array([f"v{j}" for j in range(50)])
+    data |= {c: values[rng.integers(0, 50, rows)] for c in CATEGORICAL}
+    if drift:
+        data["c0"] = np.where(rng.random(rows) < 0.5, values[rng.integers(0, 5, rows)], data["c0"])
     logit = data["n00"] * 0.5 - data["n01"] * 0.3 + (data["c0"] == "v1") * 1.0
-    data[LABEL] = (rng.random(rows) < 1 / (1 + np.exp(-np.nan_to_num(logit)))).astype("int64")
-    pd.DataFrame(data).to_csv(path, index=False)
+    data[LABEL] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    columns = {c: pa.array(v, mask=nulls.get(c)) for c, v in data.items()}
+    return pa.table(columns)
 
 
 def run_stage(stage: str, work: Path) -> dict:
@@ -90,12 +114,84 @@ def run_stage(stage: str, work: Path) -> dict:
         matrix = features[NUMERIC + CATEGORICAL].to_numpy(dtype=np.float64)
         t0 = time.perf_counter()
         booster.predict(matrix, num_threads=1)
+    elif stage == "drift":
+        from airflow_mlops.stages.monitoring import drift_check, drift_report
+
+        _log_drifted_predictions(store, state, rows=state["rows"])
+        t0 = time.perf_counter()
+        result = drift_check(store, "bench", run_id="bench", **THRESHOLDS)
+        state["drifted"] = sorted(result["drifted_columns"])
+        seconds = time.perf_counter() - t0
+        drift_report(store, "bench", run_id="bench")
+        state["report_seconds"] = time.perf_counter() - t0 - seconds
+        t0 = time.perf_counter() - seconds
+    elif stage == "evidently_drift":
+        if state["rows"] > EVIDENTLY_MAX_ROWS:
+            return {"seconds": float("nan"), "peak_rss_mb": float("nan")}
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        columns = NUMERIC + CATEGORICAL
+        reference = pd.read_parquet(next((work / "store" / "datasets" / "bench").glob("*/data.parquet")), columns=columns)
+        current = pd.concat(
+            pd.read_parquet(p, columns=columns) for p in sorted((work / "store" / "predictions").rglob("*.parquet"))
+        )
+        preset = DataDriftPreset(
+            columns=columns,
+            method=THRESHOLDS["method"],
+            threshold=THRESHOLDS["column_threshold"],
+            drift_share=THRESHOLDS["share_threshold"],
+        )
+        t0 = time.perf_counter()
+        snapshot = Report([preset]).run(current, reference)
+        scores = {m["config"]["column"]: m["value"] for m in snapshot.dict()["metrics"] if "column" in m.get("config", {})}
+        state["evidently_drifted"] = sorted(c for c, v in scores.items() if v >= THRESHOLDS["column_threshold"])
     seconds = time.perf_counter() - t0
     state_file.write_text(json.dumps(state))
     return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-PAIRS = [("acquire", "read_csv"), ("preprocess", "pandas_preprocess"), ("evaluate", "predict_features")]
+def _log_drifted_predictions(store, state: dict, rows: int, part_rows: int = 100_000) -> None:
+    """The model in production (with its features as the reference) and ``rows`` drifted requests in its prediction log."""
+    import io
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.serving.predlog import PREDICTION_COLUMNS
+    from airflow_mlops.stages.evaluation import register
+    from airflow_mlops.store.layout import log_part_key
+
+    evaluation = {"model_version": state["model_version"], "blessed": True, "metrics": {}, "reason": "benchmark"}
+    lineage = {"features_id": state["features_id"], "dataset_id": state["dataset_id"]}
+    register(store, "bench", evaluation, lineage=lineage, promote=True)
+    rng = np.random.default_rng(1)
+    for start in range(0, rows, part_rows):
+        features = _table(rng, min(part_rows, rows - start), drift=True).drop_columns([LABEL])
+        n = features.num_rows
+        logged = {
+            "_ts": pa.array(np.full(n, time.time())),
+            "_id": pa.array([f"r{start + i}" for i in range(n)]),
+            "_version": pa.array([state["model_version"]] * n),
+            "_prediction": pa.array(rng.random(n)),
+            "_error": pa.array(np.zeros(n, dtype=bool)),
+            "_latency_ms": pa.array(np.ones(n)),
+            "_request": pa.array([f"q{start // 100 + i // 100}" for i in range(n)]),
+        }
+        assert list(logged) == list(PREDICTION_COLUMNS)
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({**logged, **dict(zip(features.column_names, features.columns, strict=True))}), buffer)
+        store.write_bytes(log_part_key("predictions", "bench", datetime.now(UTC), f"{start:09d}"), buffer.getvalue())
+
+
+PAIRS = [
+    ("acquire", "read_csv"),
+    ("preprocess", "pandas_preprocess"),
+    ("evaluate", "predict_features"),
+    ("drift", "evidently_drift"),
+]
 
 
 def main() -> int:
@@ -107,6 +203,7 @@ def main() -> int:
         work = Path(tmp)
         t0 = time.perf_counter()
         make_data(rows, work / "data.csv")
+        (work / "state.json").write_text(json.dumps({"rows": rows}))
         print(f"{rows:,} rows x {len(NUMERIC) + len(CATEGORICAL) + 1} columns generated in {time.perf_counter() - t0:.1f} s")
         print(f"{'stage':<12}{'seconds':>10}{'baseline':>20}{'seconds':>10}{'ratio':>8}{'peak RSS MB':>14}")
         for stage, baseline in PAIRS:
@@ -119,7 +216,13 @@ def main() -> int:
                 figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
             s, b = figures[stage], figures[baseline]
             ratio = s["seconds"] / b["seconds"]
-            print(f"{stage:<12}{s['seconds']:>10.2f}{baseline:>20}{b['seconds']:>10.2f}{ratio:>7.1f}x{s['peak_rss_mb']:>14.0f}")
+            print(f"{stage:<12}{s['seconds']:>10.2f}{baseline:>20}{b['seconds']:>10.2f}{ratio:>7.2f}x{s['peak_rss_mb']:>14.0f}")
+        state = json.loads((work / "state.json").read_text())
+        print(f"drift report (evidently, on a sample of the new rows; its own task): {state['report_seconds']:.2f} s")
+        print(f"drifted columns: {', '.join(state['drifted'])} (expected: n00-n{DRIFTED - 1:02d} and c0)")
+        if "evidently_drifted" in state:
+            same = "the same" if state["evidently_drifted"] == state["drifted"] else f"other: {state['evidently_drifted']}"
+            print(f"evidently's DataDriftPreset ({THRESHOLDS['method']}, same threshold) decided {same}")
     return 0
 
 

@@ -13,7 +13,7 @@ from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
-from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator
+from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, DriftReportOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
@@ -154,7 +154,8 @@ def _training_schedule(config: PipelineConfig) -> Any:
 
 
 def build_monitor_dag(config: PipelineConfig) -> DAG:
-    """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done."""
+    """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done,
+    and the check's evidently report beside the branch (the decision does not wait for it)."""
     monitor = config.monitor
     if monitor is None:
         raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
@@ -179,7 +180,9 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
         from airflow.providers.standard.operators.empty import EmptyOperator
 
         done = EmptyOperator(task_id="no_drift")
-        wait >> check >> branch >> [request, done]
+        report = DriftReportOperator(task_id="drift_report", **common)
+        wait >> check >> [branch, report]
+        branch >> [request, done]
     return dag
 
 

@@ -14,8 +14,8 @@ from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 class DriftCheckOperator(MlopsBaseOperator):
     """Compare predictions logged since the last check with the production model's reference profile.
 
-    Saves an evidently drift report (linked from the task) and returns the per-column scores, the
-    drifted columns and whether the data drifted.
+    Records the check and returns the per-column scores, the drifted columns, whether the data drifted, and
+    where :class:`DriftReportOperator` renders the evidently report (linked from the task).
 
     :param method: ``psi`` or ``ks``.
     :param column_threshold: a column drifts when its score passes this.
@@ -56,6 +56,21 @@ class DriftCheckOperator(MlopsBaseOperator):
             result["reason"],
             result["report_uri"],
         )
+        return result
+
+
+class DriftReportOperator(MlopsBaseOperator):
+    """Render evidently's drift report for this run's drift check (linked from the task), on a bounded sample
+    of the new rows; each column is tested with the check's own score, so the report agrees with the decision."""
+
+    operator_extra_links = (ReportLink(),)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.monitoring import drift_report
+
+        result = drift_report(self.store, self.pipeline, run_id=context["run_id"])
+        ReportLink.persist(context, result["report_uri"])
+        self.log.info("Drift report over %d new rows: %s", result["rows"], result["report_uri"])
         return result
 
 

@@ -38,8 +38,10 @@ def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
 def drift_check(
     store: ArtifactStore, pipeline: str, *, method: str, column_threshold: float, share_threshold: float, run_id: str
 ) -> dict[str, Any]:
-    """Compare predictions logged since the last check with the production model's reference profile,
-    save an evidently drift report, and record the check. A retry of a recorded check returns its result unchanged."""
+    """Compare predictions logged since the last check with the production model's reference profile and record
+    the check (``drift.json`` and an event). The statistics use every new row; the evidently report at ``report_uri``
+    is rendered afterwards by :func:`drift_report`, off the decision's path. A retry of a recorded check returns
+    its result unchanged."""
     from airflow_mlops.ml.drift import detect_drift
 
     prefix = report_prefix(pipeline, run_id)
@@ -55,7 +57,6 @@ def drift_check(
     thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
     result = detect_drift(frame, profile, method=method, **thresholds)
     report_uri = store.uri(f"{prefix}/drift.html")
-    store.write_text(f"{prefix}/drift.html", _drift_html(store, pipeline, production, frame, result, **thresholds))
     checked_until = float(frame["_ts"].max()) if len(frame) else since
     out = {
         **result.to_dict(),
@@ -64,6 +65,7 @@ def drift_check(
         "report_uri": report_uri,
         "checked_from": since,
         "checked_until": checked_until,
+        **thresholds,
     }
     store.write_json(f"{prefix}/drift.json", out)
     recorded = {k: out[k] for k in ("drifted", "reason", "scores", "rows", "checked_until", "report_uri")}
@@ -76,6 +78,38 @@ REPORT_SAMPLE_ROWS = 50_000
 """Most new rows (and reference rows) the evidently report draws; the verdict's statistics use every row."""
 
 
+def drift_report(store: ArtifactStore, pipeline: str, *, run_id: str) -> dict[str, Any]:
+    """Render evidently's data drift report for the check recorded by :func:`drift_check` in this run.
+
+    The new rows are those the check read (logged between its ``checked_from`` and ``checked_until``), against the
+    eval rows the production model was checked on. Each column's test is the verdict's own score (computed on every
+    new row against the reference profile, with the same method and threshold), so the report never contradicts
+    the decision; the plots use a sample of at most ``REPORT_SAMPLE_ROWS`` rows. Rendering again writes nothing.
+    """
+    from airflow_mlops.ml.drift import DriftResult
+
+    prefix = report_prefix(pipeline, run_id)
+    check = store.read_json(f"{prefix}/drift.json")
+    if store.exists(f"{prefix}/drift.html"):
+        log.info("Drift report of run %s already rendered: %s", run_id, check["report_uri"])
+        return {"report_uri": check["report_uri"], "rows": check["rows"], "cached": True}
+    frame = read_log(store, pipeline, "predictions", check["checked_from"] + 1e-6)
+    frame = frame[frame["_ts"] <= check["checked_until"]]
+    result = DriftResult(**{k: check[k] for k in DriftResult.__dataclass_fields__})
+    html = _drift_html(
+        store,
+        pipeline,
+        check["production_version"],
+        frame,
+        result,
+        column_threshold=check["column_threshold"],
+        share_threshold=check["share_threshold"],
+    )
+    store.write_text(f"{prefix}/drift.html", html)
+    log.info("Drift report over %d new rows (plots on at most %d): %s", len(frame), REPORT_SAMPLE_ROWS, check["report_uri"])
+    return {"report_uri": check["report_uri"], "rows": len(frame), "cached": False}
+
+
 def _drift_html(
     store: ArtifactStore,
     pipeline: str,
@@ -86,12 +120,6 @@ def _drift_html(
     column_threshold: float,
     share_threshold: float,
 ) -> str:
-    """evidently's data drift report of the new rows against the eval rows the production model was checked on.
-
-    Each column's test is the verdict's own score (computed on every new row against the reference profile, with
-    the same method and threshold), so the report never contradicts the decision; the plots use a sample of at
-    most ``REPORT_SAMPLE_ROWS`` rows.
-    """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 

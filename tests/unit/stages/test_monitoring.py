@@ -6,7 +6,7 @@ from airflow_mlops.factories.schema import DriftConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.serving.predlog import read_log
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
-from airflow_mlops.stages.monitoring import drift_check, last_drift_check, new_logged_rows
+from airflow_mlops.stages.monitoring import drift_check, drift_report, last_drift_check, new_logged_rows
 from airflow_mlops.store.events import read_events
 
 DRIFT = DriftConfig().model_dump()  # psi, column 0.2, share 0.3
@@ -71,6 +71,9 @@ class TestDriftCheck:
         prefix = f"reports/{PIPELINE}/scheduled__2026-01-02T00_00_00_00_00"
         assert result["report_uri"] == store.uri(f"{prefix}/drift.html")
         assert store.read_json(f"{prefix}/drift.json") == result
+        assert not store.exists(f"{prefix}/drift.html"), "the report is rendered off the decision's path"
+        report = drift_report(store, PIPELINE, run_id="scheduled__2026-01-02T00:00:00+00:00")
+        assert report == {"report_uri": result["report_uri"], "rows": 300, "cached": False}
         html = store.read_text(f"{prefix}/drift.html")
         assert "Data Drift" in html and all(col in html for col in result["scores"]), "evidently's report over every column"
 
@@ -87,6 +90,7 @@ class TestDriftCheck:
         assert event["event_id"] == "drift-monitor-1" and event["drifted"] is True and event["rows"] == 300
         assert event["checked_until"] == result["checked_until"] and event["report_uri"] == result["report_uri"]
         assert event["scores"] == result["scores"]
+        drift_report(store, PIPELINE, run_id="monitor-1")
         html = store.read_text(f"reports/{PIPELINE}/monitor-1/drift.html")
         assert f"{method.upper()} vs the reference profile" in html, "the report tests each column with the verdict's method"
         score = result["scores"]["monthly_charges"]
@@ -105,6 +109,19 @@ class TestDriftCheck:
             "drift-monitor-1",
             "drift-monitor-2",
         ]
+
+    def test_the_report_reads_only_the_rows_its_check_read_and_renders_once(self, store, serve):
+        serve(make_churn(300, seed=11))
+        check(store, "monitor-1")
+        serve(make_churn(200, seed=12, drift=0.8))  # logged after the check: the next check's rows
+        assert drift_report(store, PIPELINE, run_id="monitor-1")["rows"] == 300
+        before = store.local_path(f"reports/{PIPELINE}/monitor-1/drift.html").stat().st_mtime_ns
+        assert drift_report(store, PIPELINE, run_id="monitor-1")["cached"] is True
+        assert store.local_path(f"reports/{PIPELINE}/monitor-1/drift.html").stat().st_mtime_ns == before
+
+    def test_a_report_needs_its_check(self, store):
+        with pytest.raises(ArtifactNotFound, match=r"drift\.json"):
+            drift_report(store, PIPELINE, run_id="monitor-9")
 
     def test_thresholds_decide(self, store, serve):
         serve(make_churn(300, seed=12, drift=0.8))
