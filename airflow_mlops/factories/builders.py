@@ -13,7 +13,12 @@ from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
-from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, DriftReportOperator
+from airflow_mlops.operators.monitoring import (
+    DriftBranchOperator,
+    DriftCheckOperator,
+    DriftReportOperator,
+    LogCompactionOperator,
+)
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
@@ -154,8 +159,8 @@ def _training_schedule(config: PipelineConfig) -> Any:
 
 
 def build_monitor_dag(config: PipelineConfig) -> DAG:
-    """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done,
-    and the check's evidently report beside the branch (the decision does not wait for it)."""
+    """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done;
+    beside the branch (the decision waits for neither) the check's evidently report and the log's compaction."""
     monitor = config.monitor
     if monitor is None:
         raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
@@ -181,7 +186,8 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
 
         done = EmptyOperator(task_id="no_drift")
         report = DriftReportOperator(task_id="drift_report", **common)
-        wait >> check >> [branch, report]
+        compact = LogCompactionOperator(task_id="compact_log", **common)
+        wait >> check >> [branch, report, compact]
         branch >> [request, done]
     return dag
 

@@ -68,7 +68,8 @@ def categorical_score(values: pd.Series, column: Mapping[str, Any], method: str)
     total = sum(counts.values()) or 1
     expected = np.array([counts[c] / total for c in categories] + [0.0])
     seen = observed.value_counts()
-    actual = np.array([seen.get(c, 0) for c in categories] + [int((~observed.isin(categories)).sum())]) / len(observed)
+    known = [int(seen.get(c, 0)) for c in categories]
+    actual = np.array([*known, len(observed) - sum(known)]) / len(observed)  # the last bucket: values never profiled
     if method == "ks":
         return float(np.max(np.abs(np.cumsum(actual) - np.cumsum(expected))))
     return psi(expected, actual)

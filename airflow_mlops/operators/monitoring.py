@@ -74,6 +74,16 @@ class DriftReportOperator(MlopsBaseOperator):
         return result
 
 
+class LogCompactionOperator(MlopsBaseOperator):
+    """Merge the prediction and feedback log parts of each past hour into one file per hour, without losing or
+    duplicating a row (see :func:`airflow_mlops.serving.predlog.compact_log`); returns the counts per log."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.serving.predlog import compact_log
+
+        return {kind: compact_log(self.store, self.pipeline, kind) for kind in ("predictions", "feedback")}
+
+
 class DriftBranchOperator(ResultBranchOperator):
     """``true_task_id`` (request retraining) when the drift check found drift, else ``false_task_id``."""
 

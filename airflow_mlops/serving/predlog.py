@@ -4,6 +4,7 @@ and read back (by the canary analysis and the drift check) through the same row 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -11,11 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.store.artifacts import ArtifactStore
-from airflow_mlops.store.layout import log_day, log_part_key, log_prefix
+from airflow_mlops.store.layout import is_log_part, log_day, log_file_hour, log_hour_key, log_part_key, log_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,12 @@ FEEDBACK_COLUMNS: dict[str, str] = {"_ts": "float64", "_id": "object", "label": 
 
 LOG_COLUMNS = {"predictions": PREDICTION_COLUMNS, "feedback": FEEDBACK_COLUMNS}
 MAX_LISTED_DAYS = 31
+READ_ATTEMPTS = 5
+HOUR = timedelta(hours=1)
+COMPACT_GRACE = timedelta(minutes=5)
+"""How long after an hour ends its parts are compacted: the server writes a part within seconds of its rows."""
+MERGED_PARTS = b"mlops_merged_parts"
+"""Parquet metadata key of an hourly file: the names of the parts it holds."""
 
 
 def prediction_row(
@@ -49,26 +58,111 @@ def feedback_row(row_id: str, label: float) -> dict[str, Any]:
     return {"_ts": time.time(), "_id": row_id, "label": label}
 
 
-def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float) -> pd.DataFrame:
-    """Rows of the prediction (or feedback) log written at or after ``since_ts`` (epoch seconds).
+def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of the prediction (or feedback) log written at or after ``since_ts`` (epoch seconds); with
+    ``columns``, only those of them the log has (and ``_ts``) are read.
 
     Only the day folders from ``since_ts``'s day to tomorrow (UTC) are listed when that is at most
-    ``MAX_LISTED_DAYS`` days; an older start (a first check) lists the whole log once.
+    ``MAX_LISTED_DAYS`` days; an older start (a first check) lists the whole log once. Files of hours that
+    ended before ``since_ts`` are not read. A part compacted away between the listing and its read makes the
+    read start again (its rows are in the hourly file by then).
     """
     import pandas as pd
+    import pyarrow.compute as pc
 
     start = datetime.fromtimestamp(since_ts, UTC).date()
     end = datetime.now(UTC).date() + timedelta(days=1)  # a server clock a little ahead still counts
     prefix = log_prefix(kind, pipeline)
-    if 0 <= (end - start).days <= MAX_LISTED_DAYS:
-        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-        keys = [k for day in days for k in store.list(f"{prefix}/{day.isoformat()}") if k.endswith(".parquet")]
-    else:
-        keys = [k for k in store.list(prefix) if k.endswith(".parquet") and log_day(k) >= start.isoformat()]
-    if not keys:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LOG_COLUMNS[kind].items()})
-    frame = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in keys], ignore_index=True)
-    return frame[frame["_ts"] >= since_ts].reset_index(drop=True)
+    for _attempt in range(READ_ATTEMPTS):
+        if 0 <= (end - start).days <= MAX_LISTED_DAYS:
+            days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+            keys = [k for day in days for k in store.list(f"{prefix}/{day.isoformat()}")]
+        else:
+            keys = [k for k in store.list(prefix) if log_day(k) >= start.isoformat()]
+        keys = [k for k in keys if (hour := log_file_hour(k)) and (hour + HOUR).timestamp() > since_ts]
+        try:
+            tables = _read_files(store, keys, None if columns is None else ["_ts", *columns])
+        except ArtifactNotFound:
+            log.debug("A %s part went away while reading (compacted); reading again", kind)
+            continue
+        if not tables:
+            return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LOG_COLUMNS[kind].items()})
+        table = _concat(tables)
+        if pc.min(table["_ts"]).as_py() < since_ts:  # filtered in Arrow, before the one conversion to pandas
+            table = table.filter(pc.greater_equal(table["_ts"], since_ts))
+        return table.to_pandas()
+    raise MlopsError(f"Could not read the {kind} log of {pipeline}: parts kept going away while it was read.")
+
+
+def _read_files(store: ArtifactStore, keys: list[str], columns: list[str] | None = None) -> list[pa.Table]:
+    """Hourly files first, then the parts none of them holds yet."""
+    tables, merged = [], set()
+    for key in [k for k in keys if not is_log_part(k)]:
+        table, names = _read_file(store, key, columns)
+        tables.append(table)
+        merged.update(names)
+    tables += [_read_file(store, k, columns)[0] for k in keys if is_log_part(k) and _name(k) not in merged]
+    return tables
+
+
+def _read_file(store: ArtifactStore, key: str, columns: list[str] | None = None) -> tuple[pa.Table, list[str]]:
+    """A part's or an hourly file's rows (``columns`` of them that it has), and the parts an hourly file holds."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(io.BytesIO(store.read_bytes(key)))
+    schema = parquet.schema_arrow
+    table = parquet.read(columns=None if columns is None else [c for c in dict.fromkeys(columns) if c in schema.names])
+    return table.replace_schema_metadata(None), json.loads((schema.metadata or {}).get(MERGED_PARTS, b"[]"))
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Tables with the columns of all (a column some lack is null there; integers and floats meet as floats)."""
+    import pyarrow as pa
+
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def compact_log(
+    store: ArtifactStore, pipeline: str, kind: str, *, now: datetime | None = None, grace: timedelta = COMPACT_GRACE
+) -> dict[str, int]:
+    """Merge the parts of every hour that ended at least ``grace`` ago into that hour's file, then delete them.
+
+    The hourly file lists the parts it holds (Parquet metadata) and is written before any part is deleted, so an
+    interrupted compaction loses no row and duplicates none: readers skip the parts an hourly file lists, and a
+    retry merges only the parts not listed yet.
+    """
+    import pyarrow.parquet as pq
+
+    now = now or datetime.now(UTC)
+    hours: dict[datetime, list[str]] = {}
+    for key in store.list(log_prefix(kind, pipeline)):
+        if is_log_part(key):
+            hours.setdefault(log_file_hour(key), []).append(key)
+    done = {"hours": 0, "parts": 0, "rows": 0}
+    for hour, parts in sorted(hours.items()):
+        if hour + HOUR + grace > now:
+            continue  # the server may still write parts for this hour
+        hour_key = log_hour_key(kind, pipeline, hour.date().isoformat(), hour.hour)
+        held, merged = _read_file(store, hour_key) if store.exists(hour_key) else (None, [])
+        new = [k for k in parts if _name(k) not in merged]
+        if new:
+            tables = [_read_file(store, k)[0] for k in new]
+            done["rows"] += sum(t.num_rows for t in tables)
+            table = _concat([held, *tables] if held is not None else tables).sort_by("_ts")
+            names = json.dumps(sorted(merged + [_name(k) for k in new])).encode()
+            buffer = io.BytesIO()
+            pq.write_table(table.replace_schema_metadata({MERGED_PARTS: names}), buffer)
+            store.write_bytes(hour_key, buffer.getvalue())  # before any part goes
+        for key in parts:
+            store.delete(key)
+        done["hours"] += 1
+        done["parts"] += len(parts)
+    log.info("Compacted %(parts)d %(kind)s parts into %(hours)d hourly files (%(rows)d rows)", {**done, "kind": kind})
+    return done
 
 
 class PredictionLog:

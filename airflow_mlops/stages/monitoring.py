@@ -32,7 +32,7 @@ def last_drift_check(store: ArtifactStore, pipeline: str) -> float:
 
 def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
     """Predictions logged since the last drift check."""
-    return len(read_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6))
+    return len(read_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6, columns=[]))
 
 
 def drift_check(
@@ -49,11 +49,11 @@ def drift_check(
         log.info("Drift check of run %s already recorded; returning its result", run_id)
         return store.read_json(f"{prefix}/drift.json")
     since = last_drift_check(store, pipeline)
-    frame = read_log(store, pipeline, "predictions", since + 1e-6)
     production = ModelRegistry(store, pipeline).production()
     if production is None:
         raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
     profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
+    frame = read_log(store, pipeline, "predictions", since + 1e-6, columns=[*profile["numeric"], *profile["categorical"]])
     thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
     result = detect_drift(frame, profile, method=method, **thresholds)
     report_uri = store.uri(f"{prefix}/drift.html")
@@ -93,7 +93,7 @@ def drift_report(store: ArtifactStore, pipeline: str, *, run_id: str) -> dict[st
     if store.exists(f"{prefix}/drift.html"):
         log.info("Drift report of run %s already rendered: %s", run_id, check["report_uri"])
         return {"report_uri": check["report_uri"], "rows": check["rows"], "cached": True}
-    frame = read_log(store, pipeline, "predictions", check["checked_from"] + 1e-6)
+    frame = read_log(store, pipeline, "predictions", check["checked_from"] + 1e-6, columns=list(check["scores"]))
     frame = frame[frame["_ts"] <= check["checked_until"]]
     result = DriftResult(**{k: check[k] for k in DriftResult.__dataclass_fields__})
     html = _drift_html(

@@ -7,7 +7,8 @@ features/<pipeline>/<features_id>/        train/ eval/ eval_raw/ transform.json 
 models/<pipeline>/<version>/              model.txt transform.json profile.json training.json metrics.json lineage.json card.html
 registry/<pipeline>.json                  versions, statuses, aliases
 reports/<pipeline>/<run_id>/              validation, evaluation and drift reports
-predictions/<pipeline>/<date>/part-*.parquet   the prediction log; feedback/<pipeline>/<date>/ the labels sent back
+predictions/<pipeline>/<date>/part-*.parquet   the prediction log, as the server writes it; hour-HH.parquet once compacted
+feedback/<pipeline>/<date>/               the labels sent back, laid out the same way
 events/<pipeline>.jsonl                   canary steps and decisions, drift checks, retrain requests
 ```
 """
@@ -67,3 +68,20 @@ def log_day(key: str) -> str:
 def log_part_key(kind: str, pipeline: str, now: datetime, suffix: str) -> str:
     """A new part of a log, named by its write time (UTC) and a unique ``suffix``."""
     return f"{log_prefix(kind, pipeline)}/{now:%Y-%m-%d}/part-{now:%H%M%S%f}-{suffix}.parquet"
+
+
+def log_hour_key(kind: str, pipeline: str, day: str, hour: int) -> str:
+    """The compacted file of one hour of a log: the rows of every part written in that hour (UTC)."""
+    return f"{log_prefix(kind, pipeline)}/{day}/hour-{hour:02d}.parquet"
+
+
+def log_file_hour(key: str) -> datetime | None:
+    """The start (UTC) of the hour a log part was written in, or an hourly file holds; None for other keys."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.startswith(("part-", "hour-")) or not name.endswith(".parquet"):
+        return None
+    return datetime.fromisoformat(f"{log_day(key)}T{name[5:7]}:00:00+00:00")
+
+
+def is_log_part(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith("part-")

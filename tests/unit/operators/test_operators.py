@@ -5,7 +5,12 @@ import pytest
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
-from airflow_mlops.operators.monitoring import DriftBranchOperator, DriftCheckOperator, DriftReportOperator
+from airflow_mlops.operators.monitoring import (
+    DriftBranchOperator,
+    DriftCheckOperator,
+    DriftReportOperator,
+    LogCompactionOperator,
+)
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
@@ -61,6 +66,7 @@ CASES = [
     ),
     pytest.param(DriftCheckOperator, {**COMMON, "method": "psi"}, {"artifact_root"}, id="drift-check"),
     pytest.param(DriftReportOperator, COMMON, {"artifact_root"}, id="drift-report"),
+    pytest.param(LogCompactionOperator, COMMON, {"artifact_root"}, id="log-compaction"),
     pytest.param(
         DriftBranchOperator,
         {"result": {"r": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"},
