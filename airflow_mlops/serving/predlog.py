@@ -79,7 +79,7 @@ def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float, co
             keys = [k for day in days for k in store.list(f"{prefix}/{day.isoformat()}")]
         else:
             keys = [k for k in store.list(prefix) if log_day(k) >= start.isoformat()]
-        keys = [k for k in keys if (hour := log_file_hour(k)) and (hour + HOUR).timestamp() > since_ts]
+        keys = [k for k in keys if k.endswith(".parquet") and not _ended_before(k, since_ts)]
         try:
             tables = _read_files(store, keys, None if columns is None else ["_ts", *columns])
         except ArtifactNotFound:
@@ -92,6 +92,12 @@ def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float, co
             table = table.filter(pc.greater_equal(table["_ts"], since_ts))
         return table.to_pandas()
     raise MlopsError(f"Could not read the {kind} log of {pipeline}: parts kept going away while it was read.")
+
+
+def _ended_before(key: str, ts: float) -> bool:
+    """Whether every row of a log file was written before ``ts`` (the hour its name says ended by then)."""
+    hour = log_file_hour(key)
+    return hour is not None and (hour + HOUR).timestamp() <= ts
 
 
 def _read_files(store: ArtifactStore, keys: list[str], columns: list[str] | None = None) -> list[pa.Table]:
@@ -140,8 +146,8 @@ def compact_log(
     now = now or datetime.now(UTC)
     hours: dict[datetime, list[str]] = {}
     for key in store.list(log_prefix(kind, pipeline)):
-        if is_log_part(key):
-            hours.setdefault(log_file_hour(key), []).append(key)
+        if is_log_part(key) and (hour := log_file_hour(key)) is not None:
+            hours.setdefault(hour, []).append(key)
     done = {"hours": 0, "parts": 0, "rows": 0}
     for hour, parts in sorted(hours.items()):
         if hour + HOUR + grace > now:

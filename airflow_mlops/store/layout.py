@@ -15,6 +15,7 @@ events/<pipeline>.jsonl                   canary steps and decisions, drift chec
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 DONE = "_SUCCESS.json"
@@ -76,11 +77,12 @@ def log_hour_key(kind: str, pipeline: str, day: str, hour: int) -> str:
 
 
 def log_file_hour(key: str) -> datetime | None:
-    """The start (UTC) of the hour a log part was written in, or an hourly file holds; None for other keys."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.startswith(("part-", "hour-")) or not name.endswith(".parquet"):
+    """The start (UTC) of the hour a log part was written in (``part-HH...``), or an hourly file holds
+    (``hour-HH``); None for a name that says no hour."""
+    found = re.fullmatch(r"(?:part|hour)-(\d{2}).*\.parquet", key.rsplit("/", 1)[-1])
+    if not found or int(found.group(1)) > 23:
         return None
-    return datetime.fromisoformat(f"{log_day(key)}T{name[5:7]}:00:00+00:00")
+    return datetime.fromisoformat(f"{log_day(key)}T{found.group(1)}:00:00+00:00")
 
 
 def is_log_part(key: str) -> bool:
