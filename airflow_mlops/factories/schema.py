@@ -138,6 +138,30 @@ class ValidationConfig(Strict):
     max_unseen_category_share: Fraction = Field(
         0.01, description="Allowed share of categorical values not in the schema's domain."
     )
+    max_duplicate_share: Fraction = Field(0.01, description="Allowed share of rows that repeat an earlier row exactly.")
+    max_infinite_share: Fraction = Field(0.0, description="Allowed share of +-inf values in a numeric column.")
+    max_label_null_share: Fraction = Field(0.0, description="Allowed share of rows without a label.")
+    max_label_shift: Fraction = Field(
+        0.2,
+        description="Allowed move of the label: a class share (classification) or a 10/50/90% quantile, "
+        "in units of the schema's 10-90% spread (regression).",
+    )
+    max_label_association_drop: Fraction = Field(
+        0.5, description="Allowed relative loss of a numeric feature's correlation with the label (shuffled rows)."
+    )
+    min_volume_ratio: float = Field(
+        0.5, ge=0.0, description="Fewer rows than this x the median of the last accepted datasets is an anomaly."
+    )
+    max_volume_ratio: float = Field(
+        5.0, gt=0.0, description="More rows than this x the median of the last accepted datasets is an anomaly."
+    )
+    allow_extra_columns: bool = Field(False, description="Accept columns the schema does not have.")
+    distribution_shift_threshold: float = Field(
+        0.25, gt=0.0, description="PSI of a numeric column against the schema's quantiles above which it has shifted."
+    )
+    distribution_shift_action: Literal["off", "warn", "anomaly"] = Field(
+        "warn", description="What a shifted numeric column is: nothing, a warning in the report, or an anomaly."
+    )
 
 
 class PreprocessConfig(Strict):

@@ -62,7 +62,9 @@ def numeric_score(values: np.ndarray, column: Mapping[str, Any], method: str) ->
 def categorical_score(values: pd.Series, column: Mapping[str, Any], method: str) -> float:
     counts = column["counts"]
     categories = sorted(counts)
-    observed = values.dropna().astype(str)
+    from airflow_mlops.ml.transform import category_keys
+
+    observed = category_keys(values).dropna()
     if len(observed) == 0:
         return 0.0
     total = sum(counts.values()) or 1

@@ -11,6 +11,7 @@ skew between training and serving.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -224,11 +225,26 @@ def to_number(value: Any) -> float | None:
 
 
 def _category(value: Any) -> str | None:
+    """The category key of a value: 1, 1.0, "1" and "1.0" are all "1" (an export may write a label either way)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 1.0 read from a nullable column is the category "1"
+    elif isinstance(value, str) and _INTEGRAL_TEXT.fullmatch(value):
+        value = value.split(".", 1)[0]  # "1.0" written by another export is the category "1"
     return str(value)
+
+
+_INTEGRAL_TEXT = re.compile(r"-?[0-9]+\.0+")
+
+
+def category_keys(values: pd.Series) -> pd.Series:
+    """Each value's category key (see ``_category``), None for nulls, as an object Series (vectorized)."""
+    import numpy as np
+    import pandas as pd
+
+    codes, keys = _category_codes(values)
+    return pd.Series(np.array([*keys, None], dtype=object)[codes], index=values.index, dtype=object)
 
 
 _NUMERIC_OBJECTS = ("floating", "integer", "mixed-integer-float", "empty")

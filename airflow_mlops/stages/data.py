@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataValidationError
 from airflow_mlops.store.artifacts import dumps
-from airflow_mlops.store.layout import report_prefix, schema_key
+from airflow_mlops.store.layout import report_prefix, schema_key, volume_key
 
 if TYPE_CHECKING:
     from airflow_mlops.store.artifacts import ArtifactStore
@@ -78,7 +78,9 @@ def validate(
             store.uri(key),
         )
     schema = json.loads(current)
-    report = check(frame, schema, Thresholds(**thresholds))
+    history = store.read_json(volume_key(pipeline)) if store.exists(volume_key(pipeline)) else []
+    earlier = [h["rows"] for h in history if h["dataset_id"] != dataset_id]
+    report = check(frame, schema, Thresholds(**thresholds), history_rows=earlier)
     for col in [c for c in [columns.label, *columns.features] if c not in schema["columns"]]:
         report.anomalies.append(Anomaly(col, "missing_column", "configured column is not in the accepted schema"))
     prefix = report_prefix(pipeline, run_id)
@@ -94,9 +96,28 @@ def validate(
         "schema_uri": store.uri(key),
         "schema_created": created,
     }
+    if report.ok and dataset_id not in {h["dataset_id"] for h in history}:
+        _record_volume(store, pipeline, dataset_id, len(frame))
     if not report.ok:
         lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])
         raise DataValidationError(
             f"{len(report.anomalies)} data anomalies in dataset {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri
         )
     return result
+
+
+VOLUME_HISTORY = 10
+"""Accepted datasets whose row counts the volume check compares a new dataset with (their median)."""
+
+
+def _record_volume(store: ArtifactStore, pipeline: str, dataset_id: str, rows: int) -> None:
+    """Add an accepted dataset's row count to the pipeline's recent history (compare-and-swap, once per dataset)."""
+    key = volume_key(pipeline)
+    while True:
+        data, token = store.read_versioned(key)
+        history = json.loads(data) if data else []
+        if any(h["dataset_id"] == dataset_id for h in history):
+            return
+        history = [*history, {"dataset_id": dataset_id, "rows": rows}][-VOLUME_HISTORY:]
+        if store.write_if_match(key, dumps(history), token):
+            return
