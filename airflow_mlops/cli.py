@@ -1,4 +1,5 @@
-"""``airflow-mlops``: config lint, example data, registry status, model server. Runs without an Airflow deployment."""
+"""``airflow-mlops``: config lint, example data, registry status, schema acceptance, model server.
+Runs without an Airflow deployment."""
 
 from __future__ import annotations
 
@@ -84,6 +85,29 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema_accept(args: argparse.Namespace) -> int:
+    """Accept the dataset a failed validation reported on as the pipeline's next schema version."""
+    import getpass
+
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.factories.loader import load_pipeline_config
+    from airflow_mlops.stages.data import Columns, accept_schema
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+    config = load_pipeline_config(args.config)
+    columns = Columns(config.label, config.task, list(config.features.numeric), list(config.features.categorical))
+    store = ArtifactStore.from_uri(args.artifact_root or config.artifacts.root)
+    try:
+        result = accept_schema(
+            store, config.pipeline, columns, report_uri=args.report, by=args.by or getpass.getuser(), why=args.why
+        )
+    except MlopsError as err:
+        print(f"{args.config}: {err}", file=sys.stderr)
+        return 1
+    print(f"schema version {result['number']} of {config.pipeline} accepted by {result['by']}: {result['schema_uri']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the pipeline's production (and canary) model over HTTP."""
     import logging
@@ -120,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("config", help="pipeline YAML")
     reg.add_argument("--artifact-root", help="override the config's artifact root")
     reg.set_defaults(func=cmd_registry)
+    schema = sub.add_parser("schema", help="the pipeline's accepted data schema").add_subparsers(dest="action", required=True)
+    accept = schema.add_parser("accept", help=cmd_schema_accept.__doc__)
+    accept.add_argument("config", help="pipeline YAML")
+    accept.add_argument("--report", required=True, help="URI of the validation report (validation.html) to accept")
+    accept.add_argument("--why", required=True, help="why the change is right (recorded with the version)")
+    accept.add_argument("--by", help="who accepts it (default: the current user)")
+    accept.add_argument("--artifact-root", help="override the config's artifact root")
+    accept.set_defaults(func=cmd_schema_accept)
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")
     serve.add_argument("--pipeline", required=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataValidationError
 from airflow_mlops.store.artifacts import dumps
-from airflow_mlops.store.layout import report_prefix, schema_key, volume_key
+from airflow_mlops.store.layout import report_prefix, schema_key, schema_version_key, volume_key
 
 if TYPE_CHECKING:
     from airflow_mlops.store.artifacts import ArtifactStore
@@ -68,8 +68,10 @@ def validate(
         inferred = infer_schema(
             frame, numeric=columns.numeric, categorical=columns.categorical, label=columns.label, task=columns.task
         )
-        inferred["inferred_from"] = dataset_id
+        inferred |= {"inferred_from": dataset_id, "number": 1}
         created = store.write_if_match(key, dumps(inferred), None)
+        if created:
+            store.write_json(schema_version_key(pipeline, 1), inferred)
         current, _ = store.read_versioned(key)  # ours, or the one a concurrent run stored first
         log.info(
             "No schema yet: %s one from dataset %s at %s",
@@ -104,6 +106,53 @@ def validate(
             f"{len(report.anomalies)} data anomalies in dataset {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri
         )
     return result
+
+
+def accept_schema(store: ArtifactStore, pipeline: str, columns: Columns, *, report_uri: str, by: str, why: str) -> dict[str, Any]:
+    """Accept the dataset a failed validation reported on as the next schema version, after review.
+
+    The schema is inferred from that dataset again, numbered one above the current version and stored with who
+    accepted it, why, and the report's anomalies; every version stays under ``versions/``. The dataset's row
+    count joins the volume history. Validation itself never changes an accepted schema.
+    """
+    from datetime import UTC, datetime
+
+    from airflow_mlops.exceptions import ArtifactNotFound
+    from airflow_mlops.ml.schema import infer_schema
+    from airflow_mlops.store.datasets import load_dataset
+    from airflow_mlops.store.events import append_event
+
+    root = store.root_uri.rstrip("/") + "/"
+    if not report_uri.startswith(root):
+        raise ArtifactNotFound(f"Report {report_uri} is not under this pipeline's artifact root {root}")
+    folder = report_uri[len(root) :].rstrip("/")
+    folder = folder.rsplit("/", 1)[0] if folder.endswith((".html", ".json")) else folder
+    if not folder.startswith(report_prefix(pipeline, "")):
+        raise ArtifactNotFound(f"Report {report_uri} is not a report of pipeline {pipeline}")
+    report = store.read_json(f"{folder}/validation.json")
+    frame = load_dataset(store, pipeline, report["dataset_id"])
+    key = schema_key(pipeline)
+    while True:
+        current, token = store.read_versioned(key)
+        number = (json.loads(current).get("number", 1) if current else 0) + 1
+        schema = infer_schema(
+            frame, numeric=columns.numeric, categorical=columns.categorical, label=columns.label, task=columns.task
+        )
+        accepted = {"by": by, "why": why, "at": datetime.now(UTC).isoformat(), "report": report_uri}
+        schema |= {
+            "inferred_from": report["dataset_id"],
+            "number": number,
+            "accepted": {**accepted, "anomalies": report["anomalies"]},
+        }
+        if current and not store.exists(schema_version_key(pipeline, number - 1)):
+            store.write_bytes(schema_version_key(pipeline, number - 1), current)  # a version from before versions were kept
+        store.write_json(schema_version_key(pipeline, number), schema)
+        if store.write_if_match(key, dumps(schema), token):
+            break
+    _record_volume(store, pipeline, report["dataset_id"], len(frame))
+    append_event(store, pipeline, "schema_accepted", number=number, dataset_id=report["dataset_id"], **accepted)
+    log.info("Schema version %d of %s accepted by %s (%s) from %s", number, pipeline, by, why, report_uri)
+    return {"number": number, "schema_uri": store.uri(key), "dataset_id": report["dataset_id"], **accepted}
 
 
 VOLUME_HISTORY = 10

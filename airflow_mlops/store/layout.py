@@ -2,7 +2,8 @@
 
 ```
 datasets/<pipeline>/<sha256>/             data.parquet, manifest.json
-schemas/<pipeline>/schema.json            the accepted schema; volume.json: row counts of recent accepted datasets
+schemas/<pipeline>/schema.json            the accepted schema; versions/<n>.json every accepted version;
+                                          volume.json: row counts of recent accepted datasets
 features/<pipeline>/<features_id>/        train/ eval/ eval_raw/ transform.json profile.json _SUCCESS.json
 models/<pipeline>/<version>/              model.txt transform.json profile.json training.json metrics.json lineage.json card.html
 registry/<pipeline>.json                  versions, statuses, aliases
@@ -30,6 +31,10 @@ def dataset_prefix(pipeline: str, dataset_id: str) -> str:
 
 def schema_key(pipeline: str) -> str:
     return f"schemas/{pipeline}/schema.json"
+
+
+def schema_version_key(pipeline: str, number: int) -> str:
+    return f"schemas/{pipeline}/versions/{number}.json"
 
 
 def volume_key(pipeline: str) -> str:

@@ -202,3 +202,50 @@ def test_a_label_written_as_floats_then_as_integers_is_one_set_of_classes(tmp_pa
     validate(store, PIPELINE, dataset_id, COLUMNS, DEFAULTS, run_id="first")
     assert store.read_json(f"schemas/{PIPELINE}/schema.json")["columns"]["churned"]["domain"] == ["0", "1"]
     assert run(store, tmp_path, batch(seed=3), "integers")["anomalies"] == 0
+
+
+class TestSchemaAccept:
+    def config(self, store, tmp_path):
+        import yaml
+
+        path = tmp_path / "churn.yaml"
+        config = {
+            "pipeline": PIPELINE,
+            "source": {"uri": "data.csv"},
+            "label": COLUMNS.label,
+            "task": COLUMNS.task,
+            "features": {"numeric": COLUMNS.numeric, "categorical": COLUMNS.categorical},
+            "artifacts": {"root": store.root_uri},
+        }
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    def test_a_reviewed_change_becomes_the_next_version_with_who_and_why(self, store, tmp_path, capsys):
+        from airflow_mlops.cli import main
+        from airflow_mlops.store.events import read_events
+
+        changed = batch(seed=1).assign(promo_code="SPRING")
+        with pytest.raises(DataValidationError) as raised:
+            run(store, tmp_path, changed, "bad")
+        first = store.read_json(f"schemas/{PIPELINE}/schema.json")
+        argv = ["schema", "accept", self.config(store, tmp_path), "--report", raised.value.report_uri, "--why", "promo codes"]
+        assert main([*argv, "--by", "ana"]) == 0
+        assert "schema version 2 of churn accepted by ana" in capsys.readouterr().out
+        schema = store.read_json(f"schemas/{PIPELINE}/schema.json")
+        assert schema["number"] == 2 and schema["columns"]["promo_code"]["role"] == "passthrough"
+        assert schema["accepted"]["by"] == "ana" and schema["accepted"]["why"] == "promo codes"
+        assert [a["kind"] for a in schema["accepted"]["anomalies"]] == ["extra_column"]
+        assert store.read_json(f"schemas/{PIPELINE}/versions/1.json") == first, "every version is kept"
+        assert store.read_json(f"schemas/{PIPELINE}/versions/2.json") == schema
+        [event] = [e for e in read_events(store, PIPELINE) if e["kind"] == "schema_accepted"]
+        assert event["number"] == 2 and event["by"] == "ana" and event["report"] == raised.value.report_uri
+        assert run(store, tmp_path, changed, "again")["anomalies"] == 0, "the accepted data now passes"
+
+    def test_a_report_of_another_pipeline_or_outside_the_store_is_refused(self, store, tmp_path, capsys):
+        from airflow_mlops.cli import main
+
+        config = self.config(store, tmp_path)
+        for report in ("file:///elsewhere/validation.html", store.uri("reports/other/run/validation.html")):
+            assert main(["schema", "accept", config, "--report", report, "--why", "x"]) == 1
+            assert "churn.yaml: " in capsys.readouterr().err
+        assert store.read_json(f"schemas/{PIPELINE}/schema.json")["number"] == 1, "validation never relearns by itself"
