@@ -174,6 +174,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             method=monitor.drift.method,
             column_threshold=monitor.drift.column_threshold,
             share_threshold=monitor.drift.share_threshold,
+            validation=config.validation.model_dump(),
             **common,
         )
         branch = DriftBranchOperator(

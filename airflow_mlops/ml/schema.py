@@ -16,6 +16,9 @@ MAX_DOMAIN = 1000  # category domains larger than this are not recorded
 SCHEMA_BINS = 10  # equal-frequency bins of a numeric column's recorded quantiles
 MIN_ASSOCIATION = 0.15
 """A numeric feature's correlation with the label is checked only where the schema's is at least this strong."""
+MIN_TRAFFIC_OUTLIERS = 5
+"""Out-of-range values a window of requests needs before its share counts: a few hundred requests would
+otherwise flag the two or three values just past a small training set's extremes."""
 ANOMALY_KINDS = {
     "empty_data": "fewer rows than validation.min_rows",
     "volume_change": "row count outside [min_volume_ratio, max_volume_ratio] x the median of recent accepted datasets",
@@ -189,6 +192,32 @@ def validate(
     return report
 
 
+TRAFFIC_KINDS = (
+    "missing_column",
+    "type_change",
+    "all_null",
+    "null_ratio",
+    "infinite_values",
+    "out_of_range",
+    "unseen_categories",
+)
+"""The checks served requests get (a window of traffic has no label, and its rows need not look like a dataset's)."""
+
+
+def check_traffic(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds) -> ValidationReport:
+    """The data-quality checks of :func:`validate` that apply to logged requests, on the schema's features."""
+    report = ValidationReport(rows=len(frame))
+    for name, spec in schema["columns"].items():
+        if spec["role"] not in ("numeric", "categorical") or name == schema.get("label"):
+            continue
+        if name not in frame.columns:
+            report.anomalies.append(Anomaly(name, "missing_column", f"requests do not send this {spec['role']} feature"))
+            continue
+        report.columns[name] = _column_stats(frame[name])
+        _check_column(frame, name, spec, None, thresholds, report, traffic=True)
+    return report
+
+
 def _check_table(
     frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds, history: list[int], report: ValidationReport
 ) -> None:
@@ -260,8 +289,16 @@ def _check_common(series: pd.Series, name: str, spec: dict[str, Any], thresholds
 
 
 def _check_column(
-    frame: pd.DataFrame, name: str, spec: dict[str, Any], label: str | None, thresholds: Thresholds, report: ValidationReport
+    frame: pd.DataFrame,
+    name: str,
+    spec: dict[str, Any],
+    label: str | None,
+    thresholds: Thresholds,
+    report: ValidationReport,
+    *,
+    traffic: bool = False,
 ) -> None:
+    """The checks of one feature; for ``traffic``, only ``TRAFFIC_KINDS``."""
     import numpy as np
 
     series = frame[name]
@@ -283,9 +320,10 @@ def _check_column(
             )
         finite = present[np.isfinite(present)]
         if len(finite) and spec.get("min") is not None:
-            outside = float(((finite < spec["min"]) | (finite > spec["max"])).mean())
+            beyond = (finite < spec["min"]) | (finite > spec["max"])
+            outside = float(beyond.mean())
             stats["out_of_range_share"] = outside
-            if outside > thresholds.max_out_of_range_share:
+            if outside > thresholds.max_out_of_range_share and (not traffic or beyond.sum() >= MIN_TRAFFIC_OUTLIERS):
                 add(
                     Anomaly(
                         name,
@@ -293,6 +331,8 @@ def _check_column(
                         f"{outside:.1%} of values outside [{spec['min']:g}, {spec['max']:g}] (observed [{finite.min():g}, {finite.max():g}])",
                     )
                 )
+        if traffic:
+            return
         if len(finite) and spec.get("distinct", 0) > 1 and len(np.unique(finite)) == 1:
             add(
                 Anomaly(
@@ -303,7 +343,7 @@ def _check_column(
         _check_association(frame, name, spec, label, thresholds, report)
     elif spec["role"] == "categorical":
         keys = category_keys(series).dropna()
-        if spec.get("distinct", 0) > 1 and len(keys) and keys.nunique() == 1:
+        if not traffic and spec.get("distinct", 0) > 1 and len(keys) and keys.nunique() == 1:
             add(
                 Anomaly(name, "constant_column", f"every value is {keys.iloc[0]!r}; the schema saw {spec['distinct']} categories")
             )

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from airflow_mlops.factories.schema import DriftConfig, field_default
+from airflow_mlops.factories.schema import DriftConfig, ValidationConfig, field_default
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
@@ -20,6 +20,8 @@ class DriftCheckOperator(MlopsBaseOperator):
     :param method: ``psi`` or ``ks``.
     :param column_threshold: a column drifts when its score passes this.
     :param share_threshold: the data drifts when this share of columns drifts.
+    :param validation: the pipeline's ``validation`` thresholds (defaults where not given): the same rows get
+        validation's request checks against the accepted schema, reported beside the drift verdict.
     """
 
     operator_extra_links = (ReportLink(),)
@@ -30,9 +32,11 @@ class DriftCheckOperator(MlopsBaseOperator):
         method: str = field_default(DriftConfig, "method"),
         column_threshold: float = field_default(DriftConfig, "column_threshold"),
         share_threshold: float = field_default(DriftConfig, "share_threshold"),
+        validation: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.validation = validation or {}
         self.method = method
         self.column_threshold = column_threshold
         self.share_threshold = share_threshold
@@ -47,6 +51,7 @@ class DriftCheckOperator(MlopsBaseOperator):
             column_threshold=self.column_threshold,
             share_threshold=self.share_threshold,
             run_id=context["run_id"],
+            quality=ValidationConfig.model_validate(self.validation).model_dump(),
         )
         ReportLink.persist(context, result["report_uri"])
         self.log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.serving.predlog import read_log
 from airflow_mlops.stages.features import read_features
 from airflow_mlops.store.events import append_event, read_events
-from airflow_mlops.store.layout import model_prefix, report_prefix
+from airflow_mlops.store.layout import model_prefix, report_prefix, schema_key
 from airflow_mlops.store.registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -36,12 +37,24 @@ def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
 
 
 def drift_check(
-    store: ArtifactStore, pipeline: str, *, method: str, column_threshold: float, share_threshold: float, run_id: str
+    store: ArtifactStore,
+    pipeline: str,
+    *,
+    method: str,
+    column_threshold: float,
+    share_threshold: float,
+    run_id: str,
+    quality: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compare predictions logged since the last check with the production model's reference profile and record
     the check (``drift.json`` and an event). The statistics use every new row; the evidently report at ``report_uri``
     is rendered afterwards by :func:`drift_report`, off the decision's path. A retry of a recorded check returns
-    its result unchanged."""
+    its result unchanged.
+
+    With ``quality`` (the config's ``validation`` thresholds) the same rows also get the data-quality checks of
+    validation that apply to requests (null ratios, unseen categories, out-of-range and infinite values) against
+    the accepted schema: named in the result, the reason and ``traffic_quality.html``, whether or not they drift.
+    """
     from airflow_mlops.ml.drift import detect_drift
 
     prefix = report_prefix(pipeline, run_id)
@@ -58,9 +71,18 @@ def drift_check(
     result = detect_drift(frame, profile, method=method, **thresholds)
     report_uri = store.uri(f"{prefix}/drift.html")
     checked_until = float(frame["_ts"].max()) if len(frame) else since
+    issues = _traffic_quality(store, pipeline, frame, quality, prefix) if quality is not None and len(frame) else []
+    reason = result.reason
+    if issues:
+        reason += (
+            f"; data quality: {len(issues)} issue(s) in requests ("
+            + ", ".join(f"{a['column']}: {a['kind']}" for a in issues)
+            + ")"
+        )
     out = {
         **result.to_dict(),
-        "reason": result.reason,
+        "reason": reason,
+        "data_quality": issues,
         "production_version": production,
         "report_uri": report_uri,
         "checked_from": since,
@@ -68,10 +90,30 @@ def drift_check(
         **thresholds,
     }
     store.write_json(f"{prefix}/drift.json", out)
-    recorded = {k: out[k] for k in ("drifted", "reason", "scores", "rows", "checked_until", "report_uri")}
+    recorded = {k: out[k] for k in ("drifted", "reason", "scores", "rows", "checked_until", "report_uri", "data_quality")}
     append_event(store, pipeline, "drift_check", event_id=f"drift-{run_id}", **recorded)
-    log.info("Drift check of %s over %d rows: %s", pipeline, result.rows, result.reason)
+    log.info("Drift check of %s over %d rows: %s", pipeline, result.rows, reason)
     return out
+
+
+def _traffic_quality(
+    store: ArtifactStore, pipeline: str, frame: pd.DataFrame, quality: Mapping[str, Any], prefix: str
+) -> list[dict[str, Any]]:
+    """Validation's request checks of the logged rows against the accepted schema; the anomalies, as dicts."""
+    from dataclasses import asdict
+
+    from airflow_mlops.ml.schema import Thresholds, check_traffic, render_report_html
+
+    if not store.exists(schema_key(pipeline)):
+        return []
+    report = check_traffic(frame, store.read_json(schema_key(pipeline)), Thresholds(**quality))
+    html = render_report_html(
+        report, pipeline=pipeline, dataset_id=f"{len(frame)} logged requests", schema_uri=store.uri(schema_key(pipeline))
+    )
+    store.write_text(f"{prefix}/traffic_quality.html", html)
+    for anomaly in report.anomalies:
+        log.warning("Requests to %s: %s: %s: %s", pipeline, anomaly.column, anomaly.kind, anomaly.message)
+    return [asdict(a) for a in report.anomalies]
 
 
 REPORT_SAMPLE_ROWS = 50_000

@@ -1,5 +1,5 @@
 import pytest
-from churn_setup import GATE, PIPELINE, built, copy_store, log_predictions  # noqa: F401 (pytest fixtures)
+from churn_setup import COLUMNS, GATE, PIPELINE, built, copy_store, log_predictions  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.factories.schema import DriftConfig
@@ -122,6 +122,33 @@ class TestDriftCheck:
     def test_a_report_needs_its_check(self, store):
         with pytest.raises(ArtifactNotFound, match=r"drift\.json"):
             drift_report(store, PIPELINE, run_id="monitor-9")
+
+    def test_request_quality_is_reported_beside_the_verdict_even_without_drift(self, store, serve, built):
+        from airflow_mlops.factories.schema import ValidationConfig
+        from airflow_mlops.stages.data import validate
+
+        quality = ValidationConfig().model_dump()
+        validate(store, PIPELINE, built.dataset["dataset_id"], COLUMNS, quality, run_id="train")  # the accepted schema
+        rows = make_churn(300, seed=11)
+        rows.loc[rows.index % 2 == 0, "data_usage_gb"] = None  # half the requests stop sending usage
+        serve(rows)
+        result = check(store, "monitor-q", quality=quality)
+        assert result["drifted"] is False
+        assert [(a["column"], a["kind"]) for a in result["data_quality"]] == [("data_usage_gb", "null_ratio")]
+        assert "data quality: 1 issue(s) in requests (data_usage_gb: null_ratio)" in result["reason"]
+        html = store.read_text(f"reports/{PIPELINE}/monitor-q/traffic_quality.html")
+        assert "data_usage_gb" in html and "null_ratio" in html
+        [event] = [e for e in read_events(store, PIPELINE) if e["kind"] == "drift_check"]
+        assert event["data_quality"] == result["data_quality"]
+
+    def test_clean_requests_have_no_quality_issues(self, store, serve, built):
+        from airflow_mlops.factories.schema import ValidationConfig
+        from airflow_mlops.stages.data import validate
+
+        quality = ValidationConfig().model_dump()
+        validate(store, PIPELINE, built.dataset["dataset_id"], COLUMNS, quality, run_id="train")
+        serve(make_churn(300, seed=11))
+        assert check(store, "monitor-q", quality=quality)["data_quality"] == []
 
     def test_thresholds_decide(self, store, serve):
         serve(make_churn(300, seed=12, drift=0.8))
