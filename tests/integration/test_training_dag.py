@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import run_dag
 
@@ -207,6 +208,10 @@ CORRUPTIONS = {
     "out_of_range": lambda f: f.assign(monthly_charges=f["monthly_charges"] * 50),
     "unseen_categories": lambda f: f.assign(region=np.where(np.arange(len(f)) % 4 == 0, "atlantis", f["region"])),
     "empty_data": lambda f: f.iloc[:10],
+    "infinite_values": lambda f: f.assign(data_usage_gb=f["data_usage_gb"].where(f.index != 5, np.inf)),
+    "duplicate_rows": lambda f: pd.concat([f, f.iloc[:300]], ignore_index=True),
+    "label_association": lambda f: f.assign(tenure_months=f["tenure_months"].sample(frac=1, random_state=1).to_numpy()),
+    "unseen_label_class": lambda f: f.assign(churned=np.where(np.arange(len(f)) % 200 == 0, 2, f["churned"])),
 }
 
 
