@@ -123,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.pipeline,
         poll_seconds=args.poll_seconds,
         flush_seconds=args.flush_seconds,
+        wal_dir=args.wal_dir,
     )
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -159,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often the registry is checked for new models")
     serve.add_argument("--flush-seconds", type=float, default=2.0, help="how often logged predictions are written")
+    serve.add_argument(
+        "--wal-dir",
+        help="write-ahead folder of the logs, on a disk that outlives the process "
+        "(default: $MLOPS_WAL_DIR, else <tmp>/airflow-mlops-wal, then <artifact root id>-<pipeline>)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -154,14 +155,19 @@ def run_dag(dag, ds: str):
 
 @pytest.fixture
 def model_server():
-    """Start ``airflow-mlops serve`` on 127.0.0.1; ``start(root_uri, pipeline)`` returns an httpx client."""
+    """Start ``airflow-mlops serve`` on 127.0.0.1; ``start(root_uri, pipeline)`` returns an httpx client.
+
+    Each server writes ahead to its own folder (``wal_dir``, a fresh temporary one unless given), so no test ships
+    another's rows; ``start.procs`` holds the processes (last started last)."""
     import httpx
 
     procs: list[subprocess.Popen] = []
     clients = []
+    wal_root = Path(tempfile.mkdtemp(prefix="mlops-test-wal-"))
 
-    def start(root_uri: str, pipeline: str, *, require_model: bool = True):
+    def start(root_uri: str, pipeline: str, *, require_model: bool = True, wal_dir: Path | None = None):
         port = _free_port()
+        wal_dir = wal_dir or Path(tempfile.mkdtemp(dir=wal_root))
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -178,6 +184,8 @@ def model_server():
                 "0.3",
                 "--flush-seconds",
                 "0.3",
+                "--wal-dir",
+                str(wal_dir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -199,6 +207,7 @@ def model_server():
                 raise RuntimeError("model server did not become healthy")
             time.sleep(0.2)
 
+    start.procs = procs
     yield start
     for client in clients:
         client.close()
@@ -209,3 +218,4 @@ def model_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+    shutil.rmtree(wal_root, ignore_errors=True)

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,29 +39,62 @@ ID_KEYS = ("id", "request_id")
 class ModelServer:
     """State shared by the routes: the current router, the logs, the metrics."""
 
-    def __init__(self, store: ArtifactStore, pipeline: str, *, poll_seconds: float = 2.0, flush_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        pipeline: str,
+        *,
+        poll_seconds: float = 2.0,
+        flush_seconds: float = 2.0,
+        wal_dir: Path | str | None = None,
+    ) -> None:
         self.store, self.pipeline, self.poll_seconds = store, pipeline, poll_seconds
         self.registry = ModelRegistry(store, pipeline)
         self.router = Router(None)
         self.metrics = ServerMetrics()
-        self.prediction_log = PredictionLog(store, pipeline, kind="predictions", flush_seconds=flush_seconds)
-        self.feedback_log = PredictionLog(store, pipeline, kind="feedback", flush_seconds=flush_seconds)
+        logs = {"flush_seconds": flush_seconds, "wal_dir": wal_dir}
+        self.prediction_log = PredictionLog(store, pipeline, kind="predictions", **logs)
+        self.feedback_log = PredictionLog(store, pipeline, kind="feedback", **logs)
         self._loaded: dict[str, ServedModel] = {}
+        self._wanted: tuple[str | None, str | None, float] | None = None
+        self.load_errors: dict[str, str] = {}
 
     def refresh(self) -> bool:
-        """Load the registry's production and canary models if they changed; True when swapped."""
+        """Load the registry's production and canary models if they changed; True when swapped.
+
+        A version that cannot be loaded is never served: production stays on the model it had, a canary gets no
+        traffic, and the failure is logged, counted and shown by ``/health`` (it is not tried again).
+        """
         aliases = self.registry.load()["aliases"]
         production = (aliases.get("production") or {}).get("version")
         canary_alias = aliases.get("canary") or {}
         canary, percent = canary_alias.get("version"), float(canary_alias.get("weight", 0) or 0)
         wanted = (production, canary, percent)
-        if wanted == self.router.versions:
+        if wanted == self._wanted:
             return False
-        models = {v: self._loaded.get(v) or ServedModel.load(self.store, self.pipeline, v) for v in (production, canary) if v}
-        self._loaded = models
-        self.router = Router(models.get(production), models.get(canary), percent, wanted)
-        log.info("Serving production %s, canary %s at %s%%", production, canary, percent)
+        self._wanted = wanted
+        models = {v: model for v in (production, canary) if v and (model := self._load(v))}
+        serving = models.get(production) or self.router.production  # the last good production serves on
+        trial = models.get(canary)
+        self._loaded = {m.version: m for m in (serving, trial) if m}
+        share = percent if trial else 0.0
+        versions = (serving.version if serving else None, trial.version if trial else None, share)
+        self.router = Router(serving, trial, share, versions)
+        log.info("Serving production %s, canary %s at %s%%", *versions)
         return True
+
+    def _load(self, version: str) -> ServedModel | None:
+        if version in self._loaded:
+            return self._loaded[version]
+        if version in self.load_errors:
+            return None
+        try:
+            return ServedModel.load(self.store, self.pipeline, version)
+        except Exception as err:  # a model that cannot load must not take the server down
+            self.load_errors[version] = str(err)
+            self.metrics.load_failed(version)
+            log.error("Not serving model %s: %s", version, err)
+            return None
 
     async def watch(self) -> None:
         while True:
@@ -168,10 +202,8 @@ class ModelServer:
     async def health(self, request: Request) -> Response:
         production, canary, percent = self.router.versions
         status = 200 if production else 503
-        return JSONResponse(
-            {"status": "ok" if production else "no model", "production": production, "canary": canary, "canary_percent": percent},
-            status_code=status,
-        )
+        body = {"status": "ok" if production else "no model", "production": production, "canary": canary}
+        return JSONResponse({**body, "canary_percent": percent, "load_errors": self.load_errors}, status_code=status)
 
     async def metrics_text(self, request: Request) -> Response:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -187,9 +219,15 @@ async def _json_body(request: Request) -> Any:
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, f"body over {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return _error(400, f"body is not valid JSON: {err}")
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, an integer of over 4,300 digits, deep nesting
+        return _error(400, f"body is not valid JSON: {str(err)[:200]}")
+    if b"\\u" in raw:  # escapes can spell a lone surrogate, which no log can store
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as err:
+            return _error(422, f"body holds text that is not valid Unicode: {err.reason}")
+    return body
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -18,6 +18,11 @@ class ServerMetrics:
         self.requests: dict[str, int] = defaultdict(int)
         self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
         self.latency_sum: dict[str, float] = defaultdict(float)
+        self.load_failures: dict[str, int] = defaultdict(int)
+
+    def load_failed(self, version: str) -> None:
+        with self._lock:
+            self.load_failures[version] += 1
 
     def observe(self, version: str, seconds: float, *, rows: int = 1, error: bool = False) -> None:
         with self._lock:
@@ -40,6 +45,9 @@ class ServerMetrics:
                 "# HELP mlops_prediction_errors_total Rows that failed, by model version.",
                 "# TYPE mlops_prediction_errors_total counter",
                 *(f'mlops_prediction_errors_total{{version="{v}"}} {self.errors[v]}' for v in versions),
+                "# HELP mlops_model_load_failures_total Models the server refused because they could not be loaded.",
+                "# TYPE mlops_model_load_failures_total counter",
+                *(f'mlops_model_load_failures_total{{version="{v}"}} {n}' for v, n in sorted(self.load_failures.items())),
                 "# HELP mlops_request_latency_seconds Request latency, by model version.",
                 "# TYPE mlops_request_latency_seconds histogram",
             ]

@@ -12,6 +12,7 @@ from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.layout import model_prefix
 
 NUMERIC_TYPES = (int, float)
+FLOAT_MAX = 1.7976931348623157e308
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,15 @@ class ServedModel:
 
     @classmethod
     def load(cls, store: ArtifactStore, pipeline: str, version: str) -> ServedModel:
+        """Load a version after a separate process has loaded it and scored one row: a damaged ``model.txt`` can
+        abort LightGBM's process, and that must be the checking process, never the server."""
         import lightgbm as lgb
 
         prefix = model_prefix(pipeline, version)
         spec = store.read_json(f"{prefix}/transform.json")
-        booster = lgb.Booster(model_str=store.read_text(f"{prefix}/model.txt"))
+        text = store.read_text(f"{prefix}/model.txt")
+        _check_loads(version, text, len(spec["features"]))
+        booster = lgb.Booster(model_str=text)
         return cls(version, booster, FeatureTransform(spec), spec["task"])
 
     def check(self, row: Any, index: int) -> None:
@@ -45,6 +50,8 @@ class ServedModel:
                 continue
             if name in numeric and (isinstance(value, bool) or not isinstance(value, NUMERIC_TYPES)):
                 raise MlopsError(f"instances[{index}].{name}: expected a number or null, got {type(value).__name__}")
+            if name in numeric and isinstance(value, int) and not -FLOAT_MAX <= value <= FLOAT_MAX:
+                raise MlopsError(f"instances[{index}].{name}: {len(str(abs(value)))}-digit number is beyond float range")
             if name not in numeric and not isinstance(value, str | int):
                 raise MlopsError(f"instances[{index}].{name}: expected a string or null, got {type(value).__name__}")
 
@@ -72,6 +79,39 @@ class Router:
             return self.production
         share = _bucket(key) if key is not None else draw
         return self.canary if share * 100 < self.canary_percent else self.production
+
+
+_CHECK = """
+import sys
+import lightgbm, numpy
+booster = lightgbm.Booster(model_file=sys.argv[1])
+assert booster.num_feature() == int(sys.argv[2]), f"the model has {booster.num_feature()} features, its transform {sys.argv[2]}"
+booster.predict(numpy.zeros((1, booster.num_feature())), num_threads=1)
+"""
+LOAD_CHECK_SECONDS = 120
+
+
+def _check_loads(version: str, text: str, features: int) -> None:
+    """Load ``text`` and score one row in a child process; :class:`MlopsError` with its exit status and last words."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as model:
+        model.write(text)
+        model.flush()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _CHECK, model.name, str(features)],
+                capture_output=True,
+                text=True,
+                timeout=LOAD_CHECK_SECONDS,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise MlopsError(f"model {version} did not load within {LOAD_CHECK_SECONDS} s") from err
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlopsError(f"model {version} cannot be loaded (exit status {done.returncode}): {last}")
 
 
 def _bucket(key: str) -> float:

@@ -3,13 +3,17 @@ and read back (by the canary analysis and the drift check) through the same row 
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
+import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
@@ -95,9 +99,10 @@ def read_log(store: ArtifactStore, pipeline: str, kind: str, since_ts: float, co
 
 
 def _ended_before(key: str, ts: float) -> bool:
-    """Whether every row of a log file was written before ``ts`` (the hour its name says ended by then)."""
+    """Whether every row of a log file was written before ``ts``: the hour its name says ended, plus
+    ``COMPACT_GRACE`` (a part is named by the start of its write-ahead segment; its rows follow within seconds)."""
     hour = log_file_hour(key)
-    return hour is not None and (hour + HOUR).timestamp() <= ts
+    return hour is not None and (hour + HOUR + COMPACT_GRACE).timestamp() <= ts
 
 
 def _read_files(store: ArtifactStore, keys: list[str], columns: list[str] | None = None) -> list[pa.Table]:
@@ -172,14 +177,20 @@ def compact_log(
 
 
 class PredictionLog:
-    """Append-only log under ``<kind>/<pipeline>/<date>/part-*.parquet`` (see ``store/layout.py``).
+    """Append-only log under ``<kind>/<pipeline>/<date>/part-*.parquet`` (see ``store/layout.py``), written
+    ahead to local files so no acknowledged row is lost.
 
-    ``append`` only takes a lock and extends a list, so a request never waits on storage; a
-    background thread writes a part every ``flush_rows`` rows or ``flush_seconds``.
+    ``append`` writes the rows to the open segment of the write-ahead log (one ``write`` call, before the
+    request is answered) and keeps them in memory; a background thread ships them as a Parquet part every
+    ``flush_rows`` rows or ``flush_seconds``, then deletes the segment. A part's key comes from its segment
+    (start time and id), so shipping a segment again writes the same part, never a second copy. A failed
+    shipment stays on disk and is retried, in order, at the next flush; segments left by a killed process are
+    shipped when the next process starts (a segment is locked while its process lives).
 
     :param store: the artifact store.
     :param pipeline: pipeline name.
     :param kind: ``predictions`` or ``feedback``.
+    :param wal_dir: folder of the write-ahead segments (``<wal_dir>/<kind>/``); it must outlive the process.
     """
 
     def __init__(
@@ -190,22 +201,36 @@ class PredictionLog:
         kind: str = "predictions",
         flush_rows: int = 1000,
         flush_seconds: float = 2.0,
+        wal_dir: Path | str | None = None,
     ) -> None:
         self.store, self.pipeline, self.kind = store, pipeline, kind
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.wal_dir = Path(wal_dir or default_wal_dir(store, pipeline)) / kind
         self._rows: list[dict[str, Any]] = []
+        self._segment: _Segment | None = None
+        self._pending: list[tuple[Path, list[dict[str, Any]] | None]] = []
         self._lock = threading.Lock()
+        self._ship_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}-log", daemon=True)
         self.parts_written = 0
+        self.failed_shipments = 0
 
     def start(self) -> PredictionLog:
+        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        self._pending += [(path, None) for path in sorted(self.wal_dir.glob("*.jsonl")) if _unowned(path)]
+        if self._pending:
+            log.info("Shipping %d %s segment(s) a previous server left in %s", len(self._pending), self.kind, self.wal_dir)
         self._thread.start()
         return self
 
     def append(self, rows: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(row) + "\n" for row in rows).encode()
         with self._lock:
+            if self._segment is None:
+                self._segment = _Segment.open(self.wal_dir)
+            self._segment.write(data)
             self._rows.extend(rows)
             full = len(self._rows) >= self.flush_rows
         if full:
@@ -218,16 +243,44 @@ class PredictionLog:
         self.flush()
 
     def flush(self) -> None:
+        """Ship the rows appended so far and any segment still waiting; a failure leaves them for the next flush."""
         with self._lock:
             rows, self._rows = self._rows, []
+            segment, self._segment = self._segment, None
+        with self._ship_lock:
+            if segment is not None:
+                segment.close()
+                self._pending.append((segment.path, rows))
+            while self._pending:
+                path, rows = self._pending[0]
+                try:
+                    self._ship(path, rows if rows is not None else _read_segment(path))
+                except Exception:  # storage down: the segment stays on disk, shipped at a later flush
+                    self.failed_shipments += 1
+                    self._pending[0] = (path, None)  # read back from disk then, not held in memory meanwhile
+                    log.exception("Could not write a %s part from %s; will retry", self.kind, path.name)
+                    return
+                path.unlink(missing_ok=True)
+                self._pending.pop(0)
+
+    def _ship(self, path: Path, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         import pandas as pd
 
         buffer = io.BytesIO()
         frame = pd.DataFrame(rows)
-        frame.astype({c: t for c, t in LOG_COLUMNS[self.kind].items() if c in frame}).to_parquet(buffer, index=False)
-        key = log_part_key(self.kind, self.pipeline, datetime.now(UTC), uuid.uuid4().hex[:8])
+        frame = frame.astype({c: t for c, t in LOG_COLUMNS[self.kind].items() if c in frame})
+        try:
+            frame.to_parquet(buffer, index=False)
+        except UnicodeEncodeError:  # text the server let through that UTF-8 cannot hold: keep the row, replace the text
+            log.warning("Replacing text UTF-8 cannot encode in %s", path.name)
+            text = frame.select_dtypes(include="object").columns
+            frame[text] = frame[text].apply(lambda c: c.map(_encodable))
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+        started, suffix = _Segment.named(path)
+        key = log_part_key(self.kind, self.pipeline, started, suffix)
         self.store.write_bytes(key, buffer.getvalue())
         self.parts_written += 1
         log.debug("Wrote %d %s rows to %s", len(rows), self.kind, key)
@@ -236,8 +289,70 @@ class PredictionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # keep serving; the rows of a failed part are logged and dropped
-                log.exception("Could not write a %s part", self.kind)
+            self.flush()
             time.sleep(0)
+
+
+def _encodable(value: Any) -> Any:
+    return value.encode("utf-8", "replace").decode() if isinstance(value, str) else value
+
+
+def default_wal_dir(store: ArtifactStore, pipeline: str) -> Path:
+    """``$MLOPS_WAL_DIR`` (else the system's temporary directory ``/airflow-mlops-wal``) ``/<root id>-<pipeline>``:
+    the same folder on every start for one store and pipeline, so a restarted server ships what a killed one
+    left, and never into another store."""
+    import hashlib
+    import tempfile
+
+    base = Path(os.environ.get("MLOPS_WAL_DIR") or Path(tempfile.gettempdir()) / "airflow-mlops-wal")
+    return base / f"{hashlib.sha256(store.root_uri.encode()).hexdigest()[:12]}-{pipeline}"
+
+
+@dataclass
+class _Segment:
+    """One write-ahead file: JSON lines, named by its start time (UTC) and a random id, locked while open."""
+
+    path: Path
+    fd: int
+
+    @classmethod
+    def open(cls, folder: Path) -> _Segment:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(path, fd)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    @staticmethod
+    def named(path: Path) -> tuple[datetime, str]:
+        stamp, suffix = path.stem.split("-", 1)
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC), suffix
+
+
+def _unowned(path: Path) -> bool:
+    """Whether no living process holds ``path`` (its lock goes with its process)."""
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def _read_segment(path: Path) -> list[dict[str, Any]]:
+    """The rows of a segment; a torn last line (the process died inside a write) is left out."""
+    rows = []
+    for line in path.read_bytes().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("Skipped a torn line in %s", path)
+    return rows

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.serving.predlog import read_log
 from airflow_mlops.stages.data import Columns, acquire
 from airflow_mlops.stages.evaluation import GateSettings, evaluate, register
 from airflow_mlops.stages.features import preprocess
@@ -61,6 +62,17 @@ def server(trained, model_server):
     registry.set_alias("canary", None)
     registry.set_alias("production", v1)
     yield model_server(store.root_uri, PIPELINE), store, v1, v2, features
+
+
+GOOD_ROW = {
+    "tenure_months": 3,
+    "monthly_charges": 99.5,
+    "support_calls": 4,
+    "data_usage_gb": None,
+    "contract": "month-to-month",
+    "payment_method": "e-check",
+    "region": "north",
+}
 
 
 def raw_eval_rows(store, features) -> pd.DataFrame:
@@ -180,6 +192,16 @@ class TestModelServer:
             pytest.param(b"{not json", 400, "not valid JSON", id="non-json"),
             pytest.param(b"[" + b"1," * 600_000 + b"1]", 413, "at most", id="oversized-body"),
             pytest.param({"label": 1}, 422, None, id="feedback-shape-on-predict"),
+            pytest.param({"instances": [{**GOOD_ROW, "tenure_months": 10**400}]}, 422, "beyond float range", id="huge-int"),
+            pytest.param(b'{"instances": [{"x": ' + b"9" * 4400 + b"}]}", 400, "not valid JSON", id="4400-digits"),
+            pytest.param(b"[" * 2000 + b"]" * 2000, 400, "not valid JSON", id="nested-2000-deep"),
+            pytest.param(
+                b'{"instances": [{"tenure_months": 1, "monthly_charges": 1, "support_calls": 1, "data_usage_gb": 1, '
+                b'"contract": "\\ud800", "payment_method": "y", "region": "z"}]}',
+                422,
+                "not valid Unicode",
+                id="lone-surrogate",
+            ),
         ],
     )
     def test_bad_requests_get_a_4xx_naming_the_problem(self, server, body, status, message):
@@ -228,3 +250,89 @@ class TestModelServer:
             thread.join()
         assert statuses and set(statuses) == {200}, "no request may fail while models are swapped"
         assert {p["version"] for p in client.post("/predict", json=row).json()["predictions"]} == {v2}
+
+
+def errors(client, version) -> float:
+    """The server's ``mlops_prediction_errors_total`` of ``version``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'mlops_prediction_errors_total{{version="{version}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+class TestReliability:
+    def test_hostile_input_is_refused_and_costs_no_other_row_nor_a_server_error(self, server):
+        client, store, v1, _, _ = server
+        before = errors(client, v1)
+        ok = client.post("/predict", json={"instances": [{**GOOD_ROW, "id": "calm-1"}]})
+        bad = client.post("/predict", content=b'{"instances": [{"contract": "\\ud800"}]}')
+        ok2 = client.post("/predict", json={"instances": [{**GOOD_ROW, "id": "calm-2"}]})
+        assert (ok.status_code, bad.status_code, ok2.status_code) == (200, 422, 200)
+        wait_for(lambda: {"calm-1", "calm-2"} <= set(read_log(store, PIPELINE, "predictions", 0.0)["_id"]))
+        assert errors(client, v1) == before, "a refused request is not a server error"
+
+    def test_a_model_that_cannot_load_never_takes_the_server_down(self, trained, model_server):
+        store, v1, _, _ = trained
+        registry = ModelRegistry(store, PIPELINE)
+        registry.set_alias("canary", None)
+        registry.set_alias("production", v1)
+        client = model_server(store.root_uri, PIPELINE)
+        broken = "broken-model"
+        for name in ("transform.json", "profile.json"):
+            store.write_bytes(f"models/{PIPELINE}/{broken}/{name}", store.read_bytes(f"models/{PIPELINE}/{v1}/{name}"))
+        text = store.read_text(f"models/{PIPELINE}/{v1}/model.txt")
+        store.write_text(f"models/{PIPELINE}/{broken}/model.txt", text[: len(text) // 3])  # truncated
+        registry.register(broken, status="blessed", metrics={}, lineage={}, reason="its model.txt was cut short later")
+        registry.set_alias("canary", broken, weight=50)
+        health = wait_for(lambda: (h := client.get("/health").json()).get("load_errors") and h)
+        assert broken in health["load_errors"] and "cannot be loaded" in health["load_errors"][broken]
+        assert health["production"] == v1 and health["canary"] is None, "the canary gets no traffic"
+        answers = client.post("/predict", json={"instances": [{**GOOD_ROW, "id": f"u{i}"} for i in range(50)]})
+        assert answers.status_code == 200 and {p["version"] for p in answers.json()["predictions"]} == {v1}
+        assert f'mlops_model_load_failures_total{{version="{broken}"}} 1' in client.get("/metrics").text
+        registry.set_alias("canary", None)
+        registry.set_alias("production", broken)  # even as production: the last good model serves on
+        wait_for(lambda: client.get("/health").json().get("canary") is None)
+        time.sleep(1.0)
+        assert client.get("/health").json()["production"] == v1
+        assert model_server.procs[-1].poll() is None, "the server process is alive"
+        registry.set_alias("production", v1)
+
+    def test_kill_9_under_load_loses_no_answered_row(self, trained, model_server, tmp_path):
+        store, v1, _, _ = trained
+        registry = ModelRegistry(store, PIPELINE)
+        registry.set_alias("canary", None)
+        registry.set_alias("production", v1)
+        wal = tmp_path / "wal"
+        client = model_server(store.root_uri, PIPELINE, wal_dir=wal)
+        victim = model_server.procs[-1]
+        answered: list[str] = []
+
+        def load():
+            with httpx.Client(base_url=str(client.base_url), timeout=5) as c:
+                for i in range(100_000):
+                    rows = [{**GOOD_ROW, "id": f"kill-{i}-{j}"} for j in range(5)]
+                    try:
+                        response = c.post("/predict", json={"instances": rows})
+                    except httpx.TransportError:
+                        return
+                    if response.status_code == 200:
+                        answered.extend(p["id"] for p in response.json()["predictions"])
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        time.sleep(2.0)
+        victim.kill()  # SIGKILL: no shutdown, no last flush
+        thread.join(timeout=30)
+        victim.wait(timeout=10)
+        assert len(answered) > 100
+        restarted = model_server(store.root_uri, PIPELINE, wal_dir=wal)  # ships what the killed one left
+        assert restarted.get("/health").status_code == 200
+        model_server.procs[-1].terminate()
+        model_server.procs[-1].wait(timeout=30)
+        logged = read_log(store, PIPELINE, "predictions", 0.0)
+        counts = logged[logged["_id"].str.startswith("kill-")]["_id"].value_counts()
+        missing = set(answered) - set(counts.index)
+        assert not missing, f"{len(missing)} of {len(answered)} answered rows missing from the log"
+        assert counts.max() == 1, "no row logged twice"
+        assert not list(wal.rglob("*.jsonl")), "everything shipped"
