@@ -147,7 +147,9 @@ class ValidationConfig(Strict):
         "in units of the schema's 10-90% spread (regression).",
     )
     max_label_association_drop: Fraction = Field(
-        0.5, description="Allowed relative loss of a numeric feature's correlation with the label (shuffled rows)."
+        0.5,
+        description="Allowed relative loss of a numeric feature's correlation with the label (shuffled rows); 1 turns "
+        "the check off.",
     )
     min_volume_ratio: float = Field(
         0.5, ge=0.0, description="Fewer rows than this x the median of the last accepted datasets is an anomaly."
@@ -259,7 +261,13 @@ class CanaryAnalysisConfig(Strict):
     )
     max_prediction_divergence: Fraction = Field(0.2, description="Limit on the divergence of prediction distributions.")
     min_label_quality_ratio: Fraction = Field(
-        0.98, description="Canary label quality / production label quality minimum, where feedback exists."
+        0.98,
+        description="Canary label quality / production label quality minimum, where feedback exists: the canary fails "
+        "when the ratio's upper confidence bound is below it (it is worse with the configured confidence).",
+    )
+    min_labels: PositiveInt = Field(100, description="Labelled rows each side needs before label quality is judged.")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Confidence of the label quality comparison (a bootstrap interval of the ratio)."
     )
 
 

@@ -13,7 +13,7 @@ from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER
 if TYPE_CHECKING:
     import pandas as pd
 
-MIN_LABELS = 20
+BOOTSTRAP_ROUNDS = 300
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Criteria:
     p95_latency_slack_ms: float
     max_prediction_divergence: float
     min_label_quality_ratio: float
+    min_labels: int
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -56,25 +58,71 @@ def _p95_latency(rows: pd.DataFrame) -> float:
     return float(np.percentile(calls["_latency_ms"], 95))
 
 
-def _side(rows: pd.DataFrame, labels: pd.DataFrame, task: str) -> dict[str, Any]:
+def requests_of(rows: pd.DataFrame) -> int:
+    """Requests (not rows: one request may carry many) among logged rows."""
+    return int(rows["_request"].nunique()) if "_request" in rows else len(rows)
+
+
+def _side(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A version's figures, and its answered rows joined with their labels (finite labels only)."""
     ok = rows[~rows["_error"]]
     figures: dict[str, Any] = {
-        "requests": len(rows),
+        "requests": requests_of(rows),
+        "rows": len(rows),
         "error_rate": float(rows["_error"].mean()) if len(rows) else 0.0,
         "p95_latency_ms": _p95_latency(rows),
         "mean_prediction": float(ok["_prediction"].mean()) if len(ok) else None,
     }
+    labels = labels[np.isfinite(labels["label"].to_numpy(float))] if len(labels) else labels
     joined = ok.merge(labels, on="_id") if len(labels) else ok.iloc[:0]
     figures["labels"] = len(joined)
-    if len(joined) >= MIN_LABELS and joined["label"].nunique() > 1:
-        figures["label_quality"] = compute_metrics(task, joined["label"], joined["_prediction"])[DEFAULT_METRIC[task]]
-    return figures
+    return figures, joined
+
+
+def _quality(task: str, joined: pd.DataFrame) -> float | None:
+    if joined["label"].nunique() < 2:
+        return None
+    return compute_metrics(task, joined["label"], joined["_prediction"])[DEFAULT_METRIC[task]]
+
+
+def _ratio(canary: float, production: float, lower_is_better: bool) -> float:
+    """Canary quality over production's (inverted where lower is better), guarded against zeros."""
+    top, bottom = (production, canary) if lower_is_better else (canary, production)
+    if bottom == 0:
+        return 1.0 if top == 0 else float("inf")
+    return top / bottom
+
+
+def label_quality_comparison(task: str, canary: pd.DataFrame, production: pd.DataFrame, confidence: float) -> dict[str, Any]:
+    """The canary/production quality ratio on labelled rows, with a bootstrap interval at ``confidence``
+    (each side resampled with replacement; seeded, so the same rows give the same interval)."""
+    lower = not HIGHER_IS_BETTER[DEFAULT_METRIC[task]]
+    c, p = _quality(task, canary), _quality(task, production)
+    if c is None or p is None:
+        return {}
+    rng = np.random.default_rng(0)
+    ratios = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        cs = canary.iloc[rng.integers(0, len(canary), len(canary))]
+        ps = production.iloc[rng.integers(0, len(production), len(production))]
+        cq, pq = _quality(task, cs), _quality(task, ps)
+        if cq is not None and pq is not None:
+            ratios.append(_ratio(cq, pq, lower))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail], method="nearest") if ratios else (float("nan"), float("nan"))
+    return {
+        "canary": c,
+        "production": p,
+        "ratio": _ratio(c, p, lower),
+        "ratio_interval": [float(low), float(high)],
+        "confidence": confidence,
+    }
 
 
 def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, production: str, task: str, criteria: Criteria) -> Verdict:
     """Compare the two versions' rows of ``frame`` (the prediction log window) and judge the canary."""
     c_rows, p_rows = frame[frame["_version"] == canary], frame[frame["_version"] == production]
-    c, p = _side(c_rows, labels, task), _side(p_rows, labels, task)
+    (c, c_labelled), (p, p_labelled) = _side(c_rows, labels), _side(p_rows, labels)
     c_pred = c_rows.loc[~c_rows["_error"], "_prediction"].to_numpy(float)
     p_pred = p_rows.loc[~p_rows["_error"], "_prediction"].to_numpy(float)
     divergence = ks_statistic(c_pred, p_pred)
@@ -89,12 +137,17 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
         failures.append(
             f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})"
         )
-    if "label_quality" in c and "label_quality" in p:
-        lower = not HIGHER_IS_BETTER[DEFAULT_METRIC[task]]
-        ratio = (p["label_quality"] / c["label_quality"]) if lower else (c["label_quality"] / p["label_quality"])
-        figures["label_quality_ratio"] = ratio
-        if ratio < criteria.min_label_quality_ratio:
-            failures.append(f"label quality ratio {ratio:.3f} < {criteria.min_label_quality_ratio}")
+    if min(len(c_labelled), len(p_labelled)) >= criteria.min_labels:
+        quality = label_quality_comparison(task, c_labelled, p_labelled, criteria.confidence)
+        if quality:
+            c["label_quality"], p["label_quality"] = quality["canary"], quality["production"]
+            figures["label_quality_ratio"], figures["label_quality"] = quality["ratio"], quality
+            low, high = quality["ratio_interval"]
+            if high < criteria.min_label_quality_ratio:
+                failures.append(
+                    f"label quality ratio {quality['ratio']:.3f} ({criteria.confidence:.0%} interval {low:.3f}-{high:.3f})"
+                    f" < {criteria.min_label_quality_ratio}"
+                )
     if failures:
         return Verdict(False, "; ".join(failures), figures)
     return Verdict(True, f"canary within limits over {c['requests']} requests (KS {divergence:.3f})", figures)

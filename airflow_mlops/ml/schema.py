@@ -378,7 +378,7 @@ def _check_association(
 ) -> None:
     """A feature shuffled against its rows keeps its distribution but loses its relation to the label."""
     before = spec.get("label_correlation")
-    if before is None or abs(before) < MIN_ASSOCIATION or label not in frame:
+    if before is None or abs(before) < MIN_ASSOCIATION or label not in frame or thresholds.max_label_association_drop >= 1:
         return
     now = _association(frame, name, label)
     if now is None:

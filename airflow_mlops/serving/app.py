@@ -8,10 +8,13 @@ router it started with).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+import math
 import random
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 MAX_ROWS = 1000
+FEEDBACK_WINDOW_SECONDS = 7 * 24 * 3600
+MAX_TRACKED_IDS = 2_000_000
+"""Ids the server remembers for feedback (oldest forgotten first); a restart forgets them all."""
 ID_KEYS = ("id", "request_id")
 
 
@@ -58,6 +64,9 @@ class ModelServer:
         self._loaded: dict[str, ServedModel] = {}
         self._wanted: tuple[str | None, str | None, float] | None = None
         self.load_errors: dict[str, str] = {}
+        self._answered: dict[str, bool] = {}  # id -> labelled yet
+        self._answered_at: collections.deque[tuple[float, str]] = collections.deque()
+        self._ids_lock = threading.Lock()
 
     def refresh(self) -> bool:
         """Load the registry's production and canary models if they changed; True when swapped.
@@ -152,6 +161,7 @@ class ModelServer:
         self.prediction_log.append(logged)
         if failed:
             return _error(500, failed)
+        self._remember(ids)
         return JSONResponse({"predictions": answers})
 
     async def _score(self, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[float] | None, float]:
@@ -185,19 +195,50 @@ class ModelServer:
         )
 
     async def feedback(self, request: Request) -> Response:
+        """Labels for answered rows: only ids this server answered within ``FEEDBACK_WINDOW_SECONDS``, the first
+        label per id (a later one is refused), finite numbers only. Refused items are listed with why."""
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
         items = body if isinstance(body, list) else [body]
-        rows = []
+        rows, refused = [], []
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "id" not in item or "label" not in item:
                 return _error(422, f"feedback[{i}]: expected an object with 'id' and 'label'")
-            if isinstance(item["label"], bool) or not isinstance(item["label"], int | float):
-                return _error(422, f"feedback[{i}].label: expected a number")
-            rows.append(feedback_row(str(item["id"]), float(item["label"])))
+            label = item["label"]
+            if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+                return _error(422, f"feedback[{i}].label: expected a finite number")
+        now = time.time()
+        with self._ids_lock:
+            self._forget(now)
+            for item in items:
+                row_id = str(item["id"])
+                state = self._answered.get(row_id)
+                if state is None:
+                    refused.append({"id": row_id, "reason": "not answered by this server in the feedback window"})
+                elif state:
+                    refused.append({"id": row_id, "reason": "already labelled"})
+                else:
+                    self._answered[row_id] = True
+                    rows.append(feedback_row(row_id, float(item["label"])))
         self.feedback_log.append(rows)
-        return JSONResponse({"accepted": len(rows)})
+        return JSONResponse({"accepted": len(rows), "refused": refused}, status_code=200 if rows or not refused else 422)
+
+    def _remember(self, ids: list[str]) -> None:
+        """Ids just answered: they may get one label each within the feedback window."""
+        now = time.time()
+        with self._ids_lock:
+            for row_id in ids:
+                if row_id not in self._answered:
+                    self._answered[row_id] = False
+                    self._answered_at.append((now, row_id))
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        while self._answered_at and (
+            self._answered_at[0][0] < now - FEEDBACK_WINDOW_SECONDS or len(self._answered_at) > MAX_TRACKED_IDS
+        ):
+            self._answered.pop(self._answered_at.popleft()[1], None)
 
     async def health(self, request: Request) -> Response:
         production, canary, percent = self.router.versions

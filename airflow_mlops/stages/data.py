@@ -81,7 +81,8 @@ def validate(
         )
     schema = json.loads(current)
     history = store.read_json(volume_key(pipeline)) if store.exists(volume_key(pipeline)) else []
-    earlier = [h["rows"] for h in history if h["dataset_id"] != dataset_id]
+    accepted_before = any(h["dataset_id"] == dataset_id for h in history)  # a re-run: its volume was judged then
+    earlier = [] if accepted_before else [h["rows"] for h in history]
     report = check(frame, schema, Thresholds(**thresholds), history_rows=earlier)
     for col in [c for c in [columns.label, *columns.features] if c not in schema["columns"]]:
         report.anomalies.append(Anomaly(col, "missing_column", "configured column is not in the accepted schema"))
@@ -98,7 +99,7 @@ def validate(
         "schema_uri": store.uri(key),
         "schema_created": created,
     }
-    if report.ok and dataset_id not in {h["dataset_id"] for h in history}:
+    if report.ok and not accepted_before:
         _record_volume(store, pipeline, dataset_id, len(frame))
     if not report.ok:
         lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])

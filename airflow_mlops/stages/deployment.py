@@ -61,7 +61,7 @@ def canary_check(
 
     ``criteria`` holds every :class:`airflow_mlops.ml.canary.Criteria` field (the config's ``canary.analysis``).
     """
-    from airflow_mlops.ml.canary import Criteria, Verdict, analyze
+    from airflow_mlops.ml.canary import Criteria, Verdict, analyze, requests_of
 
     doc = ModelRegistry(store, pipeline).load()
     canary = doc["aliases"].get("canary") or {}
@@ -73,8 +73,11 @@ def canary_check(
                 "weight": 100,
             }
         return Verdict(False, "no canary is deployed", {}).to_dict() | {"weight": None}
+    if float(canary.get("weight") or 0) >= 100:  # every request is the canary's: nothing to compare it with
+        verdict = Verdict(True, f"{canary['version']} took all traffic after the previous step passed", {})
+        return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
     frame = read_log(store, pipeline, "predictions", canary["since"])
-    served = int((frame["_version"] == canary["version"]).sum())
+    served = requests_of(frame[frame["_version"] == canary["version"]])
     if served < min_requests and now - canary["since"] < bake_seconds:
         log.info(
             "Canary %s: %d/%d requests, %.0f/%.0f s baked",
@@ -88,7 +91,9 @@ def canary_check(
     if served == 0:
         verdict = Verdict(False, "the canary received no traffic during the bake time", {"canary": {"requests": 0}})
     else:
-        labels = read_log(store, pipeline, "feedback", canary["since"])[["_id", "label"]].drop_duplicates("_id", keep="last")
+        # The first label sent for an id counts (a later one cannot overwrite it).
+        feedback = read_log(store, pipeline, "feedback", canary["since"]).sort_values("_ts", kind="stable")
+        labels = feedback[["_id", "label"]].drop_duplicates("_id", keep="first")
         verdict = analyze(
             frame, labels, canary=canary["version"], production=production, task=task, criteria=Criteria(**criteria)
         )

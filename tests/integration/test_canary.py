@@ -54,7 +54,7 @@ class TestCanaryDag:
                 "churn_canary",
                 tmp_path,
                 evaluation={"metric": "roc_auc", "threshold": 0.5},
-                validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0},
+                validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0, "max_volume_ratio": 100.0},
                 canary={
                     "steps": [30, 60],
                     "min_requests": 150,

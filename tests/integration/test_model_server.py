@@ -129,7 +129,7 @@ class TestModelServer:
         }
         answer = client.post("/predict", json=row).json()["predictions"][0]
         assert answer["id"] == "cust-1" and answer["version"] == v1 and 0 <= answer["prediction"] <= 1
-        assert client.post("/feedback", json={"id": "cust-1", "label": 1}).json() == {"accepted": 1}
+        assert client.post("/feedback", json={"id": "cust-1", "label": 1}).json() == {"accepted": 1, "refused": []}
 
         def logged_row():
             keys = [k for k in store.list(f"predictions/{PIPELINE}") if k.endswith(".parquet")]
@@ -336,3 +336,22 @@ class TestReliability:
         assert not missing, f"{len(missing)} of {len(answered)} answered rows missing from the log"
         assert counts.max() == 1, "no row logged twice"
         assert not list(wal.rglob("*.jsonl")), "everything shipped"
+
+    def test_feedback_only_for_answered_ids_first_label_wins_and_finite(self, server):
+        client, store, *_ = server
+        assert (
+            client.post("/predict", json={"instances": [{**GOOD_ROW, "id": "fb-1"}, {**GOOD_ROW, "id": "fb-2"}]}).status_code
+            == 200
+        )
+        first = client.post("/feedback", json=[{"id": "fb-1", "label": 1}, {"id": "forged-9", "label": 0}])
+        assert first.status_code == 200 and first.json()["accepted"] == 1
+        assert first.json()["refused"] == [{"id": "forged-9", "reason": "not answered by this server in the feedback window"}]
+        again = client.post("/feedback", json={"id": "fb-1", "label": 0})
+        assert again.status_code == 422 and again.json()["refused"][0]["reason"] == "already labelled"
+        for label in (b"NaN", b"Infinity", b"-Infinity"):
+            bad = client.post("/feedback", content=b'{"id": "fb-2", "label": ' + label + b"}")
+            assert bad.status_code == 422 and "finite number" in bad.json()["error"]
+        assert client.post("/feedback", json={"id": "fb-2", "label": 0}).json()["accepted"] == 1
+        wait_for(lambda: len(read_log(store, PIPELINE, "feedback", 0.0).query("_id.str.startswith('fb-')")) == 2)
+        labels = read_log(store, PIPELINE, "feedback", 0.0).set_index("_id")["label"]
+        assert labels["fb-1"] == 1.0 and labels["fb-2"] == 0.0 and "forged-9" not in labels.index

@@ -112,7 +112,8 @@ class TestTrainingDag:
         assert registry.get(registry.production())["lineage"]["source"] == acquired["source"]
 
     def test_a_worse_candidate_is_rejected_and_production_kept(self, pipeline, tmp_path):
-        config, dag = pipeline(churn_config("churn_reject", tmp_path))
+        # Labels without signal are what validation's label_association catches; here the gate is under test.
+        config, dag = pipeline(churn_config("churn_reject", tmp_path, validation={"max_label_association_drop": 1.0}))
         write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
         run, _ = run_dag(dag, "2026-11-01")
         v1 = xcom(run, "training.train")["model_version"]
@@ -277,7 +278,7 @@ class TestRerunningOldRuns:
                 "churn_rerun",
                 tmp_path,
                 evaluation={"metric": "roc_auc", "threshold": 0.5},
-                validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0},
+                validation={"max_out_of_range_share": 1.0, "max_unseen_category_share": 1.0, "max_volume_ratio": 100.0},
             )
         )
         # A small first day and a large second one: the second model beats the first.

@@ -95,6 +95,56 @@ class TestAnalyze:
         assert verdict.figures["label_quality_ratio"] < 0.98
 
 
+def labelled(frame: pd.DataFrame, seed: int, *, canary_noise: float = 0.0) -> pd.DataFrame:
+    """Labels drawn from each row's prediction (a calibrated model); the canary's scrambled on a share of rows."""
+    rng = np.random.default_rng(seed)
+    p = frame["_prediction"].fillna(0.5).to_numpy()
+    label = (rng.random(len(frame)) < p).astype(float)
+    scramble = (frame["_version"] == "cand").to_numpy() & (rng.random(len(frame)) < canary_noise)
+    label[scramble] = rng.integers(0, 2, scramble.sum())
+    return pd.DataFrame({"_id": frame["_id"], "label": label})
+
+
+class TestLabelQuality:
+    @pytest.mark.parametrize("seed", range(4))
+    def test_equivalent_models_pass(self, seed):
+        frame = window(rows=800, seed=seed)
+        verdict = judge(frame, labelled(frame, seed))
+        assert verdict.passed, verdict.reason
+        low, high = verdict.figures["label_quality"]["ratio_interval"]
+        assert low < 1.0 < high and verdict.figures["label_quality"]["confidence"] == 0.95
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_a_clearly_worse_model_fails(self, seed):
+        frame = window(rows=800, seed=seed)
+        verdict = judge(frame, labelled(frame, seed, canary_noise=0.6))
+        assert not verdict.passed and "interval" in verdict.reason
+
+    def test_too_few_labels_are_not_judged(self):
+        frame = window(rows=800)
+        verdict = judge(frame, labelled(frame, 0).iloc[::20])  # 40 labels each side
+        assert "label_quality_ratio" not in verdict.figures and verdict.figures["canary"]["labels"] == 40
+
+    def test_a_production_quality_of_zero_is_no_division_error(self):
+        frame = window(rows=400)
+        perfect = (frame["_prediction"].fillna(0) > 0.5).astype(float)
+        labels = pd.DataFrame({"_id": frame["_id"], "label": np.where(frame["_version"] == "prod", 1 - perfect, perfect)})
+        verdict = judge(frame, labels)  # production's AUC is 0
+        assert verdict.passed and verdict.figures["label_quality_ratio"] == float("inf")
+
+    def test_non_finite_labels_are_left_out(self):
+        frame = window(rows=400)
+        labels = labelled(frame, 0)
+        labels.loc[::2, "label"] = np.nan
+        verdict = judge(frame, labels)
+        assert verdict.figures["canary"]["labels"] == 200 and verdict.figures["production"]["labels"] == 200
+
+    def test_requests_and_rows_are_counted_apart(self):
+        frame = window(rows=400).assign(_request=lambda f: f["_id"].str.split("-").str[-1].astype(int) // 10)
+        canary = judge(frame).figures["canary"]
+        assert (canary["requests"], canary["rows"]) == (40, 400)
+
+
 @pytest.mark.parametrize(("a", "b", "expected"), [([1, 2, 3], [1, 2, 3], 0.0), ([0, 0], [1, 1], 1.0), ([], [1], 1.0)])
 def test_ks_statistic(a, b, expected):
     assert ks_statistic(np.array(a, float), np.array(b, float)) == pytest.approx(expected)

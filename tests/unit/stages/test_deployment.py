@@ -12,7 +12,7 @@ from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 
 CRITERIA = CanaryAnalysisConfig().model_dump()
-CHECK = {"task": "classification", "min_requests": 150, "bake_seconds": 600.0, "criteria": CRITERIA}
+CHECK = {"task": "classification", "min_requests": 15, "bake_seconds": 600.0, "criteria": CRITERIA}  # requests of 10 rows
 
 
 @pytest.fixture
@@ -141,10 +141,11 @@ class TestCanaryCheck:
         log_feedback(store, make_churn(400, seed=22))
         verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)  # enough requests: no need to wait
         assert verdict["passed"] is True, verdict["reason"]
-        assert verdict["reason"].startswith("canary within limits over 200 requests")
+        assert verdict["reason"].startswith("canary within limits over 20 requests")
         assert (verdict["version"], verdict["production"], verdict["weight"]) == (candidate, production, 10)
         figures = verdict["figures"]
-        assert figures["canary"]["requests"] == 200 and figures["production"]["requests"] == 200
+        assert figures["canary"]["requests"] == 20 and figures["production"]["requests"] == 20
+        assert figures["canary"]["rows"] == 200 and figures["production"]["rows"] == 200
         assert figures["canary"]["labels"] == 200 and figures["production"]["labels"] == 200
         assert figures["canary"]["error_rate"] == 0.0 and figures["canary"]["p95_latency_ms"] == 5.0
         assert figures["prediction_divergence"] < CRITERIA["max_prediction_divergence"]
