@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from airflow_mlops.serving.app import ModelServer, create_app
+    from airflow_mlops.serving.app import GUARDED, ModelServer, create_app, read_tokens
     from airflow_mlops.store.artifacts import ArtifactStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -124,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         poll_seconds=args.poll_seconds,
         flush_seconds=args.flush_seconds,
         wal_dir=args.wal_dir,
+        tokens={route: read_tokens(route, getattr(args, f"{route}_token_file")) for route in GUARDED},
     )
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write-ahead folder of the logs, on a disk that outlives the process "
         "(default: $MLOPS_WAL_DIR, else <tmp>/airflow-mlops-wal, then <artifact root id>-<pipeline>)",
     )
+    for route in ("predict", "feedback", "metrics"):
+        serve.add_argument(
+            f"--{route}-token-file",
+            help=f"bearer tokens for /{route}, one per line (default: the comma-separated MLOPS_{route.upper()}_TOKENS; "
+            "none: the route is open)",
+        )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -165,7 +165,7 @@ def model_server():
     clients = []
     wal_root = Path(tempfile.mkdtemp(prefix="mlops-test-wal-"))
 
-    def start(root_uri: str, pipeline: str, *, require_model: bool = True, wal_dir: Path | None = None):
+    def start(root_uri: str, pipeline: str, *, require_model: bool = True, wal_dir: Path | None = None, env: dict | None = None):
         port = _free_port()
         wal_dir = wal_dir or Path(tempfile.mkdtemp(dir=wal_root))
         proc = subprocess.Popen(
@@ -189,6 +189,7 @@ def model_server():
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
         )
         procs.append(proc)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hmac
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
 import uuid
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -53,8 +57,10 @@ class ModelServer:
         poll_seconds: float = 2.0,
         flush_seconds: float = 2.0,
         wal_dir: Path | str | None = None,
+        tokens: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.store, self.pipeline, self.poll_seconds = store, pipeline, poll_seconds
+        self.tokens = {route: frozenset(t for t in (tokens or {}).get(route, ()) if t) for route in GUARDED}
         self.registry = ModelRegistry(store, pipeline)
         self.router = Router(None)
         self.metrics = ServerMetrics()
@@ -275,6 +281,52 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+GUARDED = {"predict": "/predict", "feedback": "/feedback", "metrics": "/metrics"}
+"""Routes a bearer token can guard, each with its own tokens; a route without tokens is open (``/health`` always)."""
+
+
+def read_tokens(route: str, token_file: str | None) -> list[str]:
+    """Tokens for ``route``: one per line of ``token_file`` (blank lines and ``#`` comments skipped), else the
+    comma-separated ``MLOPS_<ROUTE>_TOKENS`` environment variable."""
+    if token_file:
+        lines = Path(token_file).read_text().splitlines()
+        return [t.strip() for t in lines if t.strip() and not t.lstrip().startswith("#")]
+    return [t.strip() for t in os.environ.get(f"MLOPS_{route.upper()}_TOKENS", "").split(",") if t.strip()]
+
+
+def _authorized(tokens: frozenset[str], header: str | None) -> int:
+    """200 when the ``Authorization`` header bears one of ``tokens`` (compared in constant time), 401 without a
+    bearer token, 403 with a wrong one."""
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return 401
+    given_bytes = given.strip().encode()
+    return 200 if any(hmac.compare_digest(given_bytes, t.encode()) for t in tokens) else 403
+
+
+class _TokenGuard:
+    """ASGI middleware: each guarded route with tokens needs ``Authorization: Bearer <token>`` (never logged)."""
+
+    def __init__(self, app: Any, server: ModelServer) -> None:
+        self.app, self.server = app, server
+        self.routes = {path: route for route, path in GUARDED.items()}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        tokens = self.server.tokens.get(route) if route else None
+        if tokens:
+            headers = dict(scope.get("headers") or [])
+            status = _authorized(tokens, (headers.get(b"authorization") or b"").decode("latin-1"))
+            if status != 200:
+                message = "a bearer token is required" if status == 401 else "this token may not use this route"
+                response = _error(status, f"{scope['path']}: {message}")
+                if status == 401:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(server: ModelServer) -> Starlette:
     """The ASGI app; its lifespan loads the models, starts the watcher and flushes the logs on exit."""
 
@@ -300,6 +352,9 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/health", server.health, methods=["GET"]),
         Route("/metrics", server.metrics_text, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_TokenGuard, server=server)])
     app.state.server = server
+    for route, path in GUARDED.items():
+        if not server.tokens[route]:
+            log.warning("%s is open: no token configured for it", path)
     return app

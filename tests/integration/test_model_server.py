@@ -355,3 +355,28 @@ class TestReliability:
         wait_for(lambda: len(read_log(store, PIPELINE, "feedback", 0.0).query("_id.str.startswith('fb-')")) == 2)
         labels = read_log(store, PIPELINE, "feedback", 0.0).set_index("_id")["label"]
         assert labels["fb-1"] == 1.0 and labels["fb-2"] == 0.0 and "forged-9" not in labels.index
+
+    def test_bearer_tokens_guard_predict_and_feedback_apart_and_are_never_logged(self, trained, model_server):
+        store, v1, _, _ = trained
+        ModelRegistry(store, PIPELINE).set_alias("production", v1)
+        tokens = {"MLOPS_PREDICT_TOKENS": "p-secret-1,p-secret-2", "MLOPS_FEEDBACK_TOKENS": "f-secret"}
+        client = model_server(store.root_uri, PIPELINE, env=tokens)
+        row = {"instances": [{**GOOD_ROW, "id": "auth-1"}]}
+
+        def bearer(token):
+            return {"Authorization": f"Bearer {token}"}
+
+        anonymous = client.post("/predict", json=row)
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+        assert client.post("/predict", json=row, headers=bearer("guess")).status_code == 403
+        assert client.post("/predict", json=row, headers=bearer("p-secret-2")).status_code == 200
+        label = {"id": "auth-1", "label": 1}
+        assert client.post("/feedback", json=label).status_code == 401
+        assert client.post("/feedback", json=label, headers=bearer("p-secret-1")).status_code == 403, "tokens are per route"
+        assert client.post("/feedback", json=label, headers=bearer("f-secret")).json()["accepted"] == 1
+        assert client.get("/health").status_code == 200 and client.get("/metrics").status_code == 200, "open by default"
+        proc = model_server.procs[-1]
+        proc.terminate()
+        proc.wait(timeout=30)
+        log = proc.stderr.read().decode()
+        assert "/metrics is open" in log and "secret" not in log
