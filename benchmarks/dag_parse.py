@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-HAND_WRITTEN = '''"""Baseline: the same two DAGs (14 + 5 tasks, groups, schedules), written by hand with EmptyOperator."""
+HAND_WRITTEN = '''"""Baseline: the same two DAGs (14 + 7 tasks, groups, schedules), written by hand with EmptyOperator."""
 from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -55,7 +55,8 @@ with DAG("hand_written_monitor", schedule="@hourly", start_date=start, catchup=F
     wait = EmptyOperator(task_id="wait_for_predictions")
     check = EmptyOperator(task_id="drift_check")
     branch = EmptyOperator(task_id="branch")
-    wait >> check >> branch >> [EmptyOperator(task_id="request_retrain", outlets=[Asset("hand_written_retrain")]), EmptyOperator(task_id="no_drift")]
+    wait >> check >> [branch, EmptyOperator(task_id="drift_report"), EmptyOperator(task_id="compact_log")]
+    branch >> [EmptyOperator(task_id="request_retrain", outlets=[Asset("hand_written_retrain")]), EmptyOperator(task_id="no_drift")]
 '''
 
 

@@ -116,7 +116,7 @@ CASES = [
         {},
     ),
     ("duplicated rows", lambda f: pd.concat([f.iloc[:800], f.iloc[:200]], ignore_index=True), "duplicate_rows", "*", {}),
-    ("98% fewer rows", lambda f: f.iloc[:60], "volume_change", "*", {}),
+    ("98% fewer rows", lambda f: f.iloc[:20], "volume_change", "*", {}),
     ("10x the rows", lambda f: SOURCE.sample(10 * ROWS + 500, random_state=5), "volume_change", "*", {}),
     ("too few rows", lambda f: f.iloc[:30], "empty_data", "*", {}),
     ("label 40% -> 90% positive", label_mix(0.9), "label_shift", "churned", {}),
