@@ -70,7 +70,7 @@ class ModelServer:
         self._loaded: dict[str, ServedModel] = {}
         self._wanted: tuple[str | None, str | None, float] | None = None
         self.load_errors: dict[str, str] = {}
-        self._answered: dict[str, bool] = {}  # id -> labelled yet
+        self._answered: dict[str, list[Any]] = {}  # id -> [last answered at, labelled since]
         self._answered_at: collections.deque[tuple[float, str]] = collections.deque()
         self._ids_lock = threading.Lock()
 
@@ -219,32 +219,34 @@ class ModelServer:
             self._forget(now)
             for item in items:
                 row_id = str(item["id"])
-                state = self._answered.get(row_id)
-                if state is None:
+                answered = self._answered.get(row_id)
+                if answered is None:
                     refused.append({"id": row_id, "reason": "not answered by this server in the feedback window"})
-                elif state:
+                elif answered[1]:
                     refused.append({"id": row_id, "reason": "already labelled"})
                 else:
-                    self._answered[row_id] = True
+                    answered[1] = True
                     rows.append(feedback_row(row_id, float(item["label"])))
         self.feedback_log.append(rows)
         return JSONResponse({"accepted": len(rows), "refused": refused}, status_code=200 if rows or not refused else 422)
 
     def _remember(self, ids: list[str]) -> None:
-        """Ids just answered: they may get one label each within the feedback window."""
+        """Ids just answered: each answer may get one label within the feedback window (an id answered again, as
+        when a client scores the same customer twice, may be labelled again)."""
         now = time.time()
         with self._ids_lock:
             for row_id in ids:
-                if row_id not in self._answered:
-                    self._answered[row_id] = False
-                    self._answered_at.append((now, row_id))
+                self._answered[row_id] = [now, False]
+                self._answered_at.append((now, row_id))
             self._forget(now)
 
     def _forget(self, now: float) -> None:
         while self._answered_at and (
             self._answered_at[0][0] < now - FEEDBACK_WINDOW_SECONDS or len(self._answered_at) > MAX_TRACKED_IDS
         ):
-            self._answered.pop(self._answered_at.popleft()[1], None)
+            at, row_id = self._answered_at.popleft()
+            if (answered := self._answered.get(row_id)) is not None and answered[0] == at:  # not answered since
+                del self._answered[row_id]
 
     async def health(self, request: Request) -> Response:
         production, canary, percent = self.router.versions
