@@ -89,7 +89,8 @@ class ModelServer:
             return False
         self._wanted = wanted
         models = {v: model for v in (production, canary) if v and (model := self._load(v))}
-        serving = models.get(production) or self.router.production  # the last good production serves on
+        # A production that cannot load leaves the last good one serving; no production alias means none.
+        serving = self.router.production if production and production not in models else models.get(production)
         trial = models.get(canary)
         self._loaded = {m.version: m for m in (serving, trial) if m}
         share = percent if trial else 0.0
@@ -201,8 +202,8 @@ class ModelServer:
         )
 
     async def feedback(self, request: Request) -> Response:
-        """Labels for answered rows: only ids this server answered within ``FEEDBACK_WINDOW_SECONDS``, the first
-        label per id (a later one is refused), finite numbers only. Refused items are listed with why."""
+        """Labels for answered rows: only ids this server answered within ``FEEDBACK_WINDOW_SECONDS``, one label
+        per answer (a second is refused), finite numbers only. Refused items are listed with why."""
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
@@ -212,7 +213,7 @@ class ModelServer:
             if not isinstance(item, dict) or "id" not in item or "label" not in item:
                 return _error(422, f"feedback[{i}]: expected an object with 'id' and 'label'")
             label = item["label"]
-            if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            if isinstance(label, bool) or not isinstance(label, int | float) or not _finite(label):
                 return _error(422, f"feedback[{i}].label: expected a finite number")
         now = time.time()
         with self._ids_lock:
@@ -281,6 +282,13 @@ async def _json_body(request: Request) -> Any:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 GUARDED = {"predict": "/predict", "feedback": "/feedback", "metrics": "/metrics"}

@@ -348,7 +348,7 @@ class TestReliability:
         assert first.json()["refused"] == [{"id": "forged-9", "reason": "not answered by this server in the feedback window"}]
         again = client.post("/feedback", json={"id": "fb-1", "label": 0})
         assert again.status_code == 422 and again.json()["refused"][0]["reason"] == "already labelled"
-        for label in (b"NaN", b"Infinity", b"-Infinity"):
+        for label in (b"NaN", b"Infinity", b"-Infinity", b"1" + b"0" * 400):
             bad = client.post("/feedback", content=b'{"id": "fb-2", "label": ' + label + b"}")
             assert bad.status_code == 422 and "finite number" in bad.json()["error"]
         assert client.post("/feedback", json={"id": "fb-2", "label": 0}).json()["accepted"] == 1
