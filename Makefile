@@ -16,6 +16,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@$(BIN)/python -m compileall -q airflow_mlops > /dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	@touch $@
 	@echo "==> Installed airflow-mlops $$($(BIN)/python -c 'import airflow_mlops; print(airflow_mlops.__version__)') into $(VENV)"
 
