@@ -181,7 +181,11 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             task_id="branch", result=check.output, true_task_id="request_retrain", false_task_id="no_drift"
         )
         request = RetrainRequestOperator(
-            task_id="request_retrain", drift=check.output, cooldown_hours=monitor.cooldown_hours, **common
+            task_id="request_retrain",
+            drift=check.output,
+            cooldown_hours=monitor.cooldown_hours,
+            max_open_hours=monitor.request_max_open_hours,
+            **common,
         )
         from airflow.providers.standard.operators.empty import EmptyOperator
 

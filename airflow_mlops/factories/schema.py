@@ -305,6 +305,11 @@ class MonitorConfig(Strict):
     min_rows: PositiveInt = Field(500, description="New logged predictions needed before a drift check.")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift thresholds.")
     cooldown_hours: float = Field(24, ge=0, description="Minimum time between two retrain requests.")
+    request_max_open_hours: float = Field(
+        72,
+        gt=0,
+        description="A retrain request still open this long after it was filed is closed as expired (its run was lost).",
+    )
     check_seconds: float = Field(30.0, gt=0, le=3600, description="Time between counts of new logged predictions.")
 
     @field_validator("schedule")

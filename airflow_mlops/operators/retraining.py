@@ -25,17 +25,24 @@ class RetrainRequestOperator(MlopsBaseOperator):
 
     :param drift: the drift check result (an XComArg, templated).
     :param cooldown_hours: minimum time between two requests.
+    :param max_open_hours: an open request older than this is closed as expired first (its run was lost).
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
 
     def __init__(
-        self, *, drift: Any, cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"), **kwargs: Any
+        self,
+        *,
+        drift: Any,
+        cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"),
+        max_open_hours: float = field_default(MonitorConfig, "request_max_open_hours"),
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
         super().__init__(**kwargs)
         self.drift = drift
         self.cooldown_hours = cooldown_hours
+        self.max_open_hours = max_open_hours
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.retraining import request_retrain
@@ -52,6 +59,7 @@ class RetrainRequestOperator(MlopsBaseOperator):
             details=details,
             cooldown_hours=self.cooldown_hours,
             run_id=context["run_id"],
+            max_open_hours=self.max_open_hours,
         )
         if not result["requested"]:
             raise AirflowSkipException(f"No retrain request: {result['why']}")

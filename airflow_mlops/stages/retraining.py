@@ -13,14 +13,27 @@ if TYPE_CHECKING:
 
 
 def request_retrain(
-    store: ArtifactStore, pipeline: str, *, reason: str, details: Mapping[str, Any], cooldown_hours: float, run_id: str
+    store: ArtifactStore,
+    pipeline: str,
+    *,
+    reason: str,
+    details: Mapping[str, Any],
+    cooldown_hours: float,
+    run_id: str,
+    max_open_hours: float | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Record a retrain request unless one is still open or the cooldown since the last one has not passed.
 
     A retry of the run that filed a request gets that request back (still ``requested`` while it is open), so the
-    retried task emits the Asset event the first attempt may not have.
+    retried task emits the Asset event the first attempt may not have. A request still open ``max_open_hours``
+    after it was filed (its training never ran, or never closed it) is closed as ``expired`` first, with why, so
+    one lost run cannot block retraining for good.
     """
+    now = now or datetime.now(UTC)
     events = read_events(store, pipeline)
+    if max_open_hours is not None and _expire(store, pipeline, events, max_open_hours, now):
+        events = read_events(store, pipeline)
     requests = [e for e in events if e["kind"] == "retrain_request"]
     done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
     own = next((r for r in requests if r["event_id"] == f"retrain-{run_id}"), None)
@@ -40,7 +53,7 @@ def request_retrain(
         }
     if requests:
         last = datetime.fromisoformat(requests[-1]["time"])
-        remaining = last.timestamp() + cooldown_hours * 3600 - datetime.now(UTC).timestamp()
+        remaining = last.timestamp() + cooldown_hours * 3600 - now.timestamp()
         if remaining > 0:
             return {
                 "requested": False,
@@ -51,10 +64,33 @@ def request_retrain(
     return {"requested": True, "why": reason, "request_id": event["event_id"]}
 
 
+def _expire(store: ArtifactStore, pipeline: str, events: list[dict[str, Any]], max_open_hours: float, now: datetime) -> bool:
+    """Close the open requests older than ``max_open_hours`` as ``expired``; True when any was."""
+    done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
+    stale = [
+        e
+        for e in events
+        if e["kind"] == "retrain_request"
+        and e["event_id"] not in done
+        and now.timestamp() - datetime.fromisoformat(e["time"]).timestamp() > max_open_hours * 3600
+    ]
+    for request in stale:
+        why = f"still open {max_open_hours:g} h after it was filed: its training never closed it"
+        close_retrain_request(store, pipeline, request["event_id"], model_version=None, status="expired", reason=why)
+    return bool(stale)
+
+
 def close_retrain_request(
-    store: ArtifactStore, pipeline: str, request_id: str, *, model_version: str | None, status: str
+    store: ArtifactStore,
+    pipeline: str,
+    request_id: str,
+    *,
+    model_version: str | None,
+    status: str,
+    reason: str | None = None,
 ) -> None:
-    """Record the outcome of a retraining (``rejected``, ``promoted``, ``rolled_back``, ``failed``, ...); frees the next request."""
+    """Record the outcome of a retraining (``rejected``, ``promoted``, ``rolled_back``, ``failed``, ``expired``, ...);
+    frees the next request."""
     append_event(
         store,
         pipeline,
@@ -63,4 +99,5 @@ def close_retrain_request(
         request_id=request_id,
         model_version=model_version,
         status=status,
+        **({"reason": reason} if reason else {}),
     )

@@ -96,3 +96,31 @@ class TestCloseRetrainRequest:
         request(store, "monitor-1")
         append_event(store, PIPELINE, "retrain_done", event_id="done-retrain-other", request_id="retrain-other", status="failed")
         assert request(store, "monitor-2", cooldown_hours=0)["why"] == "request retrain-monitor-1 is still open"
+
+
+class TestExpiry:
+    def test_a_request_its_run_never_closed_expires_and_frees_the_next(self, store):
+        request(store, "monitor-1")
+        later = datetime.now(UTC) + timedelta(hours=73)
+
+        def again(run_id, now):
+            return request_retrain(
+                store,
+                PIPELINE,
+                reason="drift: again",
+                details=DRIFT,
+                cooldown_hours=24.0,
+                run_id=run_id,
+                max_open_hours=72,
+                now=now,
+            )
+
+        held = again("monitor-2", datetime.now(UTC) + timedelta(hours=71))
+        assert held["requested"] is False and "still open" in held["why"], "not yet expired"
+        result = again("monitor-3", later)
+        assert result == {"requested": True, "why": "drift: again", "request_id": "retrain-monitor-3"}
+        [expired] = [e for e in read_events(store, PIPELINE) if e["kind"] == "retrain_done"]
+        assert expired["request_id"] == "retrain-monitor-1" and expired["status"] == "expired"
+        assert "still open 72 h" in expired["reason"] and expired["model_version"] is None
+        soon = datetime.now(UTC) + timedelta(hours=1)  # the new request was filed now (events carry the real time)
+        assert again("monitor-4", soon)["requested"] is False, "the new request is open: one at a time still"
