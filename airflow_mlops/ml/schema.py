@@ -192,20 +192,11 @@ def validate(
     return report
 
 
-TRAFFIC_KINDS = (
-    "missing_column",
-    "type_change",
-    "all_null",
-    "null_ratio",
-    "infinite_values",
-    "out_of_range",
-    "unseen_categories",
-)
-"""The checks served requests get (a window of traffic has no label, and its rows need not look like a dataset's)."""
-
-
 def check_traffic(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds) -> ValidationReport:
-    """The data-quality checks of :func:`validate` that apply to logged requests, on the schema's features."""
+    """The data-quality checks of :func:`validate` that apply to logged requests, on the schema's features:
+    missing_column, type_change, all_null, null_ratio, infinite_values, out_of_range (with at least
+    ``MIN_TRAFFIC_OUTLIERS`` values) and unseen_categories. A window of traffic has no label, and its rows
+    need not look like a dataset's (volume, duplicates, constant values, shifts are not checked)."""
     report = ValidationReport(rows=len(frame))
     for name, spec in schema["columns"].items():
         if spec["role"] not in ("numeric", "categorical") or name == schema.get("label"):
@@ -298,7 +289,7 @@ def _check_column(
     *,
     traffic: bool = False,
 ) -> None:
-    """The checks of one feature; for ``traffic``, only ``TRAFFIC_KINDS``."""
+    """The checks of one feature; for ``traffic``, only those :func:`check_traffic` lists."""
     import numpy as np
 
     series = frame[name]
