@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.store.artifacts import ArtifactStore
-from airflow_mlops.store.layout import is_log_part, log_day, log_file_hour, log_hour_key, log_part_key, log_prefix
+from airflow_mlops.store.layout import (
+    is_log_part,
+    log_day,
+    log_file_hour,
+    log_file_name,
+    log_hour_key,
+    log_part_key,
+    log_prefix,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +120,7 @@ def _read_files(store: ArtifactStore, keys: list[str], columns: list[str] | None
         table, names = _read_file(store, key, columns)
         tables.append(table)
         merged.update(names)
-    tables += [_read_file(store, k, columns)[0] for k in keys if is_log_part(k) and _name(k) not in merged]
+    tables += [_read_file(store, k, columns)[0] for k in keys if is_log_part(k) and log_file_name(k) not in merged]
     return tables
 
 
@@ -131,10 +139,6 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     import pyarrow as pa
 
     return pa.concat_tables(tables, promote_options="permissive")
-
-
-def _name(key: str) -> str:
-    return key.rsplit("/", 1)[-1]
 
 
 def compact_log(
@@ -158,13 +162,16 @@ def compact_log(
         if hour + HOUR + grace > now:
             continue  # the server may still write parts for this hour
         hour_key = log_hour_key(kind, pipeline, hour.date().isoformat(), hour.hour)
-        held, merged = _read_file(store, hour_key) if store.exists(hour_key) else (None, [])
-        new = [k for k in parts if _name(k) not in merged]
+        try:
+            held, merged = _read_file(store, hour_key)
+        except ArtifactNotFound:  # the hour's first compaction
+            held, merged = None, []
+        new = [k for k in parts if log_file_name(k) not in merged]
         if new:
             tables = [_read_file(store, k)[0] for k in new]
             done["rows"] += sum(t.num_rows for t in tables)
             table = _concat([held, *tables] if held is not None else tables).sort_by("_ts")
-            names = json.dumps(sorted(merged + [_name(k) for k in new])).encode()
+            names = json.dumps(sorted(merged + [log_file_name(k) for k in new])).encode()
             buffer = io.BytesIO()
             pq.write_table(table.replace_schema_metadata({MERGED_PARTS: names}), buffer)
             store.write_bytes(hour_key, buffer.getvalue())  # before any part goes

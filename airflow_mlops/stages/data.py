@@ -80,7 +80,7 @@ def validate(
             store.uri(key),
         )
     schema = json.loads(current)
-    history = store.read_json(volume_key(pipeline)) if store.exists(volume_key(pipeline)) else []
+    history = store.read_json_if_exists(volume_key(pipeline), [])
     accepted_before = any(h["dataset_id"] == dataset_id for h in history)  # a re-run: its volume was judged then
     earlier = [] if accepted_before else [h["rows"] for h in history]
     report = check(frame, schema, Thresholds(**thresholds), history_rows=earlier)

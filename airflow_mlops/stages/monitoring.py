@@ -104,9 +104,10 @@ def _traffic_quality(
 
     from airflow_mlops.ml.schema import Thresholds, check_traffic, render_report_html
 
-    if not store.exists(schema_key(pipeline)):
+    schema = store.read_json_if_exists(schema_key(pipeline))
+    if schema is None:
         return []
-    report = check_traffic(frame, store.read_json(schema_key(pipeline)), Thresholds(**quality))
+    report = check_traffic(frame, schema, Thresholds(**quality))
     html = render_report_html(
         report, pipeline=pipeline, dataset_id=f"{len(frame)} logged requests", schema_uri=store.uri(schema_key(pipeline))
     )
@@ -166,7 +167,7 @@ def _drift_html(
     from evidently.presets import DataDriftPreset
 
     lineage_key = f"{model_prefix(pipeline, production)}/lineage.json"
-    features_id = store.read_json(lineage_key).get("features_id") if store.exists(lineage_key) else None
+    features_id = store.read_json_if_exists(lineage_key, {}).get("features_id")
     columns = list(result.scores)
     reference = read_features(store, pipeline, features_id, "eval_raw")[columns] if features_id else current[columns].iloc[:0]
 

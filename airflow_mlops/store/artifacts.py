@@ -109,6 +109,11 @@ class ArtifactStore(ABC):
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))
 
+    def read_json_if_exists(self, key: str, default: Any = None) -> Any:
+        """The JSON at ``key``, or ``default`` when the key is absent (one read, no separate existence check)."""
+        data, _ = self.read_versioned(key)
+        return default if data is None else json.loads(data)
+
     def write_json(self, key: str, obj: Any) -> None:
         self.write_bytes(key, dumps(obj))
 
@@ -188,10 +193,11 @@ class LocalArtifactStore(ArtifactStore):
             self._replace(key, lambda fh: shutil.copyfileobj(src, fh, _COPY_CHUNK))
 
     def download_file(self, key: str, path: Path) -> None:
-        if not self.exists(key):
-            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._path(key), path)
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError as err:
+            raise ArtifactNotFound(f"No artifact at {self.uri(key)}") from err
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -273,10 +279,15 @@ class S3ArtifactStore(ArtifactStore):
         self.client.upload_file(str(path), self.bucket, self._key(key))  # multipart above boto3's threshold
 
     def download_file(self, key: str, path: Path) -> None:
-        if not self.exists(key):
-            raise ArtifactNotFound(f"No artifact at {self.uri(key)}")
+        from botocore.exceptions import ClientError
+
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.client.download_file(self.bucket, self._key(key), str(path))
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path))
+        except ClientError as err:
+            if _code(err) in NOT_FOUND_CODES:
+                raise ArtifactNotFound(f"No artifact at {self.uri(key)}") from err
+            raise
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -88,11 +88,16 @@ def log_hour_key(kind: str, pipeline: str, day: str, hour: int) -> str:
 def log_file_hour(key: str) -> datetime | None:
     """The start (UTC) of the hour a log part was written in (``part-HH...``), or an hourly file holds
     (``hour-HH``); None for a name that says no hour."""
-    found = re.fullmatch(r"(?:part|hour)-(\d{2}).*\.parquet", key.rsplit("/", 1)[-1])
+    found = re.fullmatch(r"(?:part|hour)-(\d{2}).*\.parquet", log_file_name(key))
     if not found or int(found.group(1)) > 23:
         return None
     return datetime.fromisoformat(f"{log_day(key)}T{found.group(1)}:00:00+00:00")
 
 
+def log_file_name(key: str) -> str:
+    """The file name of a log key (the last path segment): what an hourly file lists of the parts it holds."""
+    return key.rsplit("/", 1)[-1]
+
+
 def is_log_part(key: str) -> bool:
-    return key.rsplit("/", 1)[-1].startswith("part-")
+    return log_file_name(key).startswith("part-")

@@ -56,11 +56,18 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture
-def server(trained, model_server):
-    store, v1, v2, features = trained
+def registry(trained):
+    """The registry with v1 in production and no canary, as every test starts."""
+    store, v1, _, _ = trained
     registry = ModelRegistry(store, PIPELINE)
     registry.set_alias("canary", None)
     registry.set_alias("production", v1)
+    return registry
+
+
+@pytest.fixture
+def server(trained, registry, model_server):
+    store, v1, v2, features = trained
     yield model_server(store.root_uri, PIPELINE), store, v1, v2, features
 
 
@@ -117,16 +124,7 @@ class TestModelServer:
 
     def test_single_row_logging_metrics_and_feedback(self, server):
         client, store, v1, _, _ = server
-        row = {
-            "id": "cust-1",
-            "tenure_months": 3,
-            "monthly_charges": 99.5,
-            "support_calls": 4,
-            "data_usage_gb": None,
-            "contract": "month-to-month",
-            "payment_method": "e-check",
-            "region": "north",
-        }
+        row = {**GOOD_ROW, "id": "cust-1"}
         answer = client.post("/predict", json=row).json()["predictions"][0]
         assert answer["id"] == "cust-1" and answer["version"] == v1 and 0 <= answer["prediction"] <= 1
         assert client.post("/feedback", json={"id": "cust-1", "label": 1}).json() == {"accepted": 1, "refused": []}
@@ -271,11 +269,8 @@ class TestReliability:
         wait_for(lambda: {"calm-1", "calm-2"} <= set(read_log(store, PIPELINE, "predictions", 0.0)["_id"]))
         assert errors(client, v1) == before, "a refused request is not a server error"
 
-    def test_a_model_that_cannot_load_never_takes_the_server_down(self, trained, model_server):
+    def test_a_model_that_cannot_load_never_takes_the_server_down(self, trained, registry, model_server):
         store, v1, _, _ = trained
-        registry = ModelRegistry(store, PIPELINE)
-        registry.set_alias("canary", None)
-        registry.set_alias("production", v1)
         client = model_server(store.root_uri, PIPELINE)
         broken = "broken-model"
         for name in ("transform.json", "profile.json"):
@@ -298,11 +293,8 @@ class TestReliability:
         assert model_server.procs[-1].poll() is None, "the server process is alive"
         registry.set_alias("production", v1)
 
-    def test_kill_9_under_load_loses_no_answered_row(self, trained, model_server, tmp_path):
-        store, v1, _, _ = trained
-        registry = ModelRegistry(store, PIPELINE)
-        registry.set_alias("canary", None)
-        registry.set_alias("production", v1)
+    def test_kill_9_under_load_loses_no_answered_row(self, trained, registry, model_server, tmp_path):
+        store, _, _, _ = trained
         wal = tmp_path / "wal"
         client = model_server(store.root_uri, PIPELINE, wal_dir=wal)
         victim = model_server.procs[-1]
@@ -356,9 +348,8 @@ class TestReliability:
         labels = read_log(store, PIPELINE, "feedback", 0.0).set_index("_id")["label"]
         assert labels["fb-1"] == 1.0 and labels["fb-2"] == 0.0 and "forged-9" not in labels.index
 
-    def test_bearer_tokens_guard_predict_and_feedback_apart_and_are_never_logged(self, trained, model_server):
-        store, v1, _, _ = trained
-        ModelRegistry(store, PIPELINE).set_alias("production", v1)
+    def test_bearer_tokens_guard_predict_and_feedback_apart_and_are_never_logged(self, trained, registry, model_server):
+        store, _, _, _ = trained
         tokens = {"MLOPS_PREDICT_TOKENS": "p-secret-1,p-secret-2", "MLOPS_FEEDBACK_TOKENS": "f-secret"}
         client = model_server(store.root_uri, PIPELINE, env=tokens)
         row = {"instances": [{**GOOD_ROW, "id": "auth-1"}]}
