@@ -22,7 +22,7 @@ from airflow_mlops.operators.monitoring import (
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
-from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 close = RetrainRequestCloseOperator(
                     task_id="close_request",
                     registration_task_ids=["registry.bless", "registry.reject"],
-                    decision_task_ids=["deploy.promote", "deploy.rollback"] if config.canary is not None else None,
+                    decision_task_ids=_decision_task_ids(config),
                     **common,
                 )
                 [bless, reject] >> close
@@ -198,7 +198,8 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
 
 
 def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version: Any, *, upstream: Any) -> list[Any]:
-    """deploy (first share) -> analysis through every share -> promote | rollback (returned)."""
+    """deploy (first share) -> analysis through every share -> promote | rollback -> the promoted model's watch
+    (when ``canary.watch.minutes``); returns the tasks that end it."""
     canary = config.canary
     with TaskGroup("deploy", tooltip="Canary on the model server, then promote or roll back"):
         deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
@@ -218,7 +219,27 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
         promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
         rollback = CanaryResolveOperator(task_id="rollback", decision="rollback", analysis=analysis.output, **common)
         upstream >> deploy >> analysis >> decide >> [promote, rollback]
-    return [promote, rollback]
+        if not canary.watch.minutes:
+            return [promote, rollback]
+        watch = PromotionWatchSensor(
+            task_id="watch",
+            promotion=promote.output,
+            problem_type=config.task,
+            watch_minutes=canary.watch.minutes,
+            min_requests=canary.watch.min_requests,
+            criteria=canary.analysis.model_dump(),
+            check_seconds=canary.check_seconds,
+            **common,
+        )
+        promote >> watch
+    return [watch, promote, rollback]
+
+
+def _decision_task_ids(config: PipelineConfig) -> list[str] | None:
+    """The deploy tasks whose result is a retrain request's outcome, the last to decide first."""
+    if config.canary is None:
+        return None
+    return ["deploy.watch"] * bool(config.canary.watch.minutes) + ["deploy.promote", "deploy.rollback"]
 
 
 def _doc(config: PipelineConfig) -> str:

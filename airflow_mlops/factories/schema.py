@@ -271,6 +271,16 @@ class CanaryAnalysisConfig(Strict):
     )
 
 
+class PromotionWatchConfig(Strict):
+    minutes: float = Field(
+        60,
+        ge=0,
+        description="How long a promoted model is watched against its canary-time figures (0: not watched). "
+        "The limits are canary.analysis's.",
+    )
+    min_requests: PositiveInt = Field(100, description="Requests since promotion needed before the watch judges.")
+
+
 class CanaryConfig(Strict):
     target: Literal["local", "kserve"] = Field("local", description="Where the model is served.")
     steps: list[Percent] = Field([10, 50], min_length=1, description="Canary traffic percent at each step (1..100, increasing).")
@@ -278,6 +288,10 @@ class CanaryConfig(Strict):
     min_requests: PositiveInt = Field(200, description="Canary requests that end a step's wait (else the bake time does).")
     check_seconds: float = Field(10.0, gt=0, le=3600, description="Time between checks of the prediction log while a step bakes.")
     analysis: CanaryAnalysisConfig = Field(default_factory=CanaryAnalysisConfig, description="Promotion criteria.")
+    watch: PromotionWatchConfig = Field(
+        default_factory=PromotionWatchConfig,
+        description="After promotion: revert to the replaced model when the new one breaches its canary-time figures.",
+    )
 
     @field_validator("steps")
     @classmethod

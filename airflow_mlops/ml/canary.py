@@ -93,19 +93,24 @@ def _ratio(canary: float, production: float, lower_is_better: bool) -> float:
     return top / bottom
 
 
-def label_quality_comparison(task: str, canary: pd.DataFrame, production: pd.DataFrame, confidence: float) -> dict[str, Any]:
+def label_quality_comparison(
+    task: str, canary: pd.DataFrame, production: pd.DataFrame | float, confidence: float
+) -> dict[str, Any]:
     """The canary/production quality ratio on labelled rows, with a bootstrap interval at ``confidence``
-    (each side resampled with replacement; seeded, so the same rows give the same interval)."""
+    (each side resampled with replacement; seeded, so the same rows give the same interval).
+
+    ``production`` may be a fixed figure instead of rows (a baseline measured earlier): only the canary is resampled.
+    """
     lower = not HIGHER_IS_BETTER[DEFAULT_METRIC[task]]
-    c, p = _quality(task, canary), _quality(task, production)
+    fixed = not hasattr(production, "iloc")
+    c, p = _quality(task, canary), (production if fixed else _quality(task, production))
     if c is None or p is None:
         return {}
     rng = np.random.default_rng(0)
     ratios = []
     for _ in range(BOOTSTRAP_ROUNDS):
-        cs = canary.iloc[rng.integers(0, len(canary), len(canary))]
-        ps = production.iloc[rng.integers(0, len(production), len(production))]
-        cq, pq = _quality(task, cs), _quality(task, ps)
+        cq = _quality(task, canary.iloc[rng.integers(0, len(canary), len(canary))])
+        pq = p if fixed else _quality(task, production.iloc[rng.integers(0, len(production), len(production))])
         if cq is not None and pq is not None:
             ratios.append(_ratio(cq, pq, lower))
     tail = (1 - confidence) / 2
@@ -119,6 +124,22 @@ def label_quality_comparison(task: str, canary: pd.DataFrame, production: pd.Dat
     }
 
 
+def _slower(p95: float, baseline: float, criteria: Criteria) -> bool:
+    """True when ``p95`` passes both the latency ratio and the slack over ``baseline``."""
+    return p95 - baseline > criteria.p95_latency_slack_ms and p95 > baseline * criteria.max_p95_latency_ratio
+
+
+def _worse_quality(quality: dict[str, Any], criteria: Criteria, against: str) -> str | None:
+    """Why the label quality fails (its interval's upper bound is below the minimum ratio), or None."""
+    low, high = quality["ratio_interval"]
+    if high >= criteria.min_label_quality_ratio:
+        return None
+    return (
+        f"label quality ratio {quality['ratio']:.3f} vs {against} ({criteria.confidence:.0%} interval {low:.3f}-{high:.3f})"
+        f" < {criteria.min_label_quality_ratio}"
+    )
+
+
 def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, production: str, task: str, criteria: Criteria) -> Verdict:
     """Compare the two versions' rows of ``frame`` (the prediction log window) and judge the canary."""
     c_rows, p_rows = frame[frame["_version"] == canary], frame[frame["_version"] == production]
@@ -130,8 +151,7 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
     failures = []
     if c["error_rate"] - p["error_rate"] > criteria.max_error_rate_increase:
         failures.append(f"error rate {c['error_rate']:.3f} vs production {p['error_rate']:.3f}")
-    slower = c["p95_latency_ms"] - p["p95_latency_ms"]
-    if slower > criteria.p95_latency_slack_ms and c["p95_latency_ms"] > p["p95_latency_ms"] * criteria.max_p95_latency_ratio:
+    if _slower(c["p95_latency_ms"], p["p95_latency_ms"], criteria):
         failures.append(f"p95 latency {c['p95_latency_ms']:.1f} ms vs production {p['p95_latency_ms']:.1f} ms")
     if divergence > criteria.max_prediction_divergence:
         failures.append(
@@ -142,12 +162,39 @@ def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, productio
         if quality:
             c["label_quality"], p["label_quality"] = quality["canary"], quality["production"]
             figures["label_quality_ratio"], figures["label_quality"] = quality["ratio"], quality
-            low, high = quality["ratio_interval"]
-            if high < criteria.min_label_quality_ratio:
-                failures.append(
-                    f"label quality ratio {quality['ratio']:.3f} ({criteria.confidence:.0%} interval {low:.3f}-{high:.3f})"
-                    f" < {criteria.min_label_quality_ratio}"
-                )
+            if why := _worse_quality(quality, criteria, "production"):
+                failures.append(why)
     if failures:
         return Verdict(False, "; ".join(failures), figures)
     return Verdict(True, f"canary within limits over {c['requests']} requests (KS {divergence:.3f})", figures)
+
+
+def watch(rows: pd.DataFrame, labels: pd.DataFrame, *, baseline: dict[str, Any], task: str, criteria: Criteria) -> Verdict:
+    """Judge a promoted model's rows since promotion against ``baseline``: the figures of its last passed canary
+    step (``canary``: this model then, ``production``: the model it replaced, on the same traffic).
+
+    Error rate and p95 latency may not pass the worse of the two by more than the canary limits allow; label
+    quality, where both the rows since promotion (``min_labels``) and the baseline have it, is compared with the
+    replaced model's by the same bootstrap rule as the canary. Prediction divergence is not judged: inputs move
+    after promotion, and that is the drift monitor's question.
+    """
+    now, joined = _side(rows, labels)
+    then, before = baseline.get("canary") or {}, baseline.get("production") or {}
+    figures: dict[str, Any] = {"now": now, "canary_time": then, "previous_production": before}
+    failures = []
+    allowed_errors = max(then.get("error_rate", 0.0), before.get("error_rate", 0.0))
+    if now["error_rate"] - allowed_errors > criteria.max_error_rate_increase:
+        failures.append(f"error rate {now['error_rate']:.3f} vs {allowed_errors:.3f} before promotion")
+    allowed_p95 = max(then.get("p95_latency_ms", 0.0), before.get("p95_latency_ms", 0.0))
+    if _slower(now["p95_latency_ms"], allowed_p95, criteria):
+        failures.append(f"p95 latency {now['p95_latency_ms']:.1f} ms vs {allowed_p95:.1f} ms before promotion")
+    replaced = before.get("label_quality")
+    if replaced is not None and len(joined) >= criteria.min_labels:
+        quality = label_quality_comparison(task, joined, float(replaced), criteria.confidence)
+        if quality:
+            now["label_quality"], figures["label_quality"] = quality["canary"], quality
+            if why := _worse_quality(quality, criteria, "the replaced model's canary-time figure"):
+                failures.append(why)
+    if failures:
+        return Verdict(False, "; ".join(failures), figures)
+    return Verdict(True, f"within canary-time limits over {now['requests']} requests since promotion", figures)

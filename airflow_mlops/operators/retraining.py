@@ -81,13 +81,18 @@ def retrain_requests(context: Context) -> list[dict[str, Any]]:
     ]
 
 
+DECIDED = {"promote": "promoted", "rollback": "rolled_back", "kept": "promoted", "reverted": "reverted", "breached": "breached"}
+"""A retrain request's outcome from the last deploy decision: the canary's, then the post-promotion watch's."""
+
+
 class RetrainRequestCloseOperator(MlopsBaseOperator):
     """Close the retrain requests that triggered this run, however the run ended (run it with
     ``trigger_rule="all_done"``), so a failed retraining never blocks the next request.
 
     :param registration_task_ids: the registration tasks whose result names the model and its status.
-    :param decision_task_ids: the canary promote/rollback tasks, when the run has a canary: their
-        decision is the request's outcome once the candidate was blessed.
+    :param decision_task_ids: the post-promotion watch and the canary promote/rollback tasks, when the run has a
+        canary, the last to decide first: the first decision found is the request's outcome once the candidate
+        was blessed.
     """
 
     def __init__(self, *, registration_task_ids: list[str], decision_task_ids: list[str] | None = None, **kwargs: Any) -> None:
@@ -105,7 +110,7 @@ class RetrainRequestCloseOperator(MlopsBaseOperator):
         registered, decided = first(self.registration_task_ids), first(self.decision_task_ids)
         version, status = (registered["model_version"], registered["status"]) if registered else (None, "failed")
         if decided:
-            status = {"promote": "promoted", "rollback": "rolled_back"}[decided["decision"]]
+            status = DECIDED[decided["decision"]]
         elif status == "blessed" and self.decision_task_ids:
             status = "canary_unfinished"  # blessed, but the canary ended without a decision
         closed = []

@@ -1,4 +1,4 @@
-"""Waits, in the triggerer, until the current canary step can be judged."""
+"""Waits, in the triggerer, until a deployment check has a verdict: a canary step, or a post-promotion watch."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
+CHECKS = ("canary_check", "promotion_watch_check")
+"""The checks of :mod:`airflow_mlops.stages.deployment` a trigger may poll: each returns a verdict or None."""
 
-class CanaryAnalysisTrigger(ArtifactStoreMixin, BaseTrigger):
-    """Poll the prediction log until the canary step has its minimum requests or its bake time, then judge it.
+
+class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
+    """Poll ``check`` until it returns a verdict, then fire it.
 
     :param artifact_root: the artifact store.
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots (as the operators use it).
     :param pipeline: pipeline name.
-    :param problem_type: ``classification`` or ``regression``.
-    :param min_requests: canary requests that end the wait.
-    :param bake_seconds: time that ends the wait.
-    :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields.
+    :param check: one of :data:`CHECKS`.
+    :param arguments: the check's keyword arguments, but for the store, the pipeline and ``now``.
     :param poll_seconds: time between checks.
     """
 
@@ -33,20 +35,18 @@ class CanaryAnalysisTrigger(ArtifactStoreMixin, BaseTrigger):
         artifact_root: str,
         aws_conn_id: str | None,
         pipeline: str,
-        problem_type: str,
-        min_requests: int,
-        bake_seconds: float,
-        criteria: dict[str, Any],
+        check: str,
+        arguments: dict[str, Any],
         poll_seconds: float,
     ) -> None:
         super().__init__()
+        if check not in CHECKS:
+            raise MlopsError(f"Unknown deployment check {check!r}; expected one of {CHECKS}.")
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
         self.pipeline = pipeline
-        self.problem_type = problem_type
-        self.min_requests = min_requests
-        self.bake_seconds = bake_seconds
-        self.criteria = criteria
+        self.check = check
+        self.arguments = arguments
         self.poll_seconds = poll_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -56,30 +56,20 @@ class CanaryAnalysisTrigger(ArtifactStoreMixin, BaseTrigger):
                 "artifact_root": self.artifact_root,
                 "aws_conn_id": self.aws_conn_id,
                 "pipeline": self.pipeline,
-                "problem_type": self.problem_type,
-                "min_requests": self.min_requests,
-                "bake_seconds": self.bake_seconds,
-                "criteria": self.criteria,
+                "check": self.check,
+                "arguments": self.arguments,
                 "poll_seconds": self.poll_seconds,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops.stages.deployment import canary_check
+        from airflow_mlops.stages import deployment
 
+        check = getattr(deployment, self.check)
         try:
             store = await asyncio.to_thread(lambda: self.store)  # the hook may look the connection up
             while True:
-                verdict = await asyncio.to_thread(
-                    canary_check,
-                    store,
-                    self.pipeline,
-                    task=self.problem_type,
-                    min_requests=self.min_requests,
-                    bake_seconds=self.bake_seconds,
-                    criteria=self.criteria,
-                    now=time.time(),
-                )
+                verdict = await asyncio.to_thread(check, store, self.pipeline, **self.arguments, now=time.time())
                 if verdict is not None:
                     yield TriggerEvent({"status": TriggerStatus.SUCCESS, "message": verdict["reason"], "verdict": verdict})
                     return

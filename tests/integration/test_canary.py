@@ -13,7 +13,7 @@ from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
-from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
 from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
@@ -23,18 +23,25 @@ pytestmark = pytest.mark.slow
 
 
 class Traffic:
-    """Sends batches of real rows to the server from a thread until stopped."""
+    """Sends batches of real rows to the server from a thread until stopped; with ``labels``, each answered
+    batch's true labels go to ``/feedback`` too (their opposites while ``flipped`` is set: the world changed)."""
 
-    def __init__(self, client, seed: int = 100) -> None:
-        self.rows = as_requests(make_churn(4000, seed=seed))
+    def __init__(self, client, seed: int = 100, labels: bool = False) -> None:
+        frame = make_churn(4000, seed=seed)
+        self.rows, self.truth = as_requests(frame), dict(zip(frame["customer_id"], frame["churned"], strict=True))
         self.client, self.stop, self.statuses = client, threading.Event(), []
+        self.labels, self.flipped = labels, False
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         i = 0
         while not self.stop.is_set():
             batch = self.rows[i % 3980 : i % 3980 + 20]
-            self.statuses.append(self.client.post("/predict", json={"instances": batch}).status_code)
+            answer = self.client.post("/predict", json={"instances": batch})
+            self.statuses.append(answer.status_code)
+            if self.labels and answer.status_code == 200:
+                labels = [{"id": r["id"], "label": float(self.truth[r["id"]] != self.flipped)} for r in batch]
+                self.client.post("/feedback", json=labels)
             i += 20
             time.sleep(0.02)
 
@@ -61,6 +68,7 @@ class TestCanaryDag:
                     "bake_minutes": 2,
                     "check_seconds": 1,
                     "analysis": {"max_prediction_divergence": 0.5, "max_p95_latency_ratio": 3.0},
+                    "watch": {"minutes": 0.2, "min_requests": 20},
                 },
             )
         )
@@ -79,6 +87,8 @@ class TestCanaryDag:
         v2 = xcom(run2, "training.train")["model_version"]
         assert states2["deploy.promote"] == "success" and states2["deploy.rollback"] == "skipped", states2
         assert ModelRegistry(store, "churn_canary").production() == v2
+        assert states2["deploy.watch"] == "success" and xcom(run2, "deploy.watch")["decision"] == "kept"
+        assert ModelRegistry(store, "churn_canary").get(v2)["watch"]["decision"] == "kept"
         assert set(traffic.statuses) == {200}
         events = read_events(store, "churn_canary")
         steps = [e for e in events if e["kind"] == "canary_analysis" and e["version"] == v2]
@@ -168,3 +178,45 @@ class TestBrokenCandidates:
         rollback = [e for e in read_events(store, PIPELINE) if e["kind"] == "rollback" and e["version"] == bad]
         assert rollback and expected in rollback[0]["reason"] and rollback[0]["figures"]["canary"]["requests"] >= 1
         assert all(not (e["kind"] == "promote" and e["version"] == bad) for e in read_events(store, PIPELINE))
+
+
+class TestPostPromotionWatch:
+    def test_a_model_that_degrades_after_promotion_is_reverted_on_the_live_server(self, served_store, model_server):
+        store, v1 = served_store
+        v2, _ = train_version(store, store.root.parent / "data.csv", seed=3)
+        client = model_server(store.root_uri, PIPELINE)
+        canary_deploy(store, PIPELINE, v2, 50)
+        common = {"task_id": "t", "pipeline": PIPELINE, "artifact_root": store.root_uri, "problem_type": "classification"}
+        analysis = CanaryAnalysisSensor(
+            steps=[50], min_requests=40, bake_minutes=1, deferrable=False, check_seconds=0.5, **common
+        )
+        watch = PromotionWatchSensor(
+            promotion={"version": v2}, watch_minutes=5, min_requests=30, deferrable=False, check_seconds=0.5, **common
+        )
+        with Traffic(client, seed=300, labels=True) as traffic:
+            decision = poke_until_done(analysis)
+            assert decision["decision"] == "promote", decision
+            assert decision["figures"]["production"]["labels"] >= 100, "the canary-time baseline has label quality"
+            traffic.flipped = True  # from promotion on, the model's scores mislead
+            canary_resolve(store, PIPELINE, "promote", decision)
+            started = time.monotonic()
+            result = poke_until_done(watch)
+            took = time.monotonic() - started
+        assert set(traffic.statuses) == {200}
+        assert result["decision"] == "reverted" and result["production"] == v1, result
+        assert took < 60, "the watch reverts as soon as it sees the breach, not when its 5 minutes end"
+        registry = ModelRegistry(store, PIPELINE)
+        assert registry.production() == v1 and registry.get(v2)["watch"]["decision"] == "reverted"
+        [revert] = [e for e in read_events(store, PIPELINE) if e["kind"] == "revert"]
+        assert revert["version"] == v2 and "label quality ratio" in revert["reason"]
+        assert _eventually(lambda: client.get("/health").json()["production"] == v1), "the server follows the revert"
+
+
+def poke_until_done(sensor, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poked = sensor.poke({})
+        if poked.is_done:
+            return poked.xcom_value
+        time.sleep(0.5)
+    raise AssertionError(f"{sensor.check} gave no verdict within {timeout} s")

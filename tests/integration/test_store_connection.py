@@ -27,7 +27,7 @@ from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 from airflow_mlops.triggers import TriggerStatus
-from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
+from airflow_mlops.triggers.canary import DeploymentCheckTrigger
 from airflow_mlops.triggers.drift import PredictionRowsTrigger
 
 pytestmark = pytest.mark.slow
@@ -140,8 +140,18 @@ class TestCanaryWait:
         canary = log_rows(store, "v2", 10, errors=1)
 
         criteria = CanaryAnalysisConfig().model_dump()
-        trigger = CanaryAnalysisTrigger(
-            artifact_root=s3_root, aws_conn_id=aws_connection, bake_seconds=3600, criteria=criteria, poll_seconds=0.05, **CANARY
+        trigger = DeploymentCheckTrigger(
+            artifact_root=s3_root,
+            aws_conn_id=aws_connection,
+            pipeline=PIPELINE,
+            check="canary_check",
+            arguments={
+                "task": "classification",
+                "min_requests": CANARY["min_requests"],
+                "bake_seconds": 3600,
+                "criteria": criteria,
+            },
+            poll_seconds=0.05,
         )
         event = asyncio.run(first_event_after(trigger, lambda: canary.extend(log_rows(store, "v2", 10, tag="b"))))
         assert event.payload["status"] == TriggerStatus.SUCCESS, event.payload

@@ -29,9 +29,14 @@ class TestExampleDags:
             "registry.reject",
         }
         close = dag.get_task("registry.close_request")
-        assert close.upstream_task_ids == {"registry.bless", "registry.reject", "deploy.promote", "deploy.rollback"}, (
-            "closed with the canary's outcome"
-        )
+        assert close.upstream_task_ids == {
+            "registry.bless",
+            "registry.reject",
+            "deploy.watch",
+            "deploy.promote",
+            "deploy.rollback",
+        }, "closed with the outcome of the canary and of the post-promotion watch"
+        assert dag.get_task("deploy.watch").upstream_task_ids == {"deploy.promote"}
         assert close.trigger_rule == "all_done"
 
     @pytest.mark.parametrize("dag_file", sorted(REPO_DAGS.glob("*.py")), ids=lambda p: p.name)

@@ -1,4 +1,5 @@
 import time
+from datetime import datetime
 
 import pytest
 from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback, log_predictions  # noqa: F401 (pytest fixtures)
@@ -6,9 +7,15 @@ from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback, log_pre
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.stages.deployment import canary_check, canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment import (
+    canary_check,
+    canary_deploy,
+    canary_resolve,
+    promotion_watch_check,
+    resolve_watch,
+)
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
-from airflow_mlops.store.events import read_events
+from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.registry import ModelRegistry
 
 CRITERIA = CanaryAnalysisConfig().model_dump()
@@ -216,3 +223,89 @@ class TestCanaryResolve:
         assert result["production"] == candidate
         assert ModelRegistry(store, PIPELINE).production() == candidate
         assert canary_check(store, PIPELINE, **CHECK, now=time.time())["reason"] == f"{candidate} is production; no canary step"
+
+
+WATCH = {"task": "classification", "min_requests": 15, "criteria": CRITERIA, "watch_seconds": 600.0}
+
+
+@pytest.fixture
+def promoted(store, versions, canary, traffic):
+    """The candidate through a passed canary step (both models on the same labelled rows) and promoted.
+    Returns the promotion time (epoch seconds)."""
+    production, candidate, _ = versions
+    serve(store, candidate, traffic[0])
+    serve(store, production, traffic[0])
+    log_feedback(store, traffic[0])
+    verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)
+    assert verdict["passed"] and "label_quality" in verdict["figures"]["production"], verdict
+    append_event(
+        store, PIPELINE, "canary_analysis", **{k: verdict[k] for k in ("version", "weight", "passed", "reason", "figures")}
+    )
+    time.sleep(0.01)  # the log's rows of the canary step are older than the promotion
+    canary_resolve(store, PIPELINE, "promote", verdict)
+    return datetime.fromisoformat(ModelRegistry(store, PIPELINE).load()["aliases"]["production"]["promoted_at"]).timestamp()
+
+
+def watch_check(store, version, now):
+    return promotion_watch_check(store, PIPELINE, version=version, **WATCH, now=now)
+
+
+class TestPromotionWatch:
+    def test_a_model_within_its_canary_figures_is_kept_when_the_watch_ends(self, store, versions, promoted):
+        candidate = versions[1]
+        later = make_churn(300, seed=31)
+        serve(store, candidate, later)
+        log_feedback(store, later)
+        assert watch_check(store, candidate, promoted + 60) is None, "within limits: it goes on watching"
+        verdict = watch_check(store, candidate, promoted + 601)
+        assert verdict["passed"] and verdict["reason"] == "within canary-time limits over 30 requests since promotion"
+        assert verdict["figures"]["now"]["labels"] == 300 and verdict["figures"]["label_quality"]["ratio"] > 0.9
+        result = resolve_watch(store, PIPELINE, verdict)
+        assert (result["decision"], result["production"]) == ("kept", candidate)
+        assert ModelRegistry(store, PIPELINE).get(candidate)["watch"]["decision"] == "kept"
+        assert kinds(store)[-1] == "watch_passed"
+
+    def test_a_model_that_degrades_after_promotion_is_reverted_at_once(self, store, versions, promoted):
+        production, candidate, _ = versions
+        later = make_churn(300, seed=32)
+        serve(store, candidate, later)
+        log_feedback(store, later.assign(churned=1 - later["churned"]))  # the world changed: its scores now mislead
+        verdict = watch_check(store, candidate, promoted + 60)  # long before the watch ends
+        assert verdict["passed"] is False
+        assert "label quality ratio" in verdict["reason"] and "the replaced model's canary-time figure" in verdict["reason"]
+        result = resolve_watch(store, PIPELINE, verdict)
+        assert (result["decision"], result["version"], result["production"]) == ("reverted", candidate, production)
+        doc = ModelRegistry(store, PIPELINE).load()
+        assert doc["aliases"]["production"]["version"] == production and doc["previous_production"] == candidate
+        assert doc["aliases"]["production"]["reason"].startswith(f"{candidate} reverted: label quality ratio")
+        assert doc["versions"][candidate]["watch"]["decision"] == "reverted"
+        event = read_events(store, PIPELINE)[-1]
+        assert (event["kind"], event["version"], event["production"]) == ("revert", candidate, production)
+        assert event["figures"]["now"]["labels"] == 300
+        assert resolve_watch(store, PIPELINE, verdict) == result and kinds(store).count("revert") == 1, "a retry adds nothing"
+        assert "retrain_request" not in kinds(store)
+        with pytest.raises(MlopsError, match="failed its post-promotion watch and is not deployed again"):
+            canary_deploy(store, PIPELINE, candidate, 10)
+
+    def test_failing_calls_after_promotion_revert(self, store, versions, promoted):
+        production, candidate, _ = versions
+        later = make_churn(200, seed=33)
+        log_predictions(store, candidate, later, [None] * len(later))
+        verdict = watch_check(store, candidate, promoted + 1)
+        assert verdict["passed"] is False and "error rate 1.000 vs 0.000 before promotion" in verdict["reason"]
+        assert resolve_watch(store, PIPELINE, verdict)["production"] == production
+
+    def test_too_little_traffic_to_judge_keeps_the_model_when_the_watch_ends(self, store, versions, promoted):
+        candidate = versions[1]
+        serve(store, candidate, make_churn(50, seed=34))
+        assert watch_check(store, candidate, promoted + 60) is None
+        verdict = watch_check(store, candidate, promoted + 601)
+        assert verdict["passed"] and verdict["reason"].startswith("5 requests since promotion, fewer than the 15 needed")
+
+    def test_nothing_to_watch(self, store, versions, promoted):
+        production, candidate, _ = versions
+        ModelRegistry(store, PIPELINE).set_alias("production", production)
+        moved = watch_check(store, candidate, promoted + 1)
+        assert moved["passed"] and moved["reason"] == f"{candidate} is no longer production ({production} is): nothing to watch"
+        first = watch_check(store, production, promoted + 1)  # promoted as the first model: no canary figures
+        assert first["passed"] and first["reason"] == f"{production} has no canary-time figures to compare with"
