@@ -9,6 +9,7 @@ BIN=$PWD/.venv/bin
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True   # the sensors wait in the triggerer
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM=4
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True   # local demo on 127.0.0.1: no login

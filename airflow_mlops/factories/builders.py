@@ -167,7 +167,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
     common = _store_kwargs(config)
     with DAG(**_dag_kwargs(config, kind="monitor", schedule=monitor.schedule)) as dag:
         wait = DriftDataSensor(
-            task_id="wait_for_predictions", min_rows=monitor.min_rows, check_seconds=monitor.check_seconds, **common
+            task_id="wait_for_predictions", min_rows=monitor.min_rows, poke_interval=monitor.check_seconds, **common
         )
         check = DriftCheckOperator(
             task_id="drift_check",
@@ -210,7 +210,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             min_requests=canary.min_requests,
             bake_minutes=canary.bake_minutes,
             criteria=canary.analysis.model_dump(),
-            check_seconds=canary.check_seconds,
+            poke_interval=canary.check_seconds,
             **common,
         )
         decide = CanaryBranchOperator(
@@ -228,7 +228,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             watch_minutes=canary.watch.minutes,
             min_requests=canary.watch.min_requests,
             criteria=canary.analysis.model_dump(),
-            check_seconds=canary.check_seconds,
+            poke_interval=canary.check_seconds,
             **common,
         )
         promote >> watch

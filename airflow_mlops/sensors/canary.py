@@ -4,51 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-
-from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import (
-    DEFAULT_AWS_CONN_ID,
     CanaryAnalysisConfig,
     CanaryConfig,
     PromotionWatchConfig,
     field_default,
 )
-from airflow_mlops.operators.base import ArtifactStoreMixin
-from airflow_mlops.triggers import TriggerStatus
+from airflow_mlops.sensors.base import MlopsSensor
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
 
 
-class DeploymentCheckSensor(ArtifactStoreMixin, BaseSensorOperator):
-    """Poll a check of :mod:`airflow_mlops.stages.deployment` (in the triggerer when deferrable) and act on each
-    verdict (:meth:`on_verdict`) until that gives the task's result.
+class DeploymentCheckSensor(MlopsSensor):
+    """Poll a check of :mod:`airflow_mlops.stages.deployment` and act on each verdict (:meth:`on_verdict`) until
+    that gives the task's result."""
 
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param check_seconds: time between checks, in either mode.
-    """
-
-    template_fields: Sequence[str] = ("artifact_root",)
-    check: str
-
-    def __init__(
-        self,
-        *,
-        pipeline: str,
-        artifact_root: str,
-        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
-        deferrable: bool = True,
-        check_seconds: float = field_default(CanaryConfig, "check_seconds"),
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("poke_interval", check_seconds)
-        super().__init__(**kwargs)
-        self.pipeline = pipeline
-        self.artifact_root = artifact_root
-        self.aws_conn_id = aws_conn_id
-        self.deferrable = deferrable
-        self.check_seconds = check_seconds
+    check_name: str
 
     def arguments(self) -> dict[str, Any]:
         """The check's keyword arguments, but for the store, the pipeline and ``now``."""
@@ -58,39 +32,28 @@ class DeploymentCheckSensor(ArtifactStoreMixin, BaseSensorOperator):
         """The task's result, or None to wait for the next verdict."""
         raise NotImplementedError
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        self._defer()
+    def check(self) -> tuple[bool, Any]:
+        from airflow_mlops.stages import deployment
 
-    def _defer(self) -> None:
+        verdict = getattr(deployment, self.check_name)(self.store, self.pipeline, **self.arguments(), now=time.time())
+        result = None if verdict is None else self.on_verdict(verdict)
+        return result is not None, result
+
+    def trigger(self) -> BaseTrigger:
         from airflow_mlops.triggers.canary import DeploymentCheckTrigger  # not at DAG parse time
 
-        trigger = DeploymentCheckTrigger(
+        return DeploymentCheckTrigger(
             artifact_root=self.artifact_root,
             aws_conn_id=self.aws_conn_id,
             pipeline=self.pipeline,
-            check=self.check,
+            check=self.check_name,
             arguments=self.arguments(),
-            poll_seconds=self.check_seconds,
+            poll_seconds=self.poke_interval,
         )
-        timeout = timedelta(seconds=self.timeout) if isinstance(self.timeout, int | float) else self.timeout
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        if not event or event.get("status") != TriggerStatus.SUCCESS:
-            raise MlopsError(f"{self.check} failed: {(event or {}).get('message')}\n{(event or {}).get('traceback', '')}")
+    def on_event(self, event: dict[str, Any]) -> tuple[bool, Any]:
         result = self.on_verdict(event["verdict"])
-        if result is None:
-            self._defer()
-        return result
-
-    def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_mlops.stages import deployment
-
-        verdict = getattr(deployment, self.check)(self.store, self.pipeline, **self.arguments(), now=time.time())
-        result = None if verdict is None else self.on_verdict(verdict)
-        return PokeReturnValue(is_done=result is not None, xcom_value=result)
+        return result is not None, result
 
 
 class CanaryAnalysisSensor(DeploymentCheckSensor):
@@ -107,11 +70,11 @@ class CanaryAnalysisSensor(DeploymentCheckSensor):
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields; those not given take the config's
         defaults (``canary.analysis``).
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots, used by the trigger as well.
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param check_seconds: time between checks, in either mode.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``).
+    :param poke_interval: seconds between checks, in either mode.
     """
 
-    check = "canary_check"
+    check_name = "canary_check"
 
     def __init__(
         self,
@@ -123,6 +86,7 @@ class CanaryAnalysisSensor(DeploymentCheckSensor):
         criteria: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", (bake_minutes * 60 + 300) * (len(steps) + 1))
         super().__init__(**kwargs)
         self.steps = steps
@@ -186,8 +150,8 @@ class PromotionWatchSensor(DeploymentCheckSensor):
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields (the config's ``canary.analysis``).
     """
 
-    template_fields: Sequence[str] = ("artifact_root", "promotion")
-    check = "promotion_watch_check"
+    template_fields: Sequence[str] = (*MlopsSensor.template_fields, "promotion")
+    check_name = "promotion_watch_check"
 
     def __init__(
         self,
@@ -199,6 +163,7 @@ class PromotionWatchSensor(DeploymentCheckSensor):
         criteria: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", watch_minutes * 60 + 600)
         super().__init__(**kwargs)
         self.promotion = promotion

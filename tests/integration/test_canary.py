@@ -157,7 +157,7 @@ class TestBrokenCandidates:
             min_requests=60,
             bake_minutes=1,
             deferrable=False,
-            check_seconds=0.5,
+            poke_interval=0.5,
         )
         result = None
         with Traffic(client, seed=200 + len(kind)) as traffic:
@@ -188,10 +188,10 @@ class TestPostPromotionWatch:
         canary_deploy(store, PIPELINE, v2, 50)
         common = {"task_id": "t", "pipeline": PIPELINE, "artifact_root": store.root_uri, "problem_type": "classification"}
         analysis = CanaryAnalysisSensor(
-            steps=[50], min_requests=40, bake_minutes=1, deferrable=False, check_seconds=0.5, **common
+            steps=[50], min_requests=40, bake_minutes=1, deferrable=False, poke_interval=0.5, **common
         )
         watch = PromotionWatchSensor(
-            promotion={"version": v2}, watch_minutes=5, min_requests=30, deferrable=False, check_seconds=0.5, **common
+            promotion={"version": v2}, watch_minutes=5, min_requests=30, deferrable=False, poke_interval=0.5, **common
         )
         with Traffic(client, seed=300, labels=True) as traffic:
             decision = poke_until_done(analysis)

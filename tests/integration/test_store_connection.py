@@ -115,15 +115,15 @@ class TestDriftWait:
         assert event.payload["status"] == TriggerStatus.ERROR and "credentials" in event.payload["message"]
 
         sensor = DriftDataSensor(task_id="wait", aws_conn_id=aws_connection, deferrable=False, **kwargs)
-        assert sensor.poke({}) is False
+        assert sensor.poke({}).is_done is False
         log_rows(store, "v1", 30)
-        assert sensor.poke({}) is False, "30 of 50 rows"
+        assert sensor.poke({}).is_done is False, "30 of 50 rows"
 
         trigger = PredictionRowsTrigger(aws_conn_id=aws_connection, poll_seconds=0.05, **kwargs)
         event = asyncio.run(first_event_after(trigger, lambda: log_rows(store, "v1", 25, tag="b")))
         assert event.payload == {"status": TriggerStatus.SUCCESS, "message": "55 new logged predictions", "rows": 55}
-        assert sensor.poke({}) is True
-        assert DriftDataSensor(task_id="fresh", aws_conn_id=aws_connection, deferrable=False, **kwargs).poke({}) is True
+        assert (sensor.poke({}).is_done, sensor.poke({}).xcom_value) == (True, 55)
+        assert DriftDataSensor(task_id="fresh", aws_conn_id=aws_connection, deferrable=False, **kwargs).poke({}).is_done
 
 
 class TestCanaryWait:
@@ -223,7 +223,7 @@ from airflow_mlops.sensors.drift import DriftDataSensor
 with DAG({dag_id!r}, schedule=None) as dag:
     DriftDataSensor(
         task_id="wait_for_predictions", pipeline={pipeline!r}, artifact_root={root!r}, aws_conn_id={conn!r},
-        min_rows={rows}, check_seconds=0.1, timeout=120,
+        min_rows={rows}, poke_interval=0.1, timeout=120, deferrable=True,
     )
 """
 
