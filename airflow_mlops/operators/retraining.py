@@ -21,7 +21,8 @@ def retrain_asset(pipeline: str) -> Asset:
 
 class RetrainRequestOperator(MlopsBaseOperator):
     """Request retraining with its reason: emits the pipeline's retrain Asset event, at most one open
-    request per pipeline and none within the cooldown (the task is skipped then, with why).
+    request per pipeline and none within the cooldown (the task is skipped then, with why). A request recorded
+    by an earlier run whose event was never emitted (the task was killed in between) is closed as ``lost``.
 
     :param drift: the drift check result (an XComArg, templated).
     :param cooldown_hours: minimum time between two requests.
@@ -39,6 +40,7 @@ class RetrainRequestOperator(MlopsBaseOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
+        kwargs.setdefault("inlets", [retrain_asset(kwargs["pipeline"])])  # its past events: which requests were emitted
         super().__init__(**kwargs)
         self.drift = drift
         self.cooldown_hours = cooldown_hours
@@ -60,6 +62,7 @@ class RetrainRequestOperator(MlopsBaseOperator):
             cooldown_hours=self.cooldown_hours,
             run_id=context["run_id"],
             max_open_hours=self.max_open_hours,
+            emitted=self._emitted(context),
         )
         if not result["requested"]:
             raise AirflowSkipException(f"No retrain request: {result['why']}")
@@ -69,6 +72,15 @@ class RetrainRequestOperator(MlopsBaseOperator):
         }
         self.log.info("Requested retraining of %s (%s): %s", self.pipeline, result["request_id"], result["why"])
         return result
+
+    def _emitted(self, context: Context) -> set[str]:
+        """Request ids in the retrain Asset's latest events (newest first; an open request is among the last)."""
+        events = context["inlet_events"][retrain_asset(self.pipeline)].ascending(False).limit(EMITTED_LOOKBACK)
+        return {str(e.extra["request_id"]) for e in events if e.extra and "request_id" in e.extra}
+
+
+EMITTED_LOOKBACK = 100
+"""Latest retrain Asset events a request looks through for the ids of requests that were emitted."""
 
 
 def retrain_requests(context: Context) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ def request_retrain(
     cooldown_hours: float,
     run_id: str,
     max_open_hours: float | None = None,
+    emitted: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Record a retrain request unless one is still open or the cooldown since the last one has not passed.
@@ -29,12 +30,20 @@ def request_retrain(
     retried task emits the Asset event the first attempt may not have. A request still open ``max_open_hours``
     after it was filed (its training never ran, or never closed it) is closed as ``expired`` first, with why, so
     one lost run cannot block retraining for good.
+
+    ``emitted`` holds the request ids of the retrain Asset's recent events (the filing task's inlet events): an
+    open request of another run that is not among them was recorded by a task that never emitted its event (it
+    was killed in between), so it is closed as ``lost`` and neither blocks this request nor starts a cooldown.
+    A request thus counts only together with its Asset event.
     """
     now = now or datetime.now(UTC)
     events = read_events(store, pipeline)
-    if max_open_hours is not None and _expire(store, pipeline, events, max_open_hours, now):
+    if (max_open_hours is not None and _expire(store, pipeline, events, max_open_hours, now)) or (
+        emitted is not None and _close_lost(store, pipeline, events, set(emitted), run_id)
+    ):
         events = read_events(store, pipeline)
-    requests = [e for e in events if e["kind"] == "retrain_request"]
+    lost = {e.get("request_id") for e in events if e["kind"] == "retrain_done" and e.get("status") == "lost"}
+    requests = [e for e in events if e["kind"] == "retrain_request" and e["event_id"] not in lost]
     done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
     own = next((r for r in requests if r["event_id"] == f"retrain-{run_id}"), None)
     if own is not None:
@@ -62,6 +71,23 @@ def request_retrain(
             }
     event = append_event(store, pipeline, "retrain_request", event_id=f"retrain-{run_id}", reason=reason, details=dict(details))
     return {"requested": True, "why": reason, "request_id": event["event_id"]}
+
+
+def _close_lost(store: ArtifactStore, pipeline: str, events: list[dict[str, Any]], emitted: set[str], run_id: str) -> bool:
+    """Close the open requests of other runs whose Asset event was never emitted as ``lost``; True when any was."""
+    done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
+    lost = [
+        e
+        for e in events
+        if e["kind"] == "retrain_request"
+        and e["event_id"] not in done
+        and e["event_id"] not in emitted
+        and e["event_id"] != f"retrain-{run_id}"
+    ]
+    for request in lost:
+        why = "its Asset event was never emitted: the task that recorded it did not finish, so no training was started"
+        close_retrain_request(store, pipeline, request["event_id"], model_version=None, status="lost", reason=why)
+    return bool(lost)
 
 
 def _expire(store: ArtifactStore, pipeline: str, events: list[dict[str, Any]], max_open_hours: float, now: datetime) -> bool:

@@ -8,7 +8,7 @@ from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops.ml.synthetic import as_requests, make_churn
 from airflow_mlops.stages.monitoring import new_logged_rows
-from airflow_mlops.stages.retraining import close_retrain_request
+from airflow_mlops.stages.retraining import close_retrain_request, request_retrain
 from airflow_mlops.store.events import read_events
 
 pytestmark = pytest.mark.slow
@@ -27,6 +27,10 @@ def wait_logged(store, pipeline: str, rows: int) -> None:
     while new_logged_rows(store, pipeline) < rows:
         assert time.monotonic() < deadline, "predictions were not logged"
         time.sleep(0.3)
+
+
+def recorded_requests(store) -> list[dict]:
+    return [e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]
 
 
 class TestMonitorDag:
@@ -63,17 +67,22 @@ class TestMonitorDag:
         assert calm.state == "success" and states["no_drift"] == "success" and states["request_retrain"] == "skipped", states
         assert xcom(calm, "drift_check")["drifted"] is False
 
+        # A request recorded by a task killed before Airflow emitted its Asset event: it must not block the next.
+        request_retrain(store, "churn_monitor", reason="drift: lost", details={}, cooldown_hours=1, run_id="killed")
+
         # Drifting traffic: drift found, the columns named, one request recorded and an Asset event emitted.
         send(client, 400, drift=1.0, seed=12)
         wait_logged(store, "churn_monitor", 400)
         drifted, states = run_dag(monitor, "2026-11-03")
         assert states["request_retrain"] == "success", states
+        [lost] = [e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_done"]
+        assert (lost["request_id"], lost["status"]) == ("retrain-killed", "lost"), "closed: its event was never emitted"
         check = xcom(drifted, "drift_check")
         assert check["drifted"] and {"monthly_charges", "contract"} <= set(check["drifted_columns"])
         assert check["rows"] == 400, "only rows logged since the last check"
         html = store.read_text(check["report_uri"].split("/artifacts/", 1)[1])
         assert "monthly_charges" in html and "root_metric" in html, "the evidently report renders the columns"
-        requests = [e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]
+        requests = [r for r in recorded_requests(store) if r["event_id"] != "retrain-killed"]
         assert len(requests) == 1 and "monthly_charges" in requests[0]["reason"]
         with create_session() as session:
             events = session.query(AssetEvent).all()
@@ -85,7 +94,7 @@ class TestMonitorDag:
         wait_logged(store, "churn_monitor", 400)
         _, states = run_dag(monitor, "2026-11-04")
         assert states["request_retrain"] == "skipped", states
-        assert len([e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]) == 1
+        assert len(recorded_requests(store)) == 2
 
         # The training run closes it; the cooldown still holds back a new one.
         close_retrain_request(store, "churn_monitor", requests[0]["event_id"], model_version="x", status="blessed")
@@ -93,4 +102,4 @@ class TestMonitorDag:
         wait_logged(store, "churn_monitor", 400)
         _, states = run_dag(monitor, "2026-11-05")
         assert states["request_retrain"] == "skipped", states
-        assert len([e for e in read_events(store, "churn_monitor") if e["kind"] == "retrain_request"]) == 1
+        assert len(recorded_requests(store)) == 2

@@ -124,3 +124,27 @@ class TestExpiry:
         assert "still open 72 h" in expired["reason"] and expired["model_version"] is None
         soon = datetime.now(UTC) + timedelta(hours=1)  # the new request was filed now (events carry the real time)
         assert again("monitor-4", soon)["requested"] is False, "the new request is open: one at a time still"
+
+
+class TestLostRequests:
+    """A request whose Asset event was never emitted (its task was killed in between) does not count."""
+
+    def again(self, store, run_id, emitted):
+        return request_retrain(
+            store, PIPELINE, reason="drift: again", details=DRIFT, cooldown_hours=24.0, run_id=run_id, emitted=emitted
+        )
+
+    def test_an_unemitted_request_of_another_run_is_closed_as_lost_and_starts_no_cooldown(self, store):
+        request(store, "killed")  # recorded; the task died before Airflow emitted its event
+        result = self.again(store, "next", emitted=set())
+        assert result == {"requested": True, "why": "drift: again", "request_id": "retrain-next"}
+        [lost] = [e for e in read_events(store, PIPELINE) if e["kind"] == "retrain_done"]
+        assert (lost["request_id"], lost["status"], lost["model_version"]) == ("retrain-killed", "lost", None)
+        assert "Asset event was never emitted" in lost["reason"]
+        assert self.again(store, "later", emitted={"retrain-next"})["why"] == "request retrain-next is still open"
+
+    def test_an_emitted_request_still_blocks_and_a_retry_gets_its_own_back(self, store):
+        request(store, "filed")
+        assert self.again(store, "next", emitted={"retrain-filed"})["why"] == "request retrain-filed is still open"
+        assert self.again(store, "filed", emitted=set())["requested"] is True, "the retried run emits its own request"
+        assert [e["kind"] for e in read_events(store, PIPELINE)] == ["retrain_request"]
