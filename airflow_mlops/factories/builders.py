@@ -23,6 +23,7 @@ from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
+from airflow_mlops.sensors.data import SourceWaitSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
@@ -60,13 +61,18 @@ def build_training_dag(config: PipelineConfig) -> DAG:
     gate = config.evaluation
     with DAG(**_dag_kwargs(config, kind="training", schedule=_training_schedule(config)), doc_md=_doc(config)) as dag:
         with TaskGroup("data", tooltip="Snapshot the source and check it against the schema"):
-            acquire = DataAcquisitionOperator(
-                task_id="acquire",
-                source_uri=config.source.uri,
-                source_format=config.source.format,
-                source_aws_conn_id=config.source.aws_conn_id,
-                **common,
-            )
+            source = {"source_uri": config.source.uri, "source_aws_conn_id": config.source.aws_conn_id}
+            if config.source.wait is not None:  # late data: wait for it, deferred
+                wait = SourceWaitSensor(
+                    task_id="wait_for_source",
+                    poke_interval=config.source.wait.poke_seconds,
+                    timeout=config.source.wait.timeout_minutes * 60,
+                    **source,
+                    **common,
+                )
+            acquire = DataAcquisitionOperator(task_id="acquire", source_format=config.source.format, **source, **common)
+            if config.source.wait is not None:
+                wait >> acquire
             validate = DataValidationOperator(
                 task_id="validate",
                 dataset_id=acquire.output["dataset_id"],

@@ -112,6 +112,11 @@ class ArtifactsConfig(Strict):
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// roots.")
 
 
+class SourceWaitConfig(Strict):
+    timeout_minutes: float = Field(360, gt=0, description="Longest wait for the source; then the run fails naming the path.")
+    poke_seconds: float = Field(60, gt=0, le=3600, description="Time between looks for the source.")
+
+
 class SourceConfig(Strict):
     uri: str = Field(
         ...,
@@ -120,6 +125,9 @@ class SourceConfig(Strict):
     )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
+    wait: SourceWaitConfig | None = Field(
+        None, description="Wait (deferrable) for late data before acquire: a file or object at the uri. None: no wait."
+    )
 
 
 class FeaturesConfig(Strict):

@@ -31,6 +31,37 @@ class ArtifactStoreMixin:
         return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()
 
 
+class SourceMixin:
+    """For tasks that read the pipeline's source (``source_uri``, templated) with ``source_aws_conn_id``.
+
+    In a run without a logical date (a retraining started by the retrain Asset, a manual trigger without one)
+    ``ds`` and ``ds_nodash`` are the day the run was queued for (its ``run_after``), so a template such as
+    ``data/{{ ds }}.csv`` picks that day's export.
+    """
+
+    source_uri: str
+    source_aws_conn_id: str | None
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        if "ds" not in context and context.get("dag_run") is not None:
+            day = context["dag_run"].run_after
+            context.update(ds=day.strftime("%Y-%m-%d"), ds_nodash=day.strftime("%Y%m%d"))  # type: ignore[typeddict-item]
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+
+    def source_client(self) -> Any:
+        """A boto3 S3 client from the source's AWS connection for an ``s3://`` source, else None."""
+        return source_client(self.source_uri, self.source_aws_conn_id)
+
+
+def source_client(uri: str, aws_conn_id: str | None) -> Any:
+    """A boto3 S3 client from ``aws_conn_id`` when ``uri`` is ``s3://``, else None."""
+    if not uri.startswith("s3://"):
+        return None
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
 class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
     """Base of the lifecycle operators.
 

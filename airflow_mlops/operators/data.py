@@ -9,19 +9,17 @@ from airflow.sdk import Context
 
 from airflow_mlops.factories.schema import SourceConfig, ValidationConfig, field_default
 from airflow_mlops.links.report import ReportLink
-from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator
+from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator, SourceMixin
 
 
-class DataAcquisitionOperator(MlopsBaseOperator):
+class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
     """Snapshot a local file, glob or S3 prefix (CSV or Parquet) into the store, addressed by content.
 
     Returns ``{"dataset_id", "dataset_uri", "rows", "created", "source"}`` (``source`` rendered); a retry or an unchanged source
     finds the same snapshot and writes nothing.
 
-    :param source_uri: a local path or glob, or ``s3://bucket/prefix`` (templated, e.g. ``data/{{ ds }}.csv``).
-        In a run without a logical date (a retraining started by the retrain Asset, a manual trigger
-        without one) ``ds`` and ``ds_nodash`` are the day the run was queued for (its ``run_after``),
-        so the template picks that day's export.
+    :param source_uri: a local path or glob, or ``s3://bucket/prefix`` (templated, e.g. ``data/{{ ds }}.csv``; see
+        :class:`~airflow_mlops.operators.base.SourceMixin` for ``ds`` in runs without a logical date).
     :param source_format: ``auto`` (from the file extension), ``csv`` or ``parquet``.
     :param source_aws_conn_id: AWS connection for an ``s3://`` source; defaults to ``aws_conn_id``.
     """
@@ -39,24 +37,13 @@ class DataAcquisitionOperator(MlopsBaseOperator):
         super().__init__(**kwargs)
         self.source_uri = source_uri
         self.source_format = source_format
-        self.source_aws_conn_id = source_aws_conn_id
-
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        if "ds" not in context and context.get("dag_run") is not None:
-            day = context["dag_run"].run_after
-            context.update(ds=day.strftime("%Y-%m-%d"), ds_nodash=day.strftime("%Y%m%d"))  # type: ignore[typeddict-item]
-        super().render_template_fields(context, jinja_env)
+        self.source_aws_conn_id = source_aws_conn_id or self.aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.data import acquire
 
-        client = None
-        if self.source_uri.startswith("s3://"):
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            client = S3Hook(aws_conn_id=self.source_aws_conn_id or self.aws_conn_id).get_conn()
         self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
-        result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=client)
+        result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=self.source_client())
         self.log.info(
             "Dataset %s: %d rows (%s)",
             result["dataset_id"],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,17 +65,33 @@ class MlopsSensor(ArtifactStoreMixin, BaseSensorOperator):
         """(done, the task's result) from the trigger's success event; not done defers again."""
         raise NotImplementedError
 
+    def timeout_message(self) -> str:
+        """What a timeout says, in either mode: subclasses name what never came."""
+        return f"{self.task_id}: timed out after {_seconds(self.timeout):.0f} s"
+
     def poke(self, context: Context) -> PokeReturnValue:
         done, result = self.check()
         return PokeReturnValue(is_done=done, xcom_value=result)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            with self._timeout_named():
+                return super().execute(context)
         done, result = self.check()
         if done:
             return result
         self._defer(time.time() + _seconds(self.timeout))
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        with self._timeout_named():  # Airflow's own message when the trigger outlives the deferral's timeout
+            return super().resume_execution(next_method, next_kwargs, context)
+
+    @contextlib.contextmanager
+    def _timeout_named(self) -> Iterator[None]:
+        try:
+            yield
+        except AirflowSensorTimeout as err:
+            raise AirflowSensorTimeout(self.timeout_message()) from err
 
     def execute_complete(self, context: Context, event: dict[str, Any], deadline: float | None = None) -> Any:
         if not event or event.get("status") != TriggerStatus.SUCCESS:
@@ -87,7 +104,7 @@ class MlopsSensor(ArtifactStoreMixin, BaseSensorOperator):
     def _defer(self, deadline: float) -> None:
         left = deadline - time.time()
         if left <= 0:
-            raise AirflowSensorTimeout(f"{self.task_id}: timed out after {_seconds(self.timeout):.0f} s")
+            raise AirflowSensorTimeout(self.timeout_message())
         self.defer(
             trigger=self.trigger(), method_name="execute_complete", timeout=timedelta(seconds=left), kwargs={"deadline": deadline}
         )

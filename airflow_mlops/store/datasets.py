@@ -43,8 +43,9 @@ class DatasetSnapshot:
     created: bool
 
 
-def _source_files(uri: str, s3_client: Any) -> list[str]:
-    """The files (or s3:// objects) of a source, in sorted name order so the same files always give the same rows."""
+def source_files(uri: str, s3_client: Any) -> list[str]:
+    """The files (or s3:// objects) of a source, in sorted name order so the same files always give the same rows;
+    :class:`ArtifactNotFound` when there are none."""
     if uri.startswith("s3://"):
         if s3_client is None:
             raise MlopsError(f"Reading {uri} needs an S3 client.")
@@ -183,7 +184,7 @@ def snapshot_source(
     far (integers, then a decimal; numbers, then text) is widened and the source read again. Storing the same
     content again writes nothing. Returns the snapshot and the files read.
     """
-    names = _source_files(uri, s3_client)
+    names = source_files(uri, s3_client)
     wider: dict[str, pa.DataType] = {}
     with tempfile.TemporaryDirectory(prefix="mlops-acquire-") as tmp:
         paths = []

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import NoCredentialsError
 from conftest import DAGS, run_dag
 from test_training_dag import xcom
@@ -272,3 +273,30 @@ class TestDeferredDriftWaitInADagRun:
         assert run.state == "success", states
         assert deferred.is_set(), "the sensor deferred before the rows existed"
         assert xcom(run, "wait_for_predictions") == 40, "execute_complete returns the trigger event's row count"
+
+
+class TestSourceWait:
+    def test_an_s3_prefix_is_waited_for_through_the_connection(self, s3_root, aws_connection):
+        from airflow_mlops.sensors.data import SourceWaitSensor
+
+        prefix = f"{s3_root.rsplit('/', 1)[0]}/exports/2026-11-03/"
+        wait = SourceWaitSensor(
+            task_id="wait_for_source",
+            pipeline=PIPELINE,
+            artifact_root=s3_root,
+            source_uri=prefix,
+            source_aws_conn_id=aws_connection,
+            deferrable=True,
+            poke_interval=0.05,
+        )
+        with pytest.raises(TaskDeferred) as deferred:
+            wait.execute({})
+        assert deferred.value.trigger.aws_conn_id == aws_connection
+
+        def land() -> None:
+            bucket, _, key = prefix.removeprefix("s3://").partition("/")
+            conn_store(s3_root, aws_connection).client.put_object(Bucket=bucket, Key=f"{key}part-0.csv", Body=b"a\n1\n")
+
+        event = asyncio.run(first_event_after(deferred.value.trigger, land))
+        assert event.payload["status"] == TriggerStatus.SUCCESS and event.payload["files"] == 1, event.payload
+        assert wait.execute_complete({}, event.payload) == {"source": prefix, "files": 1}

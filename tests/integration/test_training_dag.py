@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,8 @@ def store_of(config) -> ArtifactStore:
 
 class TestTrainingDag:
     def test_synthetic_churn_end_to_end_then_a_second_day_against_production(self, pipeline, tmp_path):
-        config, dag = pipeline(churn_config("churn_e2e", tmp_path))
+        source = {"uri": str(tmp_path / "data" / "{{ ds }}.csv"), "wait": {"timeout_minutes": 3, "poke_seconds": 0.5}}
+        config, dag = pipeline(churn_config("churn_e2e", tmp_path, source=source))
         write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
         run, states = run_dag(dag, "2026-11-01")
         assert run.state == "success", states
@@ -88,10 +90,13 @@ class TestTrainingDag:
         assert 0.6 < evaluation["metrics"]["roc_auc"] < 1.0
         assert set(evaluation["slices"]["contract"]) == {"month-to-month", "one-year", "two-year"}
 
-        # Day two: new data, new candidate, judged against production on the same eval rows.
-        write_day(tmp_path, "2026-11-02", make_churn(2500, seed=2))
+        # Day two: the export lands late (the run waits for it, deferred); a new candidate is judged against
+        # production on the same eval rows.
+        late = threading.Timer(3.0, write_day, args=(tmp_path, "2026-11-02", make_churn(2500, seed=2)))
+        late.start()
         run2, states2 = run_dag(dag, "2026-11-02")
         assert run2.state == "success", states2
+        assert xcom(run2, "data.wait_for_source") == {"source": str(tmp_path / "data" / "2026-11-02.csv"), "files": 1}
         evaluation2 = xcom(run2, "evaluation.evaluate")
         assert evaluation2["production_version"] == v1
         assert set(evaluation2["production_metrics"]) == {"roc_auc", "log_loss", "accuracy", "rows"}
