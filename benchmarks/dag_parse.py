@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-HAND_WRITTEN = '''"""Baseline: the same two DAGs (14 + 7 tasks, groups, schedules), written by hand with EmptyOperator."""
+HAND_WRITTEN = '''"""Baseline: the same two DAGs (15 + 7 tasks, groups, schedules), written by hand with EmptyOperator."""
 from datetime import datetime, timezone
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -48,8 +48,11 @@ with DAG("hand_written_training", schedule=schedule, start_date=start, catchup=F
         decide = EmptyOperator(task_id="decide")
         promote = EmptyOperator(task_id="promote")
         rollback = EmptyOperator(task_id="rollback")
+        watch = EmptyOperator(task_id="watch")
     acquire >> validate >> preprocess >> train >> evaluate >> gate >> [bless, reject] >> close
     bless >> canary >> analysis >> decide >> [promote, rollback]
+    promote >> watch
+    [watch, rollback] >> close
 
 with DAG("hand_written_monitor", schedule="@hourly", start_date=start, catchup=False, max_active_runs=1):
     wait = EmptyOperator(task_id="wait_for_predictions")
@@ -67,10 +70,12 @@ def main(repeats: int = 5) -> None:
     (root / "hand_written").mkdir()
     (root / "hand_written" / "hand_written.py").write_text(HAND_WRITTEN)
     airflow = str(Path(sys.executable).parent / "airflow")
+    home = {"AIRFLOW_HOME": str(root / "airflow-home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    subprocess.run([airflow, "db", "migrate"], env={**os.environ, **home}, capture_output=True, check=True)  # `dags report` needs it
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
         for folder in ("yaml_built", "hand_written"):
-            env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(root / folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+            env = {**os.environ, **home, "AIRFLOW__CORE__DAGS_FOLDER": str(root / folder)}
             out = subprocess.run(
                 [airflow, "dags", "report", "-o", "json"], env=env, capture_output=True, text=True, check=True
             ).stdout

@@ -76,7 +76,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             validate = DataValidationOperator(
                 task_id="validate",
                 dataset_id=acquire.output["dataset_id"],
-                thresholds=config.validation.model_dump(),
+                thresholds=dict(config.validation),
                 **columns,
                 **common,
             )
@@ -180,7 +180,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             method=monitor.drift.method,
             column_threshold=monitor.drift.column_threshold,
             share_threshold=monitor.drift.share_threshold,
-            validation=config.validation.model_dump(),
+            validation=dict(config.validation),
             **common,
         )
         branch = DriftBranchOperator(
@@ -215,7 +215,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             problem_type=config.task,
             min_requests=canary.min_requests,
             bake_minutes=canary.bake_minutes,
-            criteria=canary.analysis.model_dump(),
+            criteria=dict(canary.analysis),
             poke_interval=canary.check_seconds,
             **common,
         )
@@ -233,7 +233,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             problem_type=config.task,
             watch_minutes=canary.watch.minutes,
             min_requests=canary.watch.min_requests,
-            criteria=canary.analysis.model_dump(),
+            criteria=dict(canary.analysis),
             poke_interval=canary.check_seconds,
             **common,
         )

@@ -5,9 +5,15 @@ Imported when DAG files are parsed and by ``airflow-mlops lint``: no Airflow, no
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime as dt
 import difflib
+import hashlib
+import json
+import logging
 import os
+import tempfile
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +22,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from airflow_mlops import __version__
 from airflow_mlops.exceptions import ConfigError
+from airflow_mlops.factories import schema as schema_module
 from airflow_mlops.factories.schema import NO_INPUT, PipelineConfig, cross_field_issues
+
+log = logging.getLogger(__name__)
 
 MAX_REPR = 80
 
@@ -25,12 +35,83 @@ MAX_REPR = 80
 def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     """Read, merge with defaults and validate one pipeline config; raise ConfigError listing every problem.
 
+    A valid config is kept in a parse-time cache keyed by the file's bytes and everything else its result depends
+    on (see :func:`_cache_key`): the DAG processor parses every file again and again, and a cache hit rebuilds the
+    validated config without validating (no pydantic validator is built or run).
+
     :param path: the YAML file; error messages name it as given.
     """
+    key, folder = _cache_key(path), _cache_dir()
+    cached = folder / f"{key}.json" if key and folder else None
+    if cached is not None and cached.is_file():
+        try:
+            config = construct(PipelineConfig, json.loads(cached.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError):
+            log.debug("Ignoring an unreadable config cache entry %s", cached)
+        else:
+            config._config_path = str(path)
+            return config
     config, errors = check_pipeline_config(path)
     if config is None:
         raise ConfigError("\n".join(errors))
+    if cached is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(config.model_dump_json(), encoding="utf-8")
+            partial.replace(cached)
+            _prune(cached.parent)
     return config
+
+
+CACHE_ENTRIES = 500
+"""Cached configs kept; beyond that the least recently written go."""
+
+
+def _prune(folder: Path) -> None:
+    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    for old in entries[: max(0, len(entries) - CACHE_ENTRIES)]:
+        old.unlink(missing_ok=True)
+
+
+def _cache_key(path: str | os.PathLike[str]) -> str | None:
+    """What a validated config depends on: the file's bytes and folder (relative source paths), the Airflow home
+    (the default artifact root) and the code that validates it (its version and files); None if unreadable."""
+    try:
+        text = Path(path).read_bytes()
+        code = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (Path(__file__), Path(schema_module.__file__))]
+    except OSError:
+        return None
+    parts = [text.decode("utf-8", "replace"), str(Path(path).resolve().parent), os.environ.get("AIRFLOW_HOME"), __version__, code]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _cache_dir() -> Path | None:
+    """A folder of this user's alone (``0700``) under the system's temporary folder; None (no cache) if it is not."""
+    folder = Path(tempfile.gettempdir()) / f"airflow-mlops-config-cache-{os.getuid()}"
+    with contextlib.suppress(OSError):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_uid == os.getuid() and not folder.stat().st_mode & 0o077:
+            return folder
+    log.warning("Not caching pipeline configs: %s is not a folder of this user alone (mode 0700)", folder)
+    return None
+
+
+def construct(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """``model`` rebuilt from its own ``model_dump(mode="json")`` without validation: nested models and dates are
+    restored; every other value is what validation produced when it was dumped."""
+    values = {name: _restore(field.annotation, data[name]) for name, field in model.model_fields.items() if name in data}
+    return model.model_construct(**values)
+
+
+def _restore(annotation: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    for kind in typing.get_args(annotation) or (annotation,):
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(value, dict):
+            return construct(kind, value)
+        if kind is dt.date and isinstance(value, str):
+            return dt.date.fromisoformat(value)
+    return value
 
 
 def config_errors(path: str | os.PathLike[str]) -> list[str]:
@@ -38,7 +119,7 @@ def config_errors(path: str | os.PathLike[str]) -> list[str]:
     return check_pipeline_config(path)[1]
 
 
-class _SafeUniqueKeyLoader(yaml.SafeLoader):
+class _SafeUniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where installed
     """``yaml.SafeLoader`` (no tags that build objects or run code) that also rejects a key written twice in one mapping.
 
     Plain ``safe_load`` keeps the last of two equal keys silently: a second ``features:`` block would hide the first.

@@ -101,7 +101,9 @@ def check_schedule(value: str | None) -> str | None:
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The validation code is built on first validation, not at import: a DAG file parse whose config comes from the
+    # parse-time cache (see factories/loader.py) never validates, so it never pays for it.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ArtifactsConfig(Strict):

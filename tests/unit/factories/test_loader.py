@@ -319,3 +319,54 @@ class TestKeyPath:
     )
     def test_key_path(self, loc, expected):
         assert key_path(loc) == expected
+
+
+FULL = {
+    **VALID,
+    "source": {"uri": "data/{{ ds }}.csv", "wait": {"timeout_minutes": 30, "poke_seconds": 5}},
+    "start_date": "2026-10-01",
+    "evaluation": {"metric": "roc_auc", "threshold": 0.7, "fairness": {"column": "region", "max_gap": 0.1}},
+    "canary": {"steps": [10, 50, 100], "analysis": {"min_labels": 50}, "watch": {"minutes": 5}},
+    "monitor": {"min_rows": 100},
+}
+
+
+class TestParseTimeCache:
+    def test_a_cached_config_equals_the_validated_one(self, tmp_path):
+        from airflow_mlops.factories import loader
+
+        path = write(tmp_path, yaml.safe_dump(FULL))
+        validated, _ = check_pipeline_config(path)
+        first = load_pipeline_config(path)  # validated and cached (or already cached by an earlier run)
+        cached = loader._cache_dir() / f"{loader._cache_key(path)}.json"
+        assert cached.is_file()
+        again = load_pipeline_config(path)
+        for config in (first, again):
+            assert type(config) is type(validated) and config.model_dump() == validated.model_dump()
+            assert config.start_date.isoformat() == "2026-10-01" and config.evaluation.fairness.max_gap == 0.1
+            assert config.canary.watch.minutes == 5 and config.source.wait.poke_seconds == 5
+            assert config.config_path == str(path)
+
+    def test_a_cache_hit_does_not_validate(self, tmp_path, monkeypatch):
+        from airflow_mlops.factories import loader
+
+        path = write(tmp_path, yaml.safe_dump(FULL))
+        load_pipeline_config(path)
+        monkeypatch.setattr(loader, "check_pipeline_config", None)  # any validation would fail now
+        assert load_pipeline_config(path).pipeline == "churn"
+
+    def test_a_changed_file_is_validated_again(self, tmp_path):
+        path = write(tmp_path, yaml.safe_dump(FULL))
+        assert load_pipeline_config(path).monitor.min_rows == 100
+        path.write_text(yaml.safe_dump({**FULL, "monitor": {"min_rows": 7}}))
+        assert load_pipeline_config(path).monitor.min_rows == 7
+        path.write_text(yaml.safe_dump({**FULL, "monitor": {"min_rows": -1}}))
+        with pytest.raises(ConfigError, match=r"monitor\.min_rows"):
+            load_pipeline_config(path)
+
+    def test_an_unreadable_entry_is_ignored(self, tmp_path):
+        from airflow_mlops.factories import loader
+
+        path = write(tmp_path, yaml.safe_dump({**FULL, "description": "unreadable entry"}))
+        (loader._cache_dir() / f"{loader._cache_key(path)}.json").write_text("{not json")
+        assert load_pipeline_config(path).description == "unreadable entry"
