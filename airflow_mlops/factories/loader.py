@@ -74,14 +74,16 @@ def _prune(folder: Path) -> None:
 
 
 def _cache_key(path: str | os.PathLike[str]) -> str | None:
-    """What a validated config depends on: the file's bytes and folder (relative source paths), the Airflow home
-    (the default artifact root) and the code that validates it (its version and files); None if unreadable."""
+    """What a validated config depends on: the file's bytes, the folders relative paths resolve against (the file's
+    for the source, the working one for the artifact root, the Airflow home for its default) and the code that
+    validates it (its version and files); None if unreadable."""
     try:
         text = Path(path).read_bytes()
         code = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (Path(__file__), Path(schema_module.__file__))]
     except OSError:
         return None
-    parts = [text.decode("utf-8", "replace"), str(Path(path).resolve().parent), os.environ.get("AIRFLOW_HOME"), __version__, code]
+    folders = [str(Path(path).resolve().parent), os.getcwd(), os.environ.get("AIRFLOW_HOME")]  # relative paths resolve there
+    parts = [text.decode("utf-8", "replace"), folders, __version__, code]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
