@@ -10,6 +10,7 @@ from airflow.sdk import DAG, TaskGroup
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.schema import dag_id
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
+from airflow_mlops.notifications import PipelineNotifier
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
@@ -32,16 +33,36 @@ if TYPE_CHECKING:
 
 def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str, Any]:
     start = config.start_date
+    default_args = {"owner": config.owner, **config.operations.task_defaults("monitor" if kind == "monitor" else None)}
+    for event, callback in (("failure", "on_failure_callback"), ("retry", "on_retry_callback")):
+        if notifiers := _notifiers(config, event):
+            default_args[callback] = notifiers
     return {
+        "on_success_callback": _notifiers(config, "success") or None,
         "dag_id": dag_id(config.pipeline, kind),
         "schedule": schedule,
         "start_date": datetime(start.year, start.month, start.day, tzinfo=UTC),
         "catchup": config.catchup,
         "tags": sorted({"mlops", f"pipeline:{config.pipeline}", kind, *config.tags}),
-        "default_args": {"owner": config.owner},
+        "default_args": default_args,
         "max_active_runs": 1,
         "description": config.description or f"{kind.title()} pipeline for {config.pipeline}",
     }
+
+
+def _notifiers(config: PipelineConfig, event: str) -> list[Any]:
+    """The pipeline's notifier for ``event``, as a callback list (empty when no ``operations.notify`` entry has it)."""
+    targets = [
+        {"kind": n.kind, "connection": n.connection, "to": list(n.to), "endpoint": n.endpoint}
+        for n in config.operations.notify
+        if event in n.on
+    ]
+    return [PipelineNotifier(event=event, targets=targets)] if targets else []
+
+
+def _stage(config: PipelineConfig, group_id: str, tooltip: str) -> TaskGroup:
+    """A stage's task group, with its own ``operations.stages`` task defaults."""
+    return TaskGroup(group_id, tooltip=tooltip, default_args=config.operations.task_defaults(group_id))
 
 
 def _store_kwargs(config: PipelineConfig) -> dict[str, Any]:
@@ -60,7 +81,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
     }
     gate = config.evaluation
     with DAG(**_dag_kwargs(config, kind="training", schedule=_training_schedule(config)), doc_md=_doc(config)) as dag:
-        with TaskGroup("data", tooltip="Snapshot the source and check it against the schema"):
+        with _stage(config, "data", "Snapshot the source and check it against the schema"):
             source = {"source_uri": config.source.uri, "source_aws_conn_id": config.source.aws_conn_id}
             if config.source.wait is not None:  # late data: wait for it, deferred
                 wait = SourceWaitSensor(
@@ -80,7 +101,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 **columns,
                 **common,
             )
-        with TaskGroup("features", tooltip="Fit the transform and profile with Beam, split train/eval"):
+        with _stage(config, "features", "Fit the transform and profile with Beam, split train/eval"):
             preprocess = BeamPreprocessOperator(
                 task_id="preprocess",
                 dataset_id=acquire.output["dataset_id"],
@@ -91,7 +112,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 **columns,
                 **common,
             )
-        with TaskGroup("training", tooltip="LightGBM, deterministic"):
+        with _stage(config, "training", "LightGBM, deterministic"):
             train = ModelTrainingOperator(
                 task_id="train",
                 features_id=preprocess.output["features_id"],
@@ -101,7 +122,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 early_stopping_rounds=config.model.early_stopping_rounds,
                 **common,
             )
-        with TaskGroup("evaluation", tooltip="Holdout metrics vs production, then the gate"):
+        with _stage(config, "evaluation", "Holdout metrics vs production, then the gate"):
             evaluate = ModelEvaluationOperator(
                 task_id="evaluate",
                 model_version=train.output["model_version"],
@@ -120,7 +141,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 true_task_id="registry.bless",
                 false_task_id="registry.reject",
             )
-        with TaskGroup("registry", tooltip="Record the decision with lineage"):
+        with _stage(config, "registry", "Record the decision with lineage"):
             lineage = {
                 "dataset_id": acquire.output["dataset_id"],
                 "source": acquire.output["source"],
@@ -133,7 +154,13 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             bless = ModelRegistrationOperator(
                 task_id="bless", evaluation=evaluate.output, lineage=lineage, promote=config.canary is None, **common
             )
-            reject = ModelRegistrationOperator(task_id="reject", evaluation=evaluate.output, lineage=lineage, **common)
+            reject = ModelRegistrationOperator(
+                task_id="reject",
+                evaluation=evaluate.output,
+                lineage=lineage,
+                on_success_callback=_notifiers(config, "gate_rejected") or None,
+                **common,
+            )
             if config.monitor is not None:
                 # Closes the run's retrain requests with the outcome: after the canary, when there is one.
                 close = RetrainRequestCloseOperator(
@@ -191,6 +218,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             drift=check.output,
             cooldown_hours=monitor.cooldown_hours,
             max_open_hours=monitor.request_max_open_hours,
+            on_success_callback=_notifiers(config, "retrain_request") or None,
             **common,
         )
         from airflow.providers.standard.operators.empty import EmptyOperator
@@ -207,7 +235,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
     """deploy (first share) -> analysis through every share -> promote | rollback -> the promoted model's watch
     (when ``canary.watch.minutes``); returns the tasks that end it."""
     canary = config.canary
-    with TaskGroup("deploy", tooltip="Canary on the model server, then promote or roll back"):
+    with _stage(config, "deploy", "Canary on the model server, then promote or roll back"):
         deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
         analysis = CanaryAnalysisSensor(
             task_id="analysis",
@@ -223,7 +251,13 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             task_id="decide", result=analysis.output, true_task_id="deploy.promote", false_task_id="deploy.rollback"
         )
         promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
-        rollback = CanaryResolveOperator(task_id="rollback", decision="rollback", analysis=analysis.output, **common)
+        rollback = CanaryResolveOperator(
+            task_id="rollback",
+            decision="rollback",
+            analysis=analysis.output,
+            on_success_callback=_notifiers(config, "rollback") or None,
+            **common,
+        )
         upstream >> deploy >> analysis >> decide >> [promote, rollback]
         if not canary.watch.minutes:
             return [promote, rollback]
@@ -235,6 +269,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             min_requests=canary.watch.min_requests,
             criteria=dict(canary.analysis),
             poke_interval=canary.check_seconds,
+            on_success_callback=_notifiers(config, "revert") or None,
             **common,
         )
         promote >> watch

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,13 +107,27 @@ def construct(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
 
 
 def _restore(annotation: Any, value: Any) -> Any:
+    """``value`` (JSON) as the type ``annotation`` holds: models (also in lists, dict values and optional fields)
+    and dates restored, anything else as it is."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if value is None:
         return None
-    for kind in typing.get_args(annotation) or (annotation,):
-        if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(value, dict):
-            return construct(kind, value)
-        if kind is dt.date and isinstance(value, str):
-            return dt.date.fromisoformat(value)
+    if origin is typing.Annotated:
+        return _restore(args[0], value)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        chosen = next(
+            (k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel) and isinstance(value, dict)), kinds[0]
+        )
+        return _restore(chosen, value)
+    if origin is list and isinstance(value, list):
+        return [_restore(args[0], v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return {k: _restore(args[1], v) for k, v in value.items()}
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        return construct(annotation, value)
+    if annotation is dt.date and isinstance(value, str):
+        return dt.date.fromisoformat(value)
     return value
 
 
@@ -261,9 +276,10 @@ def _line(name: str, loc: Sequence[Any], message: str, value: Any) -> str:
 
 
 def key_path(loc: Sequence[Any]) -> str:
-    """``("canary", "steps", 1)`` -> ``canary.steps[1]``."""
+    """``("canary", "steps", 1)`` -> ``canary.steps[1]`` (pydantic's ``[key]`` marker of a bad mapping key is left out:
+    the path ends at the key)."""
     out = ""
-    for part in loc:
+    for part in (p for p in loc if p != "[key]"):
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<top level>"
 

@@ -131,7 +131,13 @@ def canary_resolve(store: ArtifactStore, pipeline: str, decision: str, verdict: 
         figures=verdict.get("figures", {}),
     )
     log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), verdict["reason"])
-    return {"decision": decision, "version": version, "production": registry.production(), "event_time": event["time"]}
+    return {
+        "decision": decision,
+        "version": version,
+        "reason": verdict["reason"],
+        "production": registry.production(),
+        "event_time": event["time"],
+    }
 
 
 def _first_labels(store: ArtifactStore, pipeline: str, since: float) -> Any:
@@ -243,4 +249,5 @@ def resolve_watch(store: ArtifactStore, pipeline: str, verdict: Mapping[str, Any
         verdict["reason"],
         production,
     )
-    return {"decision": decision, "version": version, "production": production, "event_time": event["time"]}
+    reason = doc["versions"].get(version, {}).get("watch", {}).get("reason", verdict["reason"])
+    return {"decision": decision, "version": version, "reason": reason, "production": production, "event_time": event["time"]}

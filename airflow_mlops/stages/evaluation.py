@@ -156,7 +156,13 @@ def register(
             )
             production = version
             log.info("Promoted %s %s to production (%s)", pipeline, version, evaluation["reason"])
-    return {"model_version": version, "status": entry["status"], "production": production, "revision": doc["revision"]}
+    return {
+        "model_version": version,
+        "status": entry["status"],
+        "reason": entry["reason"],
+        "production": production,
+        "revision": doc["revision"],
+    }
 
 
 def _card_html(pipeline: str, status: str, evaluation: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:

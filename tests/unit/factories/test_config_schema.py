@@ -140,6 +140,29 @@ BAD = [
     ),
     pytest.param(with_keys(catchup="sometimes"), ("catchup",), id="wrong-type"),
     pytest.param(
+        with_keys(operations={"stages": {"serving": {"retries": 1}}}),
+        ("operations", "stages", "serving", "[key]"),
+        id="unknown-stage",
+    ),
+    pytest.param(with_keys(operations={"retries": -1}), ("operations", "retries"), id="negative-retries"),
+    pytest.param(with_keys(operations={"notify": [{"kind": "email"}]}), ("operations", "notify", 0, "to"), id="email-without-to"),
+    pytest.param(
+        with_keys(operations={"notify": [{"kind": "slack"}]}), ("operations", "notify", 0, "kind"), id="slack-not-installed"
+    ),
+    pytest.param(
+        with_keys(operations={"notify": [{"kind": "webhook", "on": ["deploy"]}]}),
+        ("operations", "notify", 0, "on", 0),
+        id="unknown-event",
+    ),
+    pytest.param(
+        with_keys(operations={"notify": [{"kind": "webhook", "class": "my.Notifier"}]}),
+        ("operations", "notify", 0, "class"),
+        id="no-notifier-by-import-path",
+    ),
+    pytest.param(
+        with_keys(source={"uri": "x.csv", "wait": {"timeout_minutes": 0}}), ("source", "wait", "timeout_minutes"), id="wait-0"
+    ),
+    pytest.param(
         with_keys(validation={"max_null_ratio_increase": 1.5}), ("validation", "max_null_ratio_increase"), id="out-of-range"
     ),
     pytest.param({k: v for k, v in MINIMAL.items() if k != "label"}, ("label",), id="missing-label"),

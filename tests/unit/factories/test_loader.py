@@ -328,6 +328,11 @@ FULL = {
     "evaluation": {"metric": "roc_auc", "threshold": 0.7, "fairness": {"column": "region", "max_gap": 0.1}},
     "canary": {"steps": [10, 50, 100], "analysis": {"min_labels": 50}, "watch": {"minutes": 5}},
     "monitor": {"min_rows": 100},
+    "operations": {
+        "retries": 1,
+        "stages": {"training": {"retries": 2, "execution_timeout_minutes": 30}},
+        "notify": [{"kind": "webhook", "endpoint": "/hook", "on": ["failure", "revert"]}],
+    },
 }
 
 
@@ -345,6 +350,7 @@ class TestParseTimeCache:
             assert type(config) is type(validated) and config.model_dump() == validated.model_dump()
             assert config.start_date.isoformat() == "2026-10-01" and config.evaluation.fairness.max_gap == 0.1
             assert config.canary.watch.minutes == 5 and config.source.wait.poke_seconds == 5
+            assert config.operations.task_defaults("training")["retries"] == 2 and config.operations.notify[0].on[1] == "revert"
             assert config.config_path == str(path)
 
     def test_a_cache_hit_does_not_validate(self, tmp_path, monkeypatch):

