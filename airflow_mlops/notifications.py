@@ -1,6 +1,6 @@
 """Notifications from the pipeline config: a fixed set of kinds (email, Slack, webhook), sent on task failures and
-retries, on a successful run, and on the lifecycle's decisions (a retrain request, a rejected candidate, a canary
-rolled back, a promotion reverted).
+retries, on a successful run, on a run that misses its deadline, and on the lifecycle's decisions (a retrain request,
+a rejected candidate, a canary rolled back, a promotion reverted).
 
 Built at DAG parse time (this module imports only Airflow's notifier base); the provider notifiers that send are
 imported when a notification goes out.
@@ -8,9 +8,12 @@ imported when a notification goes out.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+
+log = logging.getLogger(__name__)
 
 DECISIONS = {
     "retrain_request": "Retraining requested",
@@ -62,6 +65,27 @@ class PipelineNotifier(BaseNotifier):
             body["reason"] = result.get("why") or result.get("reason") or ""
             body["title"] = f"{dag_id}: {DECISIONS[self.event]}"
         return body
+
+
+async def deadline_missed(*, targets: list[dict[str, Any]], minutes: float, context: dict[str, Any] | None = None) -> None:
+    """The ``operations.deadline_minutes`` alert, run by the triggerer when a run is still going that long after it
+    was queued (Airflow's deadline alerts pass a small ``context``: the run and the deadline)."""
+    import asyncio
+
+    run = (context or {}).get("dag_run") or {}
+    dag_id, run_id = run.get("dag_id", ""), run.get("dag_run_id") or run.get("run_id", "")
+    body = {
+        "event": "deadline",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "title": f"{dag_id}: run {run_id} not finished {minutes:g} minutes after it was queued",
+        "deadline_time": str(((context or {}).get("deadline") or {}).get("deadline_time", "")),
+    }
+    for target in targets:
+        try:
+            await asyncio.to_thread(_send, target, body, {})
+        except Exception:  # one target down must not keep the message from the others
+            log.exception("Could not send the deadline notification through %s", target["connection"])
 
 
 def _send(target: dict[str, Any], body: dict[str, Any], context: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, TaskGroup
@@ -39,6 +39,7 @@ def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str
             default_args[callback] = notifiers
     return {
         "on_success_callback": _notifiers(config, "success") or None,
+        "deadline": _deadline(config) if kind == "training" else None,
         "dag_id": dag_id(config.pipeline, kind),
         "schedule": schedule,
         "start_date": datetime(start.year, start.month, start.day, tzinfo=UTC),
@@ -58,6 +59,24 @@ def _notifiers(config: PipelineConfig, event: str) -> list[Any]:
         if event in n.on
     ]
     return [PipelineNotifier(event=event, targets=targets)] if targets else []
+
+
+def _deadline(config: PipelineConfig) -> Any:
+    """Airflow's deadline alert for ``operations.deadline_minutes`` after a training run was queued, or None."""
+    minutes = config.operations.deadline_minutes
+    if minutes is None:
+        return None
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    from airflow_mlops.notifications import deadline_missed
+
+    targets = _notifiers(config, "deadline")[0].targets
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(deadline_missed, kwargs={"targets": targets, "minutes": minutes}),
+    )
 
 
 def _stage(config: PipelineConfig, group_id: str, tooltip: str) -> TaskGroup:

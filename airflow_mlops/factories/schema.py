@@ -345,8 +345,9 @@ class MonitorConfig(Strict):
 
 STAGES = ("data", "features", "training", "evaluation", "registry", "deploy", "monitor")
 """The task groups of the training DAG, and the monitor DAG: what ``operations.stages`` may set apart."""
-EVENTS = ("failure", "retry", "success", "retrain_request", "gate_rejected", "rollback", "revert")
-"""What a notification may be sent on: a task failing or retried, a run succeeding, and lifecycle decisions."""
+EVENTS = ("failure", "retry", "success", "deadline", "retrain_request", "gate_rejected", "rollback", "revert")
+"""What a notification may be sent on: a task failing or retried, a run succeeding or missing its deadline, and
+the lifecycle's decisions."""
 NOTIFY_CONN = {"email": "smtp_default", "slack": "slack_default", "webhook": "http_default"}
 """Each notification kind's default Airflow connection."""
 
@@ -386,6 +387,18 @@ class OperationsConfig(TaskDefaultsConfig):
         default_factory=dict, description=f"Per stage ({', '.join(STAGES)}), over the pipeline's: e.g. training: {{retries: 2}}."
     )
     notify: list[NotifyConfig] = Field(default_factory=list, description="Notifications, each with its kind, target and events.")
+    deadline_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="A run still going this long after it was queued notifies the 'deadline' targets (Airflow's deadline alerts).",
+    )
+
+    @model_validator(mode="after")
+    def _deadline_has_targets(self) -> OperationsConfig:
+        if self.deadline_minutes is not None and not any("deadline" in n.on for n in self.notify):
+            message = "a deadline needs a notify entry with 'deadline' in its 'on' (nobody would hear of it)"
+            raise config_issues([Issue(("deadline_minutes",), message, self.deadline_minutes)])
+        return self
 
     def task_defaults(self, stage: str | None = None) -> dict[str, Any]:
         """Airflow ``default_args`` for the pipeline's tasks (``stage``: of one stage, over the pipeline's)."""

@@ -3,6 +3,7 @@ by a real server on 127.0.0.1; retries and timeouts from YAML reach the tasks.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socketserver
 import threading
@@ -122,3 +123,29 @@ def test_a_rejected_candidate_and_a_failed_task_notify_with_the_why(pipeline, tm
     failure = receivers.posts[-1]
     assert "2026-11-02.csv" in failure["error"] and failure["title"] == "mlops_churn_notify_training: task data.acquire failed"
     assert len(receivers.mails) == 1, "the e-mail target was not asked for failures"
+
+
+def test_a_missed_deadline_is_sent_by_the_triggerer_callback(pipeline, tmp_path, receivers):
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.triggers.callback import CallbackTrigger
+
+    operations = {
+        "deadline_minutes": 90,
+        "notify": [{"kind": "webhook", "conn_id": "mlops_hook", "endpoint": "/late", "on": ["deadline"]}],
+    }
+    _, dag = pipeline(churn_config("churn_deadline", tmp_path, operations=operations))
+    [alert] = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    assert alert.interval == timedelta(minutes=90) and alert.callback.path == "airflow_mlops.notifications.deadline_missed"
+    assert DagSerialization.to_dict(dag)["dag"]["deadline"], "the DAG with its deadline alert serializes"
+
+    # What Airflow runs when the deadline passes: the callback in the triggerer, with a small context.
+    context = {"dag_run": {"dag_id": dag.dag_id, "dag_run_id": "scheduled__2026-11-01"}, "deadline": {"deadline_time": "t"}}
+    trigger = CallbackTrigger(alert.callback.path, {**alert.callback.kwargs, "context": context})
+
+    async def events():
+        return [e.payload async for e in trigger.run()]
+
+    assert asyncio.run(events())[-1]["state"] == "success"
+    [late] = receivers.posts
+    assert late["path"] == "/late" and late["event"] == "deadline"
+    assert late["title"] == "mlops_churn_deadline_training: run scheduled__2026-11-01 not finished 90 minutes after it was queued"

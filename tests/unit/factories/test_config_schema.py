@@ -145,6 +145,9 @@ BAD = [
         id="unknown-stage",
     ),
     pytest.param(with_keys(operations={"retries": -1}), ("operations", "retries"), id="negative-retries"),
+    pytest.param(
+        with_keys(operations={"deadline_minutes": 60}), ("operations", "deadline_minutes"), id="deadline-without-target"
+    ),
     pytest.param(with_keys(operations={"notify": [{"kind": "email"}]}), ("operations", "notify", 0, "to"), id="email-without-to"),
     pytest.param(
         with_keys(operations={"notify": [{"kind": "slack"}]}), ("operations", "notify", 0, "kind"), id="slack-not-installed"
