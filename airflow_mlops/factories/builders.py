@@ -86,7 +86,13 @@ def _stage(config: PipelineConfig, group_id: str, tooltip: str) -> TaskGroup:
 
 def _store_kwargs(config: PipelineConfig) -> dict[str, Any]:
     """The pipeline and its artifact store, as every operator and sensor takes them."""
-    return {"pipeline": config.pipeline, "artifact_root": config.artifacts.root, "aws_conn_id": config.artifacts.aws_conn_id}
+    artifacts = config.artifacts
+    return {
+        "pipeline": config.pipeline,
+        "artifact_root": artifacts.root,
+        "aws_conn_id": artifacts.aws_conn_id,
+        "mlops_conn_id": artifacts.conn_id,
+    }
 
 
 def build_training_dag(config: PipelineConfig) -> DAG:
@@ -308,5 +314,5 @@ def _doc(config: PipelineConfig) -> str:
         f"Built by airflow-mlops from `{config.config_path}`.\n\n"
         f"* source: `{config.source.uri}`\n* label: `{config.label}` ({config.task})\n"
         f"* features: {len(config.features.numeric)} numeric, {len(config.features.categorical)} categorical\n"
-        f"* artifacts: `{config.artifacts.root}`\n"
+        f"* artifacts: `{config.artifacts.location}`\n"
     )

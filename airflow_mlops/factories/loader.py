@@ -221,7 +221,8 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Relative local sources resolve against the YAML file; a relative artifact root against the working directory.
 
-    A null root is ``file://$AIRFLOW_HOME/mlops`` (``~/airflow`` when AIRFLOW_HOME is unset). Jinja is kept as written.
+    A null root is ``file://$AIRFLOW_HOME/mlops`` (``~/airflow`` when AIRFLOW_HOME is unset), unless ``conn_id`` names
+    a connection that holds it. Jinja is kept as written.
     """
     source = raw.get("source")
     if isinstance(source, dict) and isinstance(source.get("uri"), str):
@@ -233,7 +234,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     artifacts = raw.get("artifacts")
     if isinstance(artifacts, dict):
         root = artifacts.get("root")
-        if root is None:
+        if root is None and artifacts.get("conn_id") is None:
             home = Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
             artifacts["root"] = f"file://{home.resolve() / 'mlops'}"
         elif isinstance(root, str) and root and "://" not in root:

@@ -110,9 +110,25 @@ class Strict(BaseModel):
 class ArtifactsConfig(Strict):
     root: str | None = Field(
         None,
-        description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops.",
+        description="Artifact root: file:// URI, local path (made absolute) or s3://bucket/prefix. Null: file://$AIRFLOW_HOME/mlops "
+        "(unless conn_id names the root).",
     )
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// roots.")
+    conn_id: str | None = Field(
+        None,
+        description="Instead of root: an Airflow connection of type mlops_artifacts holding the root (and its AWS connection).",
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ArtifactsConfig:
+        if self.conn_id is not None and self.root is not None:
+            raise config_issues([Issue(("conn_id",), "give root or conn_id, not both", self.conn_id)])
+        return self
+
+    @property
+    def location(self) -> str:
+        """The root, or the connection that holds it, as docs and messages show it."""
+        return self.root or f"the root of connection {self.conn_id!r}"
 
 
 class SourceWaitConfig(Strict):

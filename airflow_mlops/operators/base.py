@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import BaseOperator, Context
 
+from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
 
 if TYPE_CHECKING:
@@ -17,18 +18,26 @@ if TYPE_CHECKING:
 
 
 class ArtifactStoreMixin:
-    """The pipeline's artifact store for an operator, sensor or trigger with ``artifact_root`` and ``aws_conn_id``:
-    opened on first use (never at parse time) through :class:`ArtifactStoreHook`, so ``s3://`` roots use the
-    Airflow AWS connection."""
+    """The pipeline's artifact store for an operator, sensor or trigger with ``artifact_root`` (or ``mlops_conn_id``,
+    an ``mlops_artifacts`` connection that holds the root) and ``aws_conn_id``: opened on first use (never at parse
+    time) through :class:`ArtifactStoreHook`, so ``s3://`` roots use the Airflow AWS connection."""
 
-    artifact_root: str
+    artifact_root: str | None
     aws_conn_id: str | None
+    mlops_conn_id: str | None = None
 
     @cached_property
     def store(self) -> ArtifactStore:
         from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
 
-        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_store()
+        hook = ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id, mlops_conn_id=self.mlops_conn_id)
+        return hook.get_store()
+
+
+def store_location(artifact_root: str | None, mlops_conn_id: str | None, where: str) -> None:
+    """Refuse a task given neither an artifact root nor an ``mlops_artifacts`` connection, or both."""
+    if (artifact_root is None) == (mlops_conn_id is None):
+        raise MlopsError(f"{where}: give artifact_root or mlops_conn_id (an mlops_artifacts connection), exactly one of them.")
 
 
 class SourceMixin:
@@ -68,20 +77,30 @@ class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
     :param pipeline: the pipeline name; artifacts live under ``<kind>/<pipeline>/`` in the store.
     :param artifact_root: ``file://...``, a local path, or ``s3://bucket/prefix`` (templated).
     :param aws_conn_id: Airflow AWS connection used for ``s3://`` roots (its extra may set ``endpoint_url``).
+    :param mlops_conn_id: instead of ``artifact_root``, an ``mlops_artifacts`` connection holding the root (and the
+        AWS connection to reach it).
     """
 
     template_fields: Sequence[str] = ("artifact_root",)
     ui_color = "#e8f4fd"
 
     def __init__(
-        self, *, pipeline: str, artifact_root: str, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any
+        self,
+        *,
+        pipeline: str,
+        artifact_root: str | None = None,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        mlops_conn_id: str | None = None,
+        **kwargs: Any,
     ) -> None:
         # Each key of the returned dict is also its own XCom, so ``op.output["dataset_id"]`` works downstream.
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
+        store_location(artifact_root, mlops_conn_id, self.task_id)
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+        self.mlops_conn_id = mlops_conn_id
 
 
 class ColumnsOperator(MlopsBaseOperator):

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
-from airflow_mlops.operators.base import ArtifactStoreMixin
+from airflow_mlops.operators.base import ArtifactStoreMixin, store_location
 from airflow_mlops.triggers import TriggerStatus
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class MlopsSensor(ArtifactStoreMixin, BaseSensorOperator):
     :param pipeline: pipeline name.
     :param artifact_root: the artifact store (templated).
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots, used by the trigger as well.
+    :param mlops_conn_id: instead of ``artifact_root``, an ``mlops_artifacts`` connection holding the root.
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
@@ -42,15 +43,18 @@ class MlopsSensor(ArtifactStoreMixin, BaseSensorOperator):
         self,
         *,
         pipeline: str,
-        artifact_root: str,
+        artifact_root: str | None = None,
         aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        mlops_conn_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        store_location(artifact_root, mlops_conn_id, self.task_id)
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+        self.mlops_conn_id = mlops_conn_id
         self.deferrable = deferrable
 
     def check(self) -> tuple[bool, Any]:

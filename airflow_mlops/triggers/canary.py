@@ -23,6 +23,7 @@ class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
 
     :param artifact_root: the artifact store.
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots (as the operators use it).
+    :param mlops_conn_id: the ``mlops_artifacts`` connection holding the root, when ``artifact_root`` is None.
     :param pipeline: pipeline name.
     :param check: one of :data:`CHECKS`.
     :param arguments: the check's keyword arguments, but for the store, the pipeline and ``now``.
@@ -32,18 +33,20 @@ class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
     def __init__(
         self,
         *,
-        artifact_root: str,
+        artifact_root: str | None,
         aws_conn_id: str | None,
         pipeline: str,
         check: str,
         arguments: dict[str, Any],
         poll_seconds: float,
+        mlops_conn_id: str | None = None,
     ) -> None:
         super().__init__()
         if check not in CHECKS:
             raise MlopsError(f"Unknown deployment check {check!r}; expected one of {CHECKS}.")
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+        self.mlops_conn_id = mlops_conn_id
         self.pipeline = pipeline
         self.check = check
         self.arguments = arguments
@@ -55,6 +58,7 @@ class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
             {
                 "artifact_root": self.artifact_root,
                 "aws_conn_id": self.aws_conn_id,
+                "mlops_conn_id": self.mlops_conn_id,
                 "pipeline": self.pipeline,
                 "check": self.check,
                 "arguments": self.arguments,

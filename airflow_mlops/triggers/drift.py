@@ -18,15 +18,26 @@ class PredictionRowsTrigger(ArtifactStoreMixin, BaseTrigger):
 
     :param artifact_root: the artifact store.
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots (as the operators use it).
+    :param mlops_conn_id: the ``mlops_artifacts`` connection holding the root, when ``artifact_root`` is None.
     :param pipeline: pipeline name.
     :param min_rows: new rows needed.
     :param poll_seconds: time between counts.
     """
 
-    def __init__(self, *, artifact_root: str, aws_conn_id: str | None, pipeline: str, min_rows: int, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        artifact_root: str | None,
+        aws_conn_id: str | None,
+        pipeline: str,
+        min_rows: int,
+        poll_seconds: float,
+        mlops_conn_id: str | None = None,
+    ) -> None:
         super().__init__()
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+        self.mlops_conn_id = mlops_conn_id
         self.pipeline = pipeline
         self.min_rows = min_rows
         self.poll_seconds = poll_seconds
@@ -37,6 +48,7 @@ class PredictionRowsTrigger(ArtifactStoreMixin, BaseTrigger):
             {
                 "artifact_root": self.artifact_root,
                 "aws_conn_id": self.aws_conn_id,
+                "mlops_conn_id": self.mlops_conn_id,
                 "pipeline": self.pipeline,
                 "min_rows": self.min_rows,
                 "poll_seconds": self.poll_seconds,

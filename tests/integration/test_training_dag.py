@@ -247,10 +247,13 @@ class TestValidationGate:
 
 
 class TestS3Artifacts:
-    def test_pipeline_on_s3_through_the_amazon_provider_hook(self, pipeline, tmp_path, s3_bucket, aws_connection):
+    def test_pipeline_on_s3_through_the_amazon_provider_hook(self, pipeline, tmp_path, s3_bucket, aws_connection, monkeypatch):
+        """The YAML names an mlops_artifacts connection (artifacts.conn_id) that holds the root and its AWS connection."""
         import boto3
 
         endpoint, bucket = s3_bucket
+        extra = {"artifact_root": f"s3://{bucket}/mlops", "aws_conn_id": aws_connection}
+        monkeypatch.setenv("AIRFLOW_CONN_TEAM_ARTIFACTS", json.dumps({"conn_type": "mlops_artifacts", "extra": extra}))
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         for part, seed in (("a", 1), ("b", 2)):
             client.put_object(
@@ -260,14 +263,15 @@ class TestS3Artifacts:
             churn_config(
                 "churn_s3",
                 tmp_path,
-                artifacts={"root": f"s3://{bucket}/mlops", "aws_conn_id": aws_connection},
+                artifacts={"conn_id": "team_artifacts"},
                 source={"uri": f"s3://{bucket}/raw/{{{{ ds }}}}/", "aws_conn_id": aws_connection},
             )
         )
         run, states = run_dag(dag, "2026-11-01")
         assert run.state == "success", states
         assert xcom(run, "data.acquire")["rows"] == 1600
-        store = ArtifactStore.from_uri(config.artifacts.root, client)
+        assert config.artifacts.root is None and dag.get_task("data.acquire").mlops_conn_id == "team_artifacts"
+        store = ArtifactStore.from_uri(extra["artifact_root"], client)
         version = xcom(run, "training.train")["model_version"]
         assert ModelRegistry(store, "churn_s3").production() == version
         keys = set(store.list(""))

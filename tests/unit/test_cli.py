@@ -55,7 +55,8 @@ class TestLintCommand:
             f"{configs / 'bad.yml'}: evaluation.metric: Input should be 'roc_auc', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
             (
                 f"{configs / 'bad.yml'}: colour: unknown key (allowed here: pipeline, description, owner, schedule, start_date, catchup, "
-                "tags, artifacts, source, label, task, features, validation, preprocess, model, compute, evaluation, canary, monitor). "
+                "tags, artifacts, source, label, task, features, validation, preprocess, model, compute, evaluation, canary, monitor, "
+                "operations). "
                 "Got 'x' instead."
             ),
         ]

@@ -145,6 +145,7 @@ BAD = [
         id="unknown-stage",
     ),
     pytest.param(with_keys(operations={"retries": -1}), ("operations", "retries"), id="negative-retries"),
+    pytest.param(with_keys(artifacts={"root": "s3://b/x", "conn_id": "team"}), ("artifacts", "conn_id"), id="root-and-conn-id"),
     pytest.param(
         with_keys(operations={"deadline_minutes": 60}), ("operations", "deadline_minutes"), id="deadline-without-target"
     ),

@@ -336,6 +336,12 @@ FULL = {
 }
 
 
+def test_a_connection_instead_of_a_root_gets_no_default_root(tmp_path):
+    config = load_pipeline_config(write(tmp_path, {**VALID, "artifacts": {"conn_id": "team_artifacts"}}))
+    assert config.artifacts.root is None and config.artifacts.conn_id == "team_artifacts"
+    assert config.artifacts.location == "the root of connection 'team_artifacts'"
+
+
 class TestParseTimeCache:
     def test_a_cached_config_equals_the_validated_one(self, tmp_path):
         from airflow_mlops.factories import loader

@@ -50,3 +50,35 @@ class TestArtifactStoreHook:
         monkeypatch.setenv("AIRFLOW_CONN_EMPTY", json.dumps({"conn_type": "mlops_artifacts", "extra": {}}))
         with pytest.raises(MlopsError, match="no 'artifact_root'"):
             ArtifactStoreHook(mlops_conn_id="empty").get_store()
+
+    def test_a_missing_connection_names_itself_and_how_to_define_it(self):
+        with pytest.raises(
+            MlopsError, match=r"connection 'nowhere' \(type mlops_artifacts\) could not be read.*AIRFLOW_CONN_NOWHERE"
+        ):
+            ArtifactStoreHook(mlops_conn_id="nowhere").get_store()
+
+    def test_an_unreachable_s3_root_names_the_connections_and_the_endpoint(self, monkeypatch):
+        aws = {
+            "conn_type": "aws",
+            "login": "k",
+            "password": "s",
+            "extra": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_DEAD_S3", json.dumps(aws))
+        extra = {"artifact_root": "s3://bucket/mlops", "aws_conn_id": "dead_s3"}
+        monkeypatch.setenv("AIRFLOW_CONN_TEAM", json.dumps({"conn_type": "mlops_artifacts", "extra": extra}))
+        with pytest.raises(MlopsError) as err:
+            ArtifactStoreHook(mlops_conn_id="team").get_store()
+        message = str(err.value)
+        assert "artifact root s3://bucket/mlops through AWS connection 'dead_s3' (from connection 'team')" in message
+        assert "endpoint http://127.0.0.1:9" in message
+
+    def test_test_connection(self, tmp_path, s3_bucket, aws_connection, monkeypatch):
+        _, bucket = s3_bucket
+        ok, message = ArtifactStoreHook(artifact_root=f"s3://{bucket}/mlops", aws_conn_id=aws_connection).test_connection()
+        assert ok and message == f"Artifact store s3://{bucket}/mlops is reachable"
+        assert ArtifactStoreHook(artifact_root=str(tmp_path)).test_connection()[0] is True
+        ok, message = ArtifactStoreHook(artifact_root=str(tmp_path / "missing")).test_connection()
+        assert not ok and message.endswith("is not a folder on this machine")
+        ok, message = ArtifactStoreHook(artifact_root="s3://no-such-bucket/x", aws_conn_id=aws_connection).test_connection()
+        assert not ok and "Cannot reach the artifact root s3://no-such-bucket/x" in message and "404" in message

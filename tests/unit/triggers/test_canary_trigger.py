@@ -12,6 +12,7 @@ from airflow_mlops.triggers.canary import DeploymentCheckTrigger, TriggerStatus
 KWARGS = {
     "artifact_root": "file:///tmp/x",
     "aws_conn_id": None,
+    "mlops_conn_id": "mlops_default",
     "pipeline": "churn",
     "check": "canary_check",
     "arguments": {
@@ -89,7 +90,8 @@ class TestPredictionRowsTrigger:
         from airflow_mlops.triggers.drift import PredictionRowsTrigger
 
         store = ArtifactStore.from_uri(str(tmp_path))
-        kwargs = {"artifact_root": store.root_uri, "aws_conn_id": None, "pipeline": "churn", "min_rows": 3, "poll_seconds": 0.05}
+        kwargs = {"artifact_root": store.root_uri, "aws_conn_id": None, "mlops_conn_id": None, "pipeline": "churn", "min_rows": 3}
+        kwargs["poll_seconds"] = 0.05
         path, data = PredictionRowsTrigger(**kwargs).serialize()
         assert path == "airflow_mlops.triggers.drift.PredictionRowsTrigger" and data == kwargs
         buffer = io.BytesIO()
