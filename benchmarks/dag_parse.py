@@ -71,7 +71,9 @@ def main(repeats: int = 5) -> None:
     (root / "hand_written" / "hand_written.py").write_text(HAND_WRITTEN)
     airflow = str(Path(sys.executable).parent / "airflow")
     home = {"AIRFLOW_HOME": str(root / "airflow-home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    subprocess.run([airflow, "db", "migrate"], env={**os.environ, **home}, capture_output=True, check=True)  # `dags report` needs it
+    subprocess.run(
+        [airflow, "db", "migrate"], env={**os.environ, **home}, capture_output=True, check=True
+    )  # `dags report` needs it
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
         for folder in ("yaml_built", "hand_written"):

@@ -11,6 +11,7 @@ from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.schema import dag_id
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.notifications import PipelineNotifier
+from airflow_mlops.operators.base import LINEAGE, lineage_asset
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
@@ -105,6 +106,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         "categorical": list(config.features.categorical),
     }
     gate = config.evaluation
+    assets = {kind: lineage_asset(config.pipeline, kind) for kind in LINEAGE}  # Airflow's Asset views: data -> model
     with DAG(**_dag_kwargs(config, kind="training", schedule=_training_schedule(config)), doc_md=_doc(config)) as dag:
         with _stage(config, "data", "Snapshot the source and check it against the schema"):
             source = {"source_uri": config.source.uri, "source_aws_conn_id": config.source.aws_conn_id}
@@ -116,7 +118,9 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                     **source,
                     **common,
                 )
-            acquire = DataAcquisitionOperator(task_id="acquire", source_format=config.source.format, **source, **common)
+            acquire = DataAcquisitionOperator(
+                task_id="acquire", source_format=config.source.format, outlets=[assets["dataset"]], **source, **common
+            )
             if config.source.wait is not None:
                 wait >> acquire
             validate = DataValidationOperator(
@@ -134,6 +138,8 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 histogram_bins=config.preprocess.histogram_bins,
                 runner=config.preprocess.runner,
                 pipeline_options=dict(config.preprocess.pipeline_options),
+                inlets=[assets["dataset"]],
+                outlets=[assets["features"]],
                 **columns,
                 **common,
             )
@@ -145,6 +151,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 num_boost_round=config.model.num_boost_round,
                 seed=config.model.seed,
                 early_stopping_rounds=config.model.early_stopping_rounds,
+                inlets=[assets["features"]],
                 **common,
             )
         with _stage(config, "evaluation", "Holdout metrics vs production, then the gate"):
@@ -177,7 +184,13 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 "seed": config.model.seed,
             }
             bless = ModelRegistrationOperator(
-                task_id="bless", evaluation=evaluate.output, lineage=lineage, promote=config.canary is None, **common
+                task_id="bless",
+                evaluation=evaluate.output,
+                lineage=lineage,
+                promote=config.canary is None,
+                inlets=[assets["features"]],
+                outlets=[assets["model"]],
+                **common,
             )
             reject = ModelRegistrationOperator(
                 task_id="reject",

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, BaseOperator, Context
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
@@ -32,6 +32,16 @@ class ArtifactStoreMixin:
 
         hook = ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id, mlops_conn_id=self.mlops_conn_id)
         return hook.get_store()
+
+
+LINEAGE = ("dataset", "features", "model")
+"""What a pipeline's Assets stand for: its dataset snapshots, its feature sets, its blessed model versions."""
+
+
+def lineage_asset(pipeline: str, kind: str) -> Asset:
+    """The Asset of a pipeline's ``kind`` (one of :data:`LINEAGE`); each event's extra names the content id."""
+    # Name only: a URI with a scheme makes Airflow load every provider's URI handlers (boto3 among them) at parse time.
+    return Asset(name=f"mlops_{pipeline}_{kind}", group="mlops")
 
 
 def store_location(artifact_root: str | None, mlops_conn_id: str | None, where: str) -> None:
@@ -101,6 +111,12 @@ class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
         self.mlops_conn_id = mlops_conn_id
+
+    def record_lineage(self, context: Context, kind: str, extra: dict[str, Any]) -> None:
+        """Put ``extra`` (content ids, metrics) on the event of the pipeline's ``kind`` Asset, when it is an outlet."""
+        asset = lineage_asset(self.pipeline, kind)
+        if any(outlet == asset for outlet in self.outlets):
+            context["outlet_events"][asset].extra = extra
 
 
 class ColumnsOperator(MlopsBaseOperator):

@@ -50,6 +50,8 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
             result["rows"],
             "new snapshot" if result["created"] else "already stored",
         )
+        extra = {k: result[k] for k in ("dataset_id", "dataset_uri", "rows", "source")}
+        self.record_lineage(context, "dataset", extra)
         return result
 
 

@@ -124,4 +124,8 @@ class ModelRegistrationOperator(MlopsBaseOperator):
             result["revision"],
             result["production"],
         )
+        if result["status"] == "blessed":
+            extra = {"model_version": result["model_version"], "metrics": self.evaluation.get("metrics", {})}
+            extra |= {k: lineage[k] for k in ("dataset_id", "features_id", "transform_hash") if k in lineage}
+            self.record_lineage(context, "model", extra)
         return result

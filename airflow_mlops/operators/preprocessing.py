@@ -68,4 +68,9 @@ class BeamPreprocessOperator(ColumnsOperator):
             result["eval_rows"],
             result["features_uri"],
         )
+        extra = {
+            "dataset_id": self.dataset_id,
+            **{k: result[k] for k in ("features_id", "transform_hash", "train_rows", "eval_rows")},
+        }
+        self.record_lineage(context, "features", extra)
         return result

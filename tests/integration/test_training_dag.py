@@ -51,6 +51,16 @@ def write_day(tmp_path, ds: str, frame) -> None:
     frame.to_csv(tmp_path / "data" / f"{ds}.csv", index=False)
 
 
+def asset_events(run) -> dict[str, dict]:
+    """The extras of the Asset events ``run`` emitted, by Asset name."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter_by(source_dag_id=run.dag_id, source_run_id=run.run_id).all()
+        return {event.asset.name: dict(event.extra) for event in events}
+
+
 def xcom(run, task_id: str, key: str = "return_value"):
     ti = next(t for t in run.get_task_instances() if t.task_id == task_id)
     from airflow.models.xcom import XComModel
@@ -88,6 +98,14 @@ class TestTrainingDag:
         assert store.exists("schemas/churn_e2e/schema.json")
         evaluation = xcom(run, "evaluation.evaluate")
         assert 0.6 < evaluation["metrics"]["roc_auc"] < 1.0
+        lineage = asset_events(run)  # Airflow's Asset views: which data made which model
+        dataset_id, features_id = entry["lineage"]["dataset_id"], entry["lineage"]["features_id"]
+        assert lineage["mlops_churn_e2e_dataset"]["dataset_id"] == dataset_id
+        features = lineage["mlops_churn_e2e_features"]
+        assert (features["dataset_id"], features["features_id"]) == (dataset_id, features_id)
+        model = lineage["mlops_churn_e2e_model"]
+        assert (model["model_version"], model["dataset_id"], model["features_id"]) == (v1, dataset_id, features_id)
+        assert model["metrics"]["roc_auc"] == evaluation["metrics"]["roc_auc"]
         assert set(evaluation["slices"]["contract"]) == {"month-to-month", "one-year", "two-year"}
 
         # Day two: the export lands late (the run waits for it, deferred); a new candidate is judged against
