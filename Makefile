@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo test quick style lint lock clean
+.PHONY: install demo test quick style lint lock clean bench-serving
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
@@ -41,6 +41,12 @@ style: install
 
 lint: install
 	@$(BIN)/airflow-mlops lint dags/configs
+
+# The model server against MLServer 1.7.1 and a bare Starlette endpoint under wrk (benchmarks/serving.py);
+# wrk comes from apt-get when missing, MLServer goes into its own venv under the system temp dir on first use.
+bench-serving: install
+	@command -v wrk > /dev/null || apt-get install -y wrk
+	@$(BIN)/python benchmarks/serving.py
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

@@ -4,9 +4,15 @@ Runs without an Airflow deployment."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.store.artifacts import ArtifactStore
 
 
 def _config_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
@@ -60,15 +66,26 @@ def cmd_example_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_store(config: PipelineConfig, artifact_root: str | None) -> ArtifactStore:
+    """The pipeline's artifact store: ``artifact_root`` when given, else the config's root or its connection (read
+    from Airflow's connections, e.g. an ``AIRFLOW_CONN_<ID>`` variable), S3 through the config's AWS connection."""
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+    if artifact_root or not config.artifacts.conn_id:
+        return ArtifactStore.from_uri(artifact_root or config.artifacts.root)
+    from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
+
+    return ArtifactStoreHook(aws_conn_id=config.artifacts.aws_conn_id, mlops_conn_id=config.artifacts.conn_id).get_store()
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     """Print a pipeline's model registry as a table."""
     from airflow_mlops.factories.loader import load_pipeline_config
-    from airflow_mlops.store.artifacts import ArtifactStore
     from airflow_mlops.store.layout import registry_key
     from airflow_mlops.store.registry import ModelRegistry
 
     config = load_pipeline_config(args.config)
-    doc = ModelRegistry(ArtifactStore.from_uri(args.artifact_root or config.artifacts.root), config.pipeline).load()
+    doc = ModelRegistry(_config_store(config, args.artifact_root), config.pipeline).load()
     production = (doc["aliases"].get("production") or {}).get("version")
     metric = config.evaluation.metric if config.evaluation else None
     print(
@@ -92,11 +109,10 @@ def cmd_schema_accept(args: argparse.Namespace) -> int:
     from airflow_mlops.exceptions import MlopsError
     from airflow_mlops.factories.loader import load_pipeline_config
     from airflow_mlops.stages.data import Columns, accept_schema
-    from airflow_mlops.store.artifacts import ArtifactStore
 
     config = load_pipeline_config(args.config)
     columns = Columns(config.label, config.task, list(config.features.numeric), list(config.features.categorical))
-    store = ArtifactStore.from_uri(args.artifact_root or config.artifacts.root)
+    store = _config_store(config, args.artifact_root)
     try:
         result = accept_schema(
             store, config.pipeline, columns, report_uri=args.report, by=args.by or getpass.getuser(), why=args.why
@@ -109,24 +125,58 @@ def cmd_schema_accept(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the pipeline's production (and canary) model over HTTP."""
+    """Serve the pipeline's production (and canary) model over HTTP, in one worker process per core by default."""
+    import json
     import logging
+    import shutil
+    import tempfile
+    import uuid
 
     import uvicorn
 
-    from airflow_mlops.serving.app import GUARDED, ModelServer, create_app, read_tokens
-    from airflow_mlops.store.artifacts import ArtifactStore
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+    if args.workers < 1:
+        print(f"--workers: expected at least 1. Got {args.workers} instead.", file=sys.stderr)
+        return 2
+    # prometheus_client picks multiprocess mode when it is first imported: the folder is set before the app is.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:  # one of the operator's: emptied, each server run counts from zero
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="airflow-mlops-metrics-")
+    from airflow_mlops.serving.app import GUARDED, SETTINGS_ENV, read_tokens
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = ModelServer(
-        ArtifactStore.from_uri(args.artifact_root),
-        args.pipeline,
-        poll_seconds=args.poll_seconds,
-        flush_seconds=args.flush_seconds,
-        wal_dir=args.wal_dir,
-        tokens={route: read_tokens(route, getattr(args, f"{route}_token_file")) for route in GUARDED},
-    )
-    uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
+    token_files = {route: getattr(args, f"{route}_token_file") for route in GUARDED}
+    for route, token_file in token_files.items():
+        if token_file and not read_tokens(route, token_file):  # read here once, so a bad file stops the start
+            print(f"--{route}-token-file: {token_file} holds no token.", file=sys.stderr)
+            return 2
+    settings = {
+        "artifact_root": args.artifact_root,
+        "pipeline": args.pipeline,
+        "version": args.version,
+        "poll_seconds": args.poll_seconds,
+        "flush_seconds": args.flush_seconds,
+        "wal_dir": args.wal_dir,
+        "token_files": token_files,
+        "workers": args.workers,
+        "run": uuid.uuid4().hex,
+    }
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    try:
+        uvicorn.run(
+            "airflow_mlops.serving.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+        )
+    finally:
+        if not metrics_dir:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return 0
 
 
@@ -157,8 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")
     serve.add_argument("--pipeline", required=True)
+    serve.add_argument(
+        "--version",
+        help="serve this model version alone, as production: no canary, the registry's aliases are not watched "
+        "(one KServe revision per version)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes on the one socket (default: the number of cores)",
+    )
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often the registry is checked for new models")
     serve.add_argument("--flush-seconds", type=float, default=2.0, help="how often logged predictions are written")
     serve.add_argument(

@@ -159,14 +159,24 @@ def model_server():
     """Start ``airflow-mlops serve`` on 127.0.0.1; ``start(root_uri, pipeline)`` returns an httpx client.
 
     Each server writes ahead to its own folder (``wal_dir``, a fresh temporary one unless given), so no test ships
-    another's rows; ``start.procs`` holds the processes (last started last)."""
+    another's rows; it runs ``workers`` worker processes (1 unless given) in a process group of its own, and
+    ``args`` are added to its command line. ``start.procs`` holds the processes (last started last)."""
     import httpx
 
     procs: list[subprocess.Popen] = []
     clients = []
     wal_root = Path(tempfile.mkdtemp(prefix="mlops-test-wal-"))
 
-    def start(root_uri: str, pipeline: str, *, require_model: bool = True, wal_dir: Path | None = None, env: dict | None = None):
+    def start(
+        root_uri: str,
+        pipeline: str,
+        *,
+        require_model: bool = True,
+        wal_dir: Path | None = None,
+        env: dict | None = None,
+        workers: int = 1,
+        args: list[str] = (),
+    ):
         port = _free_port()
         wal_dir = wal_dir or Path(tempfile.mkdtemp(dir=wal_root))
         proc = subprocess.Popen(
@@ -187,10 +197,14 @@ def model_server():
                 "0.3",
                 "--wal-dir",
                 str(wal_dir),
+                "--workers",
+                str(workers),
+                *args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its workers too can be killed at once (os.killpg)
         )
         procs.append(proc)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -220,4 +234,6 @@ def model_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):  # a worker left behind by a killed supervisor
+            os.killpg(proc.pid, 9)
     shutil.rmtree(wal_root, ignore_errors=True)

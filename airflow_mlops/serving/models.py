@@ -13,6 +13,7 @@ from airflow_mlops.store.layout import model_prefix
 
 NUMERIC_TYPES = (int, float)
 FLOAT_MAX = 1.7976931348623157e308
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,13 @@ class ServedModel:
     booster: Any
     transform: FeatureTransform
     task: str
+    features: tuple[str, ...] = field(init=False)
+    numeric: frozenset[str] = field(init=False)
+    """The transform's feature names in order, and the numeric ones: looked up for every row, so kept at hand."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.transform.features))
+        object.__setattr__(self, "numeric", frozenset(self.transform.spec["numeric"]))
 
     @classmethod
     def load(cls, store: ArtifactStore, pipeline: str, version: str) -> ServedModel:
@@ -41,25 +49,30 @@ class ServedModel:
         """Raise a MlopsError naming the row and feature when ``row`` cannot be scored."""
         if not isinstance(row, dict):
             raise MlopsError(f"instances[{index}]: expected an object of feature values, got {type(row).__name__}")
-        numeric = self.transform.spec["numeric"]
-        for name in self.transform.features:
-            if name not in row:
-                raise MlopsError(f"instances[{index}]: missing feature {name!r}")
-            value = row[name]
+        numeric = self.numeric
+        for name in self.features:
+            value = row.get(name, _MISSING)
             if value is None:
                 continue
-            if name in numeric and (isinstance(value, bool) or not isinstance(value, NUMERIC_TYPES)):
-                raise MlopsError(f"instances[{index}].{name}: expected a number or null, got {type(value).__name__}")
-            if name in numeric and isinstance(value, int) and not -FLOAT_MAX <= value <= FLOAT_MAX:
-                raise MlopsError(f"instances[{index}].{name}: {len(str(abs(value)))}-digit number is beyond float range")
-            if name not in numeric and not isinstance(value, str | int):
-                raise MlopsError(f"instances[{index}].{name}: expected a string or null, got {type(value).__name__}")
+            if value is _MISSING:
+                raise MlopsError(f"instances[{index}]: missing feature {name!r}")
+            kind = type(value)
+            if name in numeric:
+                if kind is float:
+                    continue
+                if kind is bool or not isinstance(value, NUMERIC_TYPES):
+                    raise MlopsError(f"instances[{index}].{name}: expected a number or null, got {kind.__name__}")
+                if isinstance(value, int) and not -FLOAT_MAX <= value <= FLOAT_MAX:
+                    raise MlopsError(f"instances[{index}].{name}: {len(str(abs(value)))}-digit number is beyond float range")
+            elif kind is not str and not isinstance(value, str | int):
+                raise MlopsError(f"instances[{index}].{name}: expected a string or null, got {kind.__name__}")
 
     def predict(self, rows: list[dict[str, Any]]) -> list[float]:
         import numpy as np
 
-        matrix = np.array([self.transform.apply(r) for r in rows], dtype=float)
-        return [float(p) for p in self.booster.predict(matrix, num_threads=1)]
+        apply = self.transform.apply
+        matrix = np.array([apply(r) for r in rows], dtype=float)
+        return self.booster.predict(matrix, num_threads=1).tolist()
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,13 @@ class PredictionLog:
     request is answered) and keeps them in memory; a background thread ships them as a Parquet part every
     ``flush_rows`` rows or ``flush_seconds``, then deletes the segment. A part's key comes from its segment
     (start time and id), so shipping a segment again writes the same part, never a second copy. A failed
-    shipment stays on disk and is retried, in order, at the next flush; segments left by a killed process are
-    shipped when the next process starts (a segment is locked while its process lives).
+    shipment stays on disk and is retried, in order, at the next flush.
+
+    Each process writes its segments into a folder of its own, ``<wal_dir>/<kind>/<owner>/``, and holds the lock
+    of ``<owner>.lock`` beside it while it lives, so the worker processes of one server share a ``wal_dir``. A
+    folder whose lock no process holds (its process was killed) is adopted at the next flush of any process
+    writing there, the first to take that lock: it ships the folder's segments, then removes the folder and the
+    lock. Only the lock holder ships a folder, so a dead worker's segments are shipped by exactly one other.
 
     :param store: the artifact store.
     :param pipeline: pipeline name.
@@ -214,8 +219,10 @@ class PredictionLog:
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.wal_dir = Path(wal_dir or default_wal_dir(store, pipeline)) / kind
         self._rows: list[dict[str, Any]] = []
+        self._owner: _Owner | None = None
         self._segment: _Segment | None = None
         self._pending: list[tuple[Path, list[dict[str, Any]] | None]] = []
+        self._adopted: dict[Path, _Owner] = {}
         self._lock = threading.Lock()
         self._ship_lock = threading.Lock()
         self._wake = threading.Event()
@@ -226,9 +233,6 @@ class PredictionLog:
 
     def start(self) -> PredictionLog:
         self.wal_dir.mkdir(parents=True, exist_ok=True)
-        self._pending += [(path, None) for path in sorted(self.wal_dir.glob("*.jsonl")) if _unowned(path)]
-        if self._pending:
-            log.info("Shipping %d %s segment(s) a previous server left in %s", len(self._pending), self.kind, self.wal_dir)
         self._thread.start()
         return self
 
@@ -236,7 +240,9 @@ class PredictionLog:
         data = "".join(json.dumps(row) + "\n" for row in rows).encode()
         with self._lock:
             if self._segment is None:
-                self._segment = _Segment.open(self.wal_dir)
+                if self._owner is None:
+                    self._owner = _Owner.create(self.wal_dir)
+                self._segment = _Segment.open(self._owner.folder)
             self._segment.write(data)
             self._rows.extend(rows)
             full = len(self._rows) >= self.flush_rows
@@ -244,13 +250,20 @@ class PredictionLog:
             self._wake.set()
 
     def close(self) -> None:
+        """Ship what is left, then remove this process's folder (kept, for the next start, if shipping failed)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
+        with self._lock, self._ship_lock:
+            owners = [*self._adopted.values(), *([self._owner] if self._owner else [])]
+            self._owner, self._adopted = None, {}
+            for owner in owners:
+                owner.release(remove=not self._pending)
 
     def flush(self) -> None:
-        """Ship the rows appended so far and any segment still waiting; a failure leaves them for the next flush."""
+        """Adopt the folders of dead processes, then ship the rows appended so far and every segment still waiting; a
+        failure leaves them for the next flush."""
         with self._lock:
             rows, self._rows = self._rows, []
             segment, self._segment = self._segment, None
@@ -258,6 +271,7 @@ class PredictionLog:
             if segment is not None:
                 segment.close()
                 self._pending.append((segment.path, rows))
+            self._adopt()
             while self._pending:
                 path, rows = self._pending[0]
                 try:
@@ -269,6 +283,21 @@ class PredictionLog:
                     return
                 path.unlink(missing_ok=True)
                 self._pending.pop(0)
+            for owner in self._adopted.values():  # every segment of theirs is shipped
+                owner.release(remove=True)
+            self._adopted.clear()
+
+    def _adopt(self) -> None:
+        """Queue the segments of every folder whose process is gone and whose lock this process could take."""
+        own = self._owner.folder if self._owner else None
+        for lock in sorted(self.wal_dir.glob("*.lock")) if self.wal_dir.is_dir() else []:
+            folder = lock.with_suffix("")
+            if folder == own or folder in self._adopted or (owner := _Owner.claim(lock)) is None:
+                continue
+            self._adopted[folder] = owner
+            segments = sorted(folder.glob("*.jsonl"))
+            self._pending += [(path, None) for path in segments]
+            log.info("Shipping %d %s segment(s) a stopped server process left in %s", len(segments), self.kind, folder)
 
     def _ship(self, path: Path, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -316,19 +345,66 @@ def default_wal_dir(store: ArtifactStore, pipeline: str) -> Path:
 
 
 @dataclass
+class _Owner:
+    """A process's hold on a write-ahead folder: the lock of ``<folder>.lock``, taken when the folder is made (or
+    adopted) and held until its segments are shipped or the process ends."""
+
+    folder: Path
+    lock: Path
+    fd: int
+
+    @classmethod
+    def create(cls, wal_dir: Path) -> _Owner:
+        """A new folder for this process; its lock is held before it bears the name other processes look for."""
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder, lock, unnamed = wal_dir / name, wal_dir / f"{name}.lock", wal_dir / f".{name}.new"
+        folder.mkdir(parents=True)
+        fd = os.open(unnamed, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(unnamed, lock)
+        return cls(folder, lock, fd)
+
+    @classmethod
+    def claim(cls, lock: Path) -> _Owner | None:
+        """The folder of ``lock`` when no living process holds it, now held by this one; None otherwise."""
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # removed by the process that adopted it
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino != os.stat(lock).st_ino:  # removed meanwhile by the one that adopted it
+                raise FileNotFoundError(lock)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            return None
+        return cls(lock.with_suffix(""), lock, fd)
+
+    def release(self, *, remove: bool) -> None:
+        """Let go of the folder; with ``remove``, delete it (when empty) and its lock first."""
+        if remove:
+            try:
+                self.folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # a segment is left: the folder stays to be adopted
+                remove = False
+        if remove:
+            self.lock.unlink(missing_ok=True)
+        os.close(self.fd)
+
+
+@dataclass
 class _Segment:
-    """One write-ahead file: JSON lines, named by its start time (UTC) and a random id, locked while open."""
+    """One write-ahead file: JSON lines, named by its start time (UTC) and a random id."""
 
     path: Path
     fd: int
 
     @classmethod
     def open(cls, folder: Path) -> _Segment:
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return cls(path, fd)
+        return cls(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -342,16 +418,6 @@ class _Segment:
     def named(path: Path) -> tuple[datetime, str]:
         stamp, suffix = path.stem.split("-", 1)
         return datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC), suffix
-
-
-def _unowned(path: Path) -> bool:
-    """Whether no living process holds ``path`` (its lock goes with its process)."""
-    with open(path, "rb") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
 
 
 def _read_segment(path: Path) -> list[dict[str, Any]]:

@@ -293,42 +293,6 @@ class TestReliability:
         assert model_server.procs[-1].poll() is None, "the server process is alive"
         registry.set_alias("production", v1)
 
-    def test_kill_9_under_load_loses_no_answered_row(self, trained, registry, model_server, tmp_path):
-        store, _, _, _ = trained
-        wal = tmp_path / "wal"
-        client = model_server(store.root_uri, PIPELINE, wal_dir=wal)
-        victim = model_server.procs[-1]
-        answered: list[str] = []
-
-        def load():
-            with httpx.Client(base_url=str(client.base_url), timeout=5) as c:
-                for i in range(100_000):
-                    rows = [{**GOOD_ROW, "id": f"kill-{i}-{j}"} for j in range(5)]
-                    try:
-                        response = c.post("/predict", json={"instances": rows})
-                    except httpx.TransportError:
-                        return
-                    if response.status_code == 200:
-                        answered.extend(p["id"] for p in response.json()["predictions"])
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        time.sleep(2.0)
-        victim.kill()  # SIGKILL: no shutdown, no last flush
-        thread.join(timeout=30)
-        victim.wait(timeout=10)
-        assert len(answered) > 100
-        restarted = model_server(store.root_uri, PIPELINE, wal_dir=wal)  # ships what the killed one left
-        assert restarted.get("/health").status_code == 200
-        model_server.procs[-1].terminate()
-        model_server.procs[-1].wait(timeout=30)
-        logged = read_log(store, PIPELINE, "predictions", 0.0)
-        counts = logged[logged["_id"].str.startswith("kill-")]["_id"].value_counts()
-        missing = set(answered) - set(counts.index)
-        assert not missing, f"{len(missing)} of {len(answered)} answered rows missing from the log"
-        assert counts.max() == 1, "no row logged twice"
-        assert not list(wal.rglob("*.jsonl")), "everything shipped"
-
     def test_feedback_only_for_answered_ids_first_label_wins_and_finite(self, server):
         client, store, *_ = server
         assert (
@@ -371,3 +335,237 @@ class TestReliability:
         proc.wait(timeout=30)
         log = proc.stderr.read().decode()
         assert "/metrics is open" in log and "secret" not in log
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """A sample's value in a Prometheus text exposition (parsed by prometheus_client), 0 when absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def clients_per_worker(client, workers: int) -> dict[int, httpx.Client]:
+    """One keep-alive client per worker process (its connection stays with the worker that accepted it)."""
+    found: dict[int, httpx.Client] = {}
+    for _ in range(200):
+        candidate = httpx.Client(base_url=str(client.base_url), timeout=10)
+        pid = candidate.get("/health").json()["worker"]
+        if pid in found:
+            candidate.close()
+        else:
+            found[pid] = candidate
+        if len(found) == workers:
+            return found
+    raise AssertionError(f"only {len(found)} of {workers} workers answered")
+
+
+class TestWorkers:
+    def test_feedback_is_taken_once_for_ids_any_worker_answered_and_metrics_sum_all_workers(
+        self, trained, registry, model_server
+    ):
+        store, v1, _, _ = trained
+        client = model_server(store.root_uri, PIPELINE, workers=2)
+        first, second = clients_per_worker(client, 2).values()
+        ids = {first: [f"w1-{i}" for i in range(3)], second: [f"w2-{i}" for i in range(5)]}
+        for worker, names in ids.items():
+            answer = worker.post("/predict", json={"instances": [{**GOOD_ROW, "id": n} for n in names]})
+            assert answer.status_code == 200 and [p["id"] for p in answer.json()["predictions"]] == names
+        crossed = {first: ids[second], second: ids[first]}  # each label reaches the worker that did not answer it
+        for worker, names in crossed.items():
+            taken = worker.post("/feedback", json=[{"id": n, "label": 1} for n in [*names, "forged-1"]]).json()
+            assert taken == {
+                "accepted": len(names),
+                "refused": [{"id": "forged-1", "reason": "not answered by this server in the feedback window"}],
+            }
+        for worker, names in ids.items():  # the second label of an answer, on either worker
+            again = worker.post("/feedback", json={"id": names[0], "label": 0})
+            assert again.status_code == 422 and again.json()["refused"][0]["reason"] == "already labelled"
+        metrics = first.get("/metrics").text
+        assert metric(metrics, "mlops_predictions_total", version=v1) == 8, "both workers' rows"
+        assert metric(metrics, "mlops_request_latency_seconds_count", version=v1) == 2
+        assert second.get("/metrics").text.count("mlops_predictions_total{") == metrics.count("mlops_predictions_total{")
+
+        def labels():
+            frame = read_log(store, PIPELINE, "feedback", 0.0)
+            return frame[frame["_id"].str.startswith("w")]
+
+        wait_for(lambda: len(labels()) == 8)
+        assert labels()["_id"].value_counts().max() == 1, "one label per answer"
+        for worker in (first, second):
+            worker.close()
+
+    @pytest.mark.parametrize("workers", [pytest.param(1, id="one-worker"), pytest.param(2, id="two-workers")])
+    def test_kill_9_of_the_whole_server_under_load_loses_no_answered_row(
+        self, trained, registry, model_server, tmp_path, workers
+    ):
+        import os
+        import signal
+
+        store, _, _, _ = trained
+        wal = tmp_path / "wal"
+        client = model_server(store.root_uri, PIPELINE, wal_dir=wal, workers=workers)
+        victim = model_server.procs[-1]
+        prefix = f"kill{workers}-"
+        answered: list[str] = []
+
+        def load(thread: int):
+            with httpx.Client(base_url=str(client.base_url), timeout=5) as c:
+                for i in range(100_000):
+                    rows = [{**GOOD_ROW, "id": f"{prefix}{thread}-{i}-{j}"} for j in range(5)]
+                    try:
+                        response = c.post("/predict", json={"instances": rows})
+                    except httpx.TransportError:
+                        return
+                    if response.status_code == 200:
+                        answered.extend(p["id"] for p in response.json()["predictions"])
+
+        threads = [threading.Thread(target=load, args=(t,)) for t in range(4)]  # connections spread over the workers
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        os.killpg(victim.pid, signal.SIGKILL)  # supervisor and workers: no shutdown, no last flush
+        for thread in threads:
+            thread.join(timeout=30)
+        victim.wait(timeout=10)
+        assert len(answered) > 100
+        restarted = model_server(store.root_uri, PIPELINE, wal_dir=wal, workers=workers)  # ships what the killed left
+        assert restarted.get("/health").status_code == 200
+        model_server.procs[-1].terminate()
+        model_server.procs[-1].wait(timeout=30)
+        logged = read_log(store, PIPELINE, "predictions", 0.0)
+        counts = logged[logged["_id"].str.startswith(prefix)]["_id"].value_counts()
+        missing = set(answered) - set(counts.index)
+        assert not missing, f"{len(missing)} of {len(answered)} answered rows missing from the log"
+        assert counts.max() == 1, "no row logged twice"
+        assert not list(wal.rglob("*.jsonl")) and not list(wal.rglob("*.lock")), "everything shipped, every folder removed"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class TestOpenInferenceProtocol:
+    def v2_body(
+        self,
+        rows: list[dict],
+        ids: list[str] | None = None,
+        numeric=("tenure_months", "monthly_charges", "support_calls", "data_usage_gb"),
+    ):
+        inputs = [
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": "FP64" if name in numeric else "BYTES",
+                "data": [r[name] for r in rows],
+            }
+            for name in GOOD_ROW
+        ]
+        return {"id": "req-1", "inputs": inputs, **({"parameters": {"ids": ids}} if ids else {})}
+
+    def test_health_metadata_and_infer_go_the_way_of_predict(self, trained, registry, model_server):
+        store, v1, v2, _ = trained
+        registry.set_alias("canary", v2, weight=50)
+        client = model_server(store.root_uri, PIPELINE, env={"MLOPS_PREDICT_TOKENS": "p-token"})
+        wait_for(lambda: client.get("/health").json()["canary"] == v2)
+        token = bearer("p-token")
+        assert client.get("/v2/health/live").json() == {"live": True}
+        assert client.get("/v2/health/ready").status_code == 200, "probes need no token"
+        assert client.get(f"/v2/models/{PIPELINE}/ready").json() == {"name": PIPELINE, "ready": True}
+        assert client.get("/v2/models/other/ready").status_code == 404
+        assert client.get(f"/v2/models/{PIPELINE}").status_code == 401, "metadata takes the predict tokens"
+        metadata = client.get(f"/v2/models/{PIPELINE}", headers=token).json()
+        assert [(i["name"], i["datatype"]) for i in metadata["inputs"]] == [
+            (name, "BYTES" if name in ("contract", "payment_method", "region") else "FP64") for name in GOOD_ROW
+        ]
+        assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}] and set(metadata["versions"]) == {
+            v1,
+            v2,
+        }
+
+        rows = [{**GOOD_ROW, "tenure_months": i} for i in range(40)]
+        ids = [f"v2-{i}" for i in range(40)]
+        url = f"/v2/models/{PIPELINE}/infer"
+        assert client.post(url, json=self.v2_body(rows, ids)).status_code == 401
+        answer = client.post(url, json=self.v2_body(rows, ids), headers=token)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model_name"] == PIPELINE and body["id"] == "req-1" and body["parameters"]["ids"] == ids
+        assert body["outputs"][0]["shape"] == [40] and body["outputs"][0]["datatype"] == "FP64"
+        assert set(body["parameters"]["versions"]) == {v1, v2}, "the canary takes its share (sticky by id)"
+        same = client.post(
+            "/predict", json={"instances": [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]}, headers=token
+        )
+        predictions = same.json()["predictions"]
+        assert body["outputs"][0]["data"] == [p["prediction"] for p in predictions]
+        assert body["parameters"]["versions"] == [p["version"] for p in predictions], "one routing for both protocols"
+
+        made = client.post(url, json=self.v2_body(rows[:2]), headers=token).json()["parameters"]["ids"]
+        assert len(set(made)) == 2 and all(made), "ids are made up when none are given"
+        assert client.post("/feedback", json={"id": made[0], "label": 1}).json()["accepted"] == 1, "v2 answers take feedback"
+        nested = self.v2_body(rows[:3])
+        for given in nested["inputs"]:
+            given["shape"], given["data"] = [3, 1], [[v] for v in given["data"]]
+        assert client.post(url, json=nested, headers=token).status_code == 200, "shape [n, 1] is taken too"
+
+        def logged():
+            frame = read_log(store, PIPELINE, "predictions", 0.0)
+            return frame[frame["_id"].isin(ids)]["_id"].value_counts()
+
+        wait_for(lambda: logged().sum() == 80)
+        assert (logged() == 2).all(), "v2 rows are logged like /predict rows"
+
+    @pytest.mark.parametrize(
+        ("change", "status", "message"),
+        [
+            pytest.param(lambda b: b["inputs"].pop(), 422, "missing feature 'region'", id="missing-input"),
+            pytest.param(
+                lambda b: b["inputs"][0].update(data=["three"]), 422, "tenure_months: expected a number", id="wrong-type"
+            ),
+            pytest.param(lambda b: b["inputs"][0].update(shape=[2]), 400, "does not fit", id="shape-mismatch"),
+            pytest.param(lambda b: b["inputs"][1].update(data=[1.0, 2.0], shape=[2]), 400, "inputs[0] has 1", id="ragged"),
+            pytest.param(lambda b: b["inputs"].append(dict(b["inputs"][0])), 400, "given twice", id="duplicate-input"),
+            pytest.param(lambda b: b.update(parameters={"ids": ["a", "b"]}), 400, "parameters.ids", id="ids-count"),
+            pytest.param(lambda b: b.pop("inputs"), 400, "'inputs' list", id="no-inputs"),
+        ],
+    )
+    def test_bad_infer_requests_get_a_4xx_naming_the_problem(self, server, change, status, message):
+        client = server[0]
+        body = self.v2_body([GOOD_ROW])
+        change(body)
+        response = client.post(f"/v2/models/{PIPELINE}/infer", json=body)
+        assert response.status_code == status, response.text
+        assert message in response.json()["error"]
+        assert client.post("/v2/models/other/infer", json=self.v2_body([GOOD_ROW])).status_code == 404
+
+
+class TestPinnedVersion:
+    def test_a_pinned_server_serves_its_version_alone_whatever_the_registry_says(self, trained, registry, model_server):
+        store, v1, v2, _ = trained
+        registry.set_alias("canary", v2, weight=50)
+        client = model_server(store.root_uri, PIPELINE, args=["--version", v2])
+        assert client.get("/health").json() | {"worker": 0} == {
+            "status": "ok",
+            "production": v2,
+            "canary": None,
+            "canary_percent": 0.0,
+            "load_errors": {},
+            "worker": 0,
+        }
+        rows = [{**GOOD_ROW, "id": f"pin-{i}"} for i in range(50)]
+        assert {p["version"] for p in client.post("/predict", json={"instances": rows}).json()["predictions"]} == {v2}
+        registry.set_alias("canary", None)
+        registry.set_alias("production", v1)
+        time.sleep(1.0)  # a few polls of an unpinned server
+        assert client.get("/health").json()["production"] == v2
+        assert client.get(f"/v2/models/{PIPELINE}").json()["versions"] == [v2]
+
+    def test_a_pinned_version_that_cannot_load_is_not_ready(self, trained, registry, model_server):
+        store, *_ = trained
+        client = model_server(store.root_uri, PIPELINE, args=["--version", "no-such-version"], require_model=False)
+        health = client.get("/health").json()
+        assert health["production"] is None and "no-such-version" in health["load_errors"]
+        assert client.get("/v2/health/ready").status_code == 503 and client.get("/v2/health/live").status_code == 200
