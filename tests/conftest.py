@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -18,6 +19,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _HOME = Path(os.environ.get("MLOPS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="mlops-test-airflow-"))
+if "MLOPS_TEST_AIRFLOW_HOME" not in os.environ:  # a home of this run's own goes with it
+    atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 # Airflow reads its config at import time: set the environment before anything imports it.
 os.environ["AIRFLOW_HOME"] = str(_HOME)
