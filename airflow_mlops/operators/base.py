@@ -112,11 +112,35 @@ class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.mlops_conn_id = mlops_conn_id
 
+    def openlineage_io(self, inputs: list[str], outputs: list[str]) -> None:
+        """The URIs this run read and wrote, as :meth:`get_openlineage_facets_on_complete` reports them."""
+        self._openlineage_io = (inputs, outputs)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage's view of the run, when the openlineage provider is installed: the datasets it read and
+        wrote (``s3://bucket`` or ``file`` namespaces, the key or path as the name), as :meth:`openlineage_io` set."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        inputs, outputs = getattr(self, "_openlineage_io", ([], []))
+        return OperatorLineage(
+            inputs=[_openlineage_dataset(u) for u in inputs], outputs=[_openlineage_dataset(u) for u in outputs]
+        )
+
     def record_lineage(self, context: Context, kind: str, extra: dict[str, Any]) -> None:
         """Put ``extra`` (content ids, metrics) on the event of the pipeline's ``kind`` Asset, when it is an outlet."""
         asset = lineage_asset(self.pipeline, kind)
         if any(outlet == asset for outlet in self.outlets):
             context["outlet_events"][asset].extra = extra
+
+
+def _openlineage_dataset(uri: str) -> Any:
+    """An OpenLineage dataset by the naming spec: ``s3://bucket`` + key, or ``file`` + path."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return Dataset(namespace=f"s3://{bucket}", name=key)
+    return Dataset(namespace="file", name=uri.removeprefix("file://"))
 
 
 class ColumnsOperator(MlopsBaseOperator):

@@ -52,6 +52,7 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         )
         extra = {k: result[k] for k in ("dataset_id", "dataset_uri", "rows", "source")}
         self.record_lineage(context, "dataset", extra)
+        self.openlineage_io([result["source"]], [result["dataset_uri"]])
         return result
 
 

@@ -110,6 +110,7 @@ class ModelRegistrationOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.operators.retraining import retrain_requests
         from airflow_mlops.stages.evaluation import register
+        from airflow_mlops.store.layout import model_prefix, registry_key
 
         lineage = {**self.lineage, "dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
         requests = retrain_requests(context)
@@ -124,6 +125,8 @@ class ModelRegistrationOperator(MlopsBaseOperator):
             result["revision"],
             result["production"],
         )
+        model_uri = self.store.uri(model_prefix(self.pipeline, result["model_version"]))
+        self.openlineage_io([model_uri], [self.store.uri(registry_key(self.pipeline))])
         if result["status"] == "blessed":
             extra = {"model_version": result["model_version"], "metrics": self.evaluation.get("metrics", {})}
             extra |= {k: lineage[k] for k in ("dataset_id", "features_id", "transform_hash") if k in lineage}

@@ -47,10 +47,12 @@ class ModelTrainingOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.training import TrainSettings, train
+        from airflow_mlops.store.layout import features_prefix
 
         settings = TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
         result = train(self.store, self.pipeline, self.features_id, settings)
         self.log.info(
             "Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"]
         )
+        self.openlineage_io([self.store.uri(features_prefix(self.pipeline, self.features_id))], [result["model_uri"]])
         return result
