@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo test quick style lint lock clean bench-serving
+.PHONY: install demo demo-team test quick style lint lock clean bench-serving
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
@@ -24,6 +24,10 @@ install: $(BIN)/.installed
 
 demo: install
 	@bash scripts/demo.sh
+
+# The same loop on a team's Airflow: PostgreSQL, CeleryExecutor + Redis, two workers, S3 (moto) via a connection.
+demo-team: install
+	@bash scripts/demo.sh --team
 
 test: install style
 	@echo "==> Running the test suite (pytest)"
@@ -50,7 +54,7 @@ bench-serving: install
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:
-	@$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	@$(BIN)/uv pip compile pyproject.toml --extra test --extra team --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .airflow data

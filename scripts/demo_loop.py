@@ -241,7 +241,11 @@ def main() -> int:
         else "rolled back"
         if states.get("deploy.rollback") == "success"
         else "rejected by the gate"
+        if states.get("registry.reject") == "success"
+        else None
     )
+    if decision is None:
+        airflow.show_failure(training, run["dag_run_id"], states)  # exits: the run ended without a decision
     say(f"   v2 {decision}; production is {registry.production()}")
 
     summary(airflow, (training, monitor), store, registry, pipeline, traffic, config)

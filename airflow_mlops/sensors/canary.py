@@ -45,6 +45,7 @@ class DeploymentCheckSensor(MlopsSensor):
         return DeploymentCheckTrigger(
             artifact_root=self.artifact_root,
             aws_conn_id=self.aws_conn_id,
+            mlops_conn_id=self.mlops_conn_id,
             pipeline=self.pipeline,
             check=self.check_name,
             arguments=self.arguments(),

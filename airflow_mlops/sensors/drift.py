@@ -41,6 +41,7 @@ class DriftDataSensor(MlopsSensor):
         return PredictionRowsTrigger(
             artifact_root=self.artifact_root,
             aws_conn_id=self.aws_conn_id,
+            mlops_conn_id=self.mlops_conn_id,
             pipeline=self.pipeline,
             min_rows=self.min_rows,
             poll_seconds=self.poke_interval,

@@ -95,3 +95,16 @@ def test_the_timeout_counts_across_deferrals(store):
 def test_a_trigger_error_fails_the_task_with_its_message(store):
     with pytest.raises(Exception, match="wait failed: no credentials"):
         drift_sensor(store).execute_complete({}, {"status": TriggerStatus.ERROR, "message": "no credentials"})
+
+
+def test_the_triggers_carry_the_artifact_store_connection(store):
+    from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+    from airflow_mlops.sensors.drift import DriftDataSensor
+
+    common = {"pipeline": PIPELINE, "mlops_conn_id": "team_artifacts", "deferrable": True}
+    drift = DriftDataSensor(task_id="wait", min_rows=10, **common)
+    canary = CanaryAnalysisSensor(task_id="analysis", steps=[10], problem_type="regression", **common)
+    for sensor in (drift, canary):
+        trigger = sensor.trigger()
+        assert trigger.mlops_conn_id == "team_artifacts" and trigger.artifact_root is None
+        assert type(trigger)(**trigger.serialize()[1]).serialize() == trigger.serialize()
