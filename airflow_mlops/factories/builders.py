@@ -273,8 +273,9 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
     """deploy (first share) -> analysis through every share -> promote | rollback -> the promoted model's watch
     (when ``canary.watch.minutes``); returns the tasks that end it."""
     canary = config.canary
+    serving = {"target": canary.target, "kserve": canary.kserve.model_dump() if canary.kserve else None}
     with _stage(config, "deploy", "Canary on the model server, then promote or roll back"):
-        deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **common)
+        deploy = CanaryDeployOperator(task_id="canary", model_version=model_version, percent=canary.steps[0], **serving, **common)
         analysis = CanaryAnalysisSensor(
             task_id="analysis",
             steps=list(canary.steps),
@@ -283,16 +284,18 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             bake_minutes=canary.bake_minutes,
             criteria=dict(canary.analysis),
             poke_interval=canary.check_seconds,
+            **serving,
             **common,
         )
         decide = CanaryBranchOperator(
             task_id="decide", result=analysis.output, true_task_id="deploy.promote", false_task_id="deploy.rollback"
         )
-        promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **common)
+        promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **serving, **common)
         rollback = CanaryResolveOperator(
             task_id="rollback",
             decision="rollback",
             analysis=analysis.output,
+            **serving,
             on_success_callback=_notifiers(config, "rollback") or None,
             **common,
         )
@@ -308,6 +311,7 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
             criteria=dict(canary.analysis),
             poke_interval=canary.check_seconds,
             on_success_callback=_notifiers(config, "revert") or None,
+            **serving,
             **common,
         )
         promote >> watch

@@ -21,10 +21,7 @@ from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERV
 from airflow_mlops.ml.train import RESERVED_PARAMS
 
 DEFAULT_AWS_CONN_ID = "aws_default"
-NOT_BUILDABLE = (
-    ("compute", "kubernetes", "training on Kubernetes is not available yet; use 'local'"),
-    ("canary", "kserve", "serving on KServe is not available yet; use 'local'"),
-)
+NOT_BUILDABLE = (("compute", "kubernetes", "training on Kubernetes is not available yet; use 'local'"),)
 """Values the schema knows but the builders cannot build yet: (section, target, message)."""
 SCHEDULE_PRESETS = (
     "@once",
@@ -308,8 +305,37 @@ class PromotionWatchConfig(Strict):
     min_requests: PositiveInt = Field(100, description="Requests since promotion needed before the watch judges.")
 
 
+class KServeConfig(Strict):
+    image: str = Field(..., min_length=1, description="Model server image: airflow-mlops installed, its command runs `serve`.")
+    namespace: str = Field(
+        "default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Namespace of the InferenceService."
+    )
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$",
+        description="Name of the InferenceService (KServe appends -predictor-00001 to it); null: the pipeline's, - for _.",
+    )
+    kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection (cncf.kubernetes provider).")
+    service_account: str | None = Field(None, description="Service account of the server pods (e.g. one bound to an IAM role).")
+    cpu: str = Field("1", description="CPU request and limit of a server pod.")
+    memory: str = Field("2Gi", description="Memory request and limit of a server pod.")
+    min_replicas: int = Field(
+        1, ge=0, le=1000, description="Pods kept per serving revision (0: an idle revision scales to zero)."
+    )
+    workers: PositiveInt = Field(1, le=64, description="Server worker processes per pod (serve --workers).")
+    credentials_secret: str | None = Field(
+        None,
+        description="Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the artifact root, referenced from "
+        "the pods (never copied); null: the service account's identity.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store, as the pods reach it (MinIO).")
+
+
 class CanaryConfig(Strict):
-    target: Literal["local", "kserve"] = Field("local", description="Where the model is served.")
+    target: Literal["local", "kserve"] = Field(
+        "local", description="Where the model is served: the local model server, or a KServe InferenceService."
+    )
+    kserve: KServeConfig | None = Field(None, description="The InferenceService; required when target is kserve.")
     steps: list[Percent] = Field([10, 50], min_length=1, description="Canary traffic percent at each step (1..100, increasing).")
     bake_minutes: float = Field(10, gt=0, description="Longest wait at each step before it is judged.")
     min_requests: PositiveInt = Field(200, description="Canary requests that end a step's wait (else the bake time does).")
@@ -331,6 +357,12 @@ class CanaryConfig(Strict):
         if found:
             raise config_issues(found)
         return steps
+
+    @model_validator(mode="after")
+    def _needs_service(self) -> CanaryConfig:
+        if self.target == "kserve" and self.kserve is None:
+            raise config_issues([Issue(("kserve",), "required when canary.target is 'kserve' (at least an image)")])
+        return self
 
 
 class DriftConfig(Strict):
@@ -530,6 +562,12 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
     for section, target, message in NOT_BUILDABLE:
         if _mapping(data.get(section)).get("target") == target:
             found.append(Issue((section, "target"), message, target))
+    artifacts = _mapping(data.get("artifacts"))
+    root = artifacts.get("root")  # a root in a connection (conn_id) is checked when the task opens it
+    local_root = not artifacts.get("conn_id") and not (isinstance(root, str) and root.startswith("s3://"))
+    if _mapping(data.get("canary")).get("target") == "kserve" and local_root:
+        message = "canary.target 'kserve' needs an s3:// artifact root: the server pods cannot read a local directory"
+        found.append(Issue(("artifacts", "root"), message, NO_INPUT if root is None else root))
     if data.get("canary") is not None and evaluation is None:
         found.append(Issue(("canary",), "a deploy section needs an evaluation gate: add an 'evaluation' section"))
     schedule = data.get("schedule")

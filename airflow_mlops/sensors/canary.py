@@ -12,6 +12,7 @@ from airflow_mlops.factories.schema import (
     PromotionWatchConfig,
     field_default,
 )
+from airflow_mlops.operators.deployment import ServingTargetMixin
 from airflow_mlops.sensors.base import MlopsSensor
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class DeploymentCheckSensor(MlopsSensor):
         return result is not None, result
 
 
-class CanaryAnalysisSensor(DeploymentCheckSensor):
+class CanaryAnalysisSensor(ServingTargetMixin, DeploymentCheckSensor):
     """Wait for each canary step's bake time or minimum requests, compare canary and production over
     the same window (error rate, p95 latency, prediction divergence, label quality where feedback
     exists), move to the next share when it passes, and finish with ``{"decision": "promote" | "rollback"}``.
@@ -70,6 +71,8 @@ class CanaryAnalysisSensor(DeploymentCheckSensor):
     :param bake_minutes: time that ends a step's wait.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields; those not given take the config's
         defaults (``canary.analysis``).
+    :param target: ``local`` or ``kserve`` (each next step then also moves the InferenceService's canary share).
+    :param kserve: with ``kserve``, the config's ``canary.kserve`` fields.
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots, used by the trigger as well.
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks, in either mode.
@@ -85,11 +88,15 @@ class CanaryAnalysisSensor(DeploymentCheckSensor):
         min_requests: int = field_default(CanaryConfig, "min_requests"),
         bake_minutes: float = field_default(CanaryConfig, "bake_minutes"),
         criteria: dict[str, Any] | None = None,
+        target: str = "local",
+        kserve: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", (bake_minutes * 60 + 300) * (len(steps) + 1))
         super().__init__(**kwargs)
+        self.target = target
+        self.kserve = kserve
         self.steps = steps
         self.problem_type = problem_type
         self.min_requests = min_requests
@@ -131,11 +138,11 @@ class CanaryAnalysisSensor(DeploymentCheckSensor):
         later = [s for s in self.steps if s > (verdict.get("weight") or 0)]
         if not later:
             return {"decision": "promote", **verdict}
-        canary_deploy(self.store, self.pipeline, verdict["version"], later[0])
+        canary_deploy(self.store, self.pipeline, verdict["version"], later[0], target=self.serving_target)
         return None
 
 
-class PromotionWatchSensor(DeploymentCheckSensor):
+class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
     """Watch a promoted model for ``watch_minutes``: its rows since promotion against the figures of its last
     canary step (its own and the replaced model's). On a breach, production goes back to the replaced model at
     once (one compare-and-swap on the alias) with the reason recorded; otherwise the model is kept. Finishes
@@ -149,6 +156,8 @@ class PromotionWatchSensor(DeploymentCheckSensor):
     :param watch_minutes: how long the model is watched.
     :param min_requests: requests since promotion before the watch judges.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields (the config's ``canary.analysis``).
+    :param target: ``local`` or ``kserve`` (a revert then puts the replaced model back on the InferenceService).
+    :param kserve: with ``kserve``, the config's ``canary.kserve`` fields.
     """
 
     template_fields: Sequence[str] = (*MlopsSensor.template_fields, "promotion")
@@ -162,11 +171,15 @@ class PromotionWatchSensor(DeploymentCheckSensor):
         watch_minutes: float = field_default(PromotionWatchConfig, "minutes"),
         min_requests: int = field_default(PromotionWatchConfig, "min_requests"),
         criteria: dict[str, Any] | None = None,
+        target: str = "local",
+        kserve: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", watch_minutes * 60 + 600)
         super().__init__(**kwargs)
+        self.target = target
+        self.kserve = kserve
         self.promotion = promotion
         self.problem_type = problem_type
         self.watch_minutes = watch_minutes
@@ -185,4 +198,4 @@ class PromotionWatchSensor(DeploymentCheckSensor):
     def on_verdict(self, verdict: dict[str, Any]) -> dict[str, Any]:
         from airflow_mlops.stages.deployment import resolve_watch
 
-        return resolve_watch(self.store, self.pipeline, verdict)
+        return resolve_watch(self.store, self.pipeline, verdict, target=self.serving_target)

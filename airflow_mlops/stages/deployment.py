@@ -14,15 +14,20 @@ from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.registry import ModelRegistry
 
 if TYPE_CHECKING:
+    from airflow_mlops.serving.targets import ServingTarget
     from airflow_mlops.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
 
-def canary_deploy(store: ArtifactStore, pipeline: str, version: str, percent: int) -> dict[str, Any]:
+def canary_deploy(
+    store: ArtifactStore, pipeline: str, version: str, percent: int, *, target: ServingTarget | None = None
+) -> dict[str, Any]:
     """Put a blessed candidate on the canary alias with ``percent`` of the traffic (idempotent).
 
     The first model of a pipeline has no production to be compared with: it goes straight to production.
+    ``target`` (None: the local model server, which follows the aliases by itself) is told after the registry,
+    on every call, a retry's too: the registry says what should serve, the target catches up.
     """
     registry = ModelRegistry(store, pipeline)
     watched = ((registry.get(version) or {}).get("watch") or {}).get("decision")
@@ -40,15 +45,21 @@ def canary_deploy(store: ArtifactStore, pipeline: str, version: str, percent: in
                 version=version,
                 reason="first model: no production to compare with",
             )
+        if target is not None:
+            target.deploy(version, percent, None)
         return {"canary": None, "weight": 0, "production": version}
     current = registry.load()["aliases"].get("canary") or {}
     if current.get("version") == version and current.get("weight") == percent:
-        return {"canary": version, "weight": percent, "since": current["since"]}
-    since = time.time()
-    registry.set_alias("canary", version, weight=percent, since=since)
-    append_event(store, pipeline, "canary_step", version=version, weight=percent, production=production)
-    log.info("Canary %s now takes %s%% of %s traffic", version, percent, pipeline)
-    return {"canary": version, "weight": percent, "since": since}
+        result = {"canary": version, "weight": percent, "since": current["since"]}
+    else:
+        since = time.time()
+        registry.set_alias("canary", version, weight=percent, since=since)
+        append_event(store, pipeline, "canary_step", version=version, weight=percent, production=production)
+        log.info("Canary %s now takes %s%% of %s traffic", version, percent, pipeline)
+        result = {"canary": version, "weight": percent, "since": since}
+    if target is not None:
+        target.deploy(version, percent, production)
+    return result
 
 
 def canary_check(
@@ -106,8 +117,19 @@ def canary_check(
     return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
 
 
-def canary_resolve(store: ArtifactStore, pipeline: str, decision: str, verdict: Mapping[str, Any]) -> dict[str, Any]:
-    """Promote the canary to production or roll it back; the decision and its figures go to the events log."""
+def canary_resolve(
+    store: ArtifactStore,
+    pipeline: str,
+    decision: str,
+    verdict: Mapping[str, Any],
+    *,
+    target: ServingTarget | None = None,
+) -> dict[str, Any]:
+    """Promote the canary to production or roll it back; the decision and its figures go to the events log.
+
+    ``target`` (None: the local model server) follows once the registry changed: the promoted canary takes all
+    traffic, or production serves alone again. A retry repeats that call, which changes nothing the second time.
+    """
     registry = ModelRegistry(store, pipeline)
     version = verdict.get("version") or registry.alias("canary")
     previous = registry.production()
@@ -130,6 +152,11 @@ def canary_resolve(store: ArtifactStore, pipeline: str, decision: str, verdict: 
         reason=verdict["reason"],
         figures=verdict.get("figures", {}),
     )
+    if target is not None and version:
+        if decision == "promote":
+            target.promote(version)
+        elif previous:
+            target.restore(previous)
     log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), verdict["reason"])
     return {
         "decision": decision,
@@ -199,12 +226,15 @@ def promotion_watch_check(
     return verdict.to_dict() | {"version": version}
 
 
-def resolve_watch(store: ArtifactStore, pipeline: str, verdict: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_watch(
+    store: ArtifactStore, pipeline: str, verdict: Mapping[str, Any], *, target: ServingTarget | None = None
+) -> dict[str, Any]:
     """Keep the watched version, or revert production to the model it replaced in one compare-and-swap on the
     alias when the watch failed. The outcome is recorded on the version and in the events log; no retrain
     request is filed, and a reverted version is never deployed again (:func:`canary_deploy` refuses it).
 
     Idempotent: on a retry, a version already reverted (or moved off production by someone else) is left as it is.
+    ``target`` (None: the local model server, which follows the alias) is told to serve the reverted-to model alone.
     """
     version, now = verdict["version"], datetime.now(UTC).isoformat()
     decision = "kept" if verdict["passed"] else "reverted"
@@ -230,6 +260,8 @@ def resolve_watch(store: ArtifactStore, pipeline: str, verdict: Mapping[str, Any
     doc = ModelRegistry(store, pipeline).update(mutate)
     production = (doc["aliases"].get("production") or {}).get("version")
     decision = doc["versions"].get(version, {}).get("watch", {}).get("decision", decision)
+    if target is not None and decision == "reverted" and production:
+        target.restore(production)  # a retry sends the same state again, which changes nothing
     event = append_event(
         store,
         pipeline,

@@ -119,16 +119,56 @@ class TestPipelineConfig:
             pytest.param(
                 {"compute": {"target": "kubernetes", "kubernetes": {"image": "t:1"}}}, ("compute", "target"), id="kubernetes"
             ),
-            pytest.param(
-                {"evaluation": {"metric": "roc_auc", "threshold": 0.7}, "canary": {"target": "kserve"}},
-                ("canary", "target"),
-                id="kserve",
-            ),
         ],
     )
     def test_targets_the_builders_cannot_build_are_errors(self, changes, loc):
         issues = cross_field_issues(with_keys(**changes))
         assert [i.loc for i in issues] == [loc] and "not available yet; use 'local'" in issues[0].message
+
+
+KSERVE = {"target": "kserve", "kserve": {"image": "server:1", "credentials_secret": "mlops-s3"}}
+GATE = {"metric": "roc_auc", "threshold": 0.7}
+
+
+class TestKServeConfig:
+    def test_kserve_target_builds_with_an_s3_root(self):
+        config = PipelineConfig.model_validate(with_keys(evaluation=GATE, canary=KSERVE, artifacts={"root": "s3://b/mlops"}))
+        kserve = config.canary.kserve
+        assert (kserve.image, kserve.namespace, kserve.name, kserve.kubernetes_conn_id) == (
+            "server:1",
+            "default",
+            None,
+            "kubernetes_default",
+        )
+        assert (kserve.min_replicas, kserve.workers, kserve.credentials_secret) == (1, 1, "mlops-s3")
+
+    def test_a_root_in_a_connection_is_checked_when_opened(self):
+        assert cross_field_issues(with_keys(evaluation=GATE, canary=KSERVE, artifacts={"conn_id": "mlops"})) == []
+
+    def test_kserve_target_needs_its_section(self):
+        data = with_keys(evaluation=GATE, canary={"target": "kserve"}, artifacts={"root": "s3://b/mlops"})
+        assert error_locs(data) == [("canary", "kserve")]
+
+    @pytest.mark.parametrize(
+        "artifacts",
+        [pytest.param({"root": "/srv/mlops"}, id="local-path"), pytest.param({}, id="default-root")],
+    )
+    def test_kserve_target_needs_an_s3_root(self, artifacts):
+        [issue] = cross_field_issues(with_keys(evaluation=GATE, canary=KSERVE, artifacts=artifacts))
+        assert issue.loc == ("artifacts", "root") and "needs an s3:// artifact root" in issue.message
+
+    @pytest.mark.parametrize(
+        ("kserve", "loc"),
+        [
+            pytest.param({}, ("canary", "kserve", "image"), id="no-image"),
+            pytest.param({"image": "s:1", "name": "Churn_Model"}, ("canary", "kserve", "name"), id="not-a-dns-label"),
+            pytest.param({"image": "s:1", "min_replicas": -1}, ("canary", "kserve", "min_replicas"), id="negative-replicas"),
+            pytest.param({"image": "s:1", "secret": "x"}, ("canary", "kserve", "secret"), id="unknown-key"),
+        ],
+    )
+    def test_kserve_section_errors(self, kserve, loc):
+        data = with_keys(evaluation=GATE, canary={"target": "kserve", "kserve": kserve}, artifacts={"root": "s3://b/m"})
+        assert error_locs(data) == [loc]
 
 
 BAD = [

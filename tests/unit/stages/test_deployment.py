@@ -256,6 +256,66 @@ def watch_check(store, version, now):
     return promotion_watch_check(store, PIPELINE, version=version, **WATCH, now=now)
 
 
+class RecordingTarget:
+    """A serving target that records its calls; ``fail`` makes the next call raise (the cluster API was down)."""
+
+    def __init__(self):
+        self.calls, self.fail = [], False
+
+    def _record(self, *call):
+        if self.fail:
+            self.fail = False
+            raise MlopsError("the API is down")
+        self.calls.append(call)
+
+    def deploy(self, version, percent, production):
+        self._record("deploy", version, percent, production)
+
+    def promote(self, version):
+        self._record("promote", version)
+
+    def restore(self, version):
+        self._record("restore", version)
+
+
+class TestServingTarget:
+    def test_each_step_is_applied_after_the_registry(self, store, versions):
+        production, candidate, _ = versions
+        target = RecordingTarget()
+        canary_deploy(store, PIPELINE, production, 10, target=target)
+        canary_deploy(store, PIPELINE, candidate, 10, target=target)
+        canary_deploy(store, PIPELINE, candidate, 50, target=target)
+        canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate}, target=target)
+        assert target.calls == [
+            ("deploy", production, 10, None),
+            ("deploy", candidate, 10, production),
+            ("deploy", candidate, 50, production),
+            ("promote", candidate),
+        ]
+
+    def test_rollback_restores_production(self, store, versions, canary):
+        target = RecordingTarget()
+        canary_resolve(store, PIPELINE, "rollback", {"passed": False, "reason": "worse", "figures": {}}, target=target)
+        assert target.calls == [("restore", versions[0])]
+
+    def test_a_retry_after_the_target_failed_applies_it_without_changing_the_registry(self, store, versions, canary):
+        target = RecordingTarget()
+        target.fail = True
+        with pytest.raises(MlopsError, match="the API is down"):
+            canary_deploy(store, PIPELINE, versions[1], 50, target=target)
+        doc = ModelRegistry(store, PIPELINE).load()
+        assert doc["aliases"]["canary"]["weight"] == 50, "the registry changed first"
+        again = canary_deploy(store, PIPELINE, versions[1], 50, target=target)  # the task's retry
+        assert target.calls == [("deploy", versions[1], 50, versions[0])]
+        assert again["since"] == doc["aliases"]["canary"]["since"] and ModelRegistry(store, PIPELINE).load() == doc
+
+    def test_redeploying_production_keeps_it_alone(self, store, versions):
+        target = RecordingTarget()
+        for _ in range(2):
+            canary_deploy(store, PIPELINE, versions[0], 10, target=target)
+        assert target.calls == [("deploy", versions[0], 10, None)] * 2
+
+
 class TestPromotionWatch:
     def test_a_model_within_its_canary_figures_is_kept_when_the_watch_ends(self, store, versions, promoted):
         candidate = versions[1]
@@ -288,7 +348,9 @@ class TestPromotionWatch:
         event = read_events(store, PIPELINE)[-1]
         assert (event["kind"], event["version"], event["production"]) == ("revert", candidate, production)
         assert event["figures"]["now"]["labels"] == 300
-        assert resolve_watch(store, PIPELINE, verdict) == result and kinds(store).count("revert") == 1, "a retry adds nothing"
+        target = RecordingTarget()  # on KServe: the replaced model serves alone again, on a retry too
+        assert resolve_watch(store, PIPELINE, verdict, target=target) == result and kinds(store).count("revert") == 1
+        assert target.calls == [("restore", production)]
         assert "retrain_request" not in kinds(store)
         with pytest.raises(MlopsError, match="failed its post-promotion watch and is not deployed again"):
             canary_deploy(store, PIPELINE, candidate, 10)
