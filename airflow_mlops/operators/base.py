@@ -26,6 +26,22 @@ class ArtifactStoreMixin:
     aws_conn_id: str | None
     mlops_conn_id: str | None = None
 
+    def locate_store(
+        self, pipeline: str, artifact_root: str | None, aws_conn_id: str | None, mlops_conn_id: str | None, task_id: str
+    ) -> None:
+        """Keep where the pipeline's store is; a task given neither an artifact root nor an ``mlops_artifacts``
+        connection, or both, is refused when the DAG is parsed."""
+        if (artifact_root is None) == (mlops_conn_id is None):
+            raise MlopsError(
+                f"{task_id}: give artifact_root or mlops_conn_id (an mlops_artifacts connection), exactly one of them."
+            )
+        self.pipeline, self.artifact_root, self.aws_conn_id, self.mlops_conn_id = (
+            pipeline,
+            artifact_root,
+            aws_conn_id,
+            mlops_conn_id,
+        )
+
     @cached_property
     def store(self) -> ArtifactStore:
         from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
@@ -42,12 +58,6 @@ def lineage_asset(pipeline: str, kind: str) -> Asset:
     """The Asset of a pipeline's ``kind`` (one of :data:`LINEAGE`); each event's extra names the content id."""
     # Name only: a URI with a scheme makes Airflow load every provider's URI handlers (boto3 among them) at parse time.
     return Asset(name=f"mlops_{pipeline}_{kind}", group="mlops")
-
-
-def store_location(artifact_root: str | None, mlops_conn_id: str | None, where: str) -> None:
-    """Refuse a task given neither an artifact root nor an ``mlops_artifacts`` connection, or both."""
-    if (artifact_root is None) == (mlops_conn_id is None):
-        raise MlopsError(f"{where}: give artifact_root or mlops_conn_id (an mlops_artifacts connection), exactly one of them.")
 
 
 class SourceMixin:
@@ -106,11 +116,7 @@ class MlopsBaseOperator(ArtifactStoreMixin, BaseOperator):
         # Each key of the returned dict is also its own XCom, so ``op.output["dataset_id"]`` works downstream.
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
-        store_location(artifact_root, mlops_conn_id, self.task_id)
-        self.pipeline = pipeline
-        self.artifact_root = artifact_root
-        self.aws_conn_id = aws_conn_id
-        self.mlops_conn_id = mlops_conn_id
+        self.locate_store(pipeline, artifact_root, aws_conn_id, mlops_conn_id, self.task_id)
 
     def openlineage_io(self, inputs: list[str], outputs: list[str]) -> None:
         """The URIs this run read and wrote, as :meth:`get_openlineage_facets_on_complete` reports them."""

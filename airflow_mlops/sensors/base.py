@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
-from airflow_mlops.operators.base import ArtifactStoreMixin, store_location
+from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
 if TYPE_CHECKING:
@@ -50,11 +50,7 @@ class MlopsSensor(ArtifactStoreMixin, BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        store_location(artifact_root, mlops_conn_id, self.task_id)
-        self.pipeline = pipeline
-        self.artifact_root = artifact_root
-        self.aws_conn_id = aws_conn_id
-        self.mlops_conn_id = mlops_conn_id
+        self.locate_store(pipeline, artifact_root, aws_conn_id, mlops_conn_id, self.task_id)
         self.deferrable = deferrable
 
     def check(self) -> tuple[bool, Any]:

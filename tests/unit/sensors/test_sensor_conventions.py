@@ -108,3 +108,15 @@ def test_the_triggers_carry_the_artifact_store_connection(store):
         trigger = sensor.trigger()
         assert trigger.mlops_conn_id == "team_artifacts" and trigger.artifact_root is None
         assert type(trigger)(**trigger.serialize()[1]).serialize() == trigger.serialize()
+
+
+@pytest.mark.parametrize("where", [{}, {"artifact_root": "/tmp/x", "mlops_conn_id": "team"}], ids=["neither", "both"])
+def test_a_task_needs_exactly_one_place_for_the_store(where):
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.operators.data import DataAcquisitionOperator
+    from airflow_mlops.sensors.drift import DriftDataSensor
+
+    with pytest.raises(MlopsError, match="wait: give artifact_root or mlops_conn_id"):
+        DriftDataSensor(task_id="wait", pipeline=PIPELINE, **where)
+    with pytest.raises(MlopsError, match="acquire: give artifact_root or mlops_conn_id"):
+        DataAcquisitionOperator(task_id="acquire", pipeline=PIPELINE, source_uri="x.csv", **where)
