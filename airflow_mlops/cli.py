@@ -1,4 +1,4 @@
-"""``airflow-mlops``: config lint, example data, registry status, schema acceptance, model server.
+"""``airflow-mlops``: config lint, example data, registry status, schema acceptance, training, model server.
 Runs without an Airflow deployment."""
 
 from __future__ import annotations
@@ -124,6 +124,35 @@ def cmd_schema_accept(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train LightGBM on stored features: the stage the training task runs, in-process or in a Kubernetes pod."""
+    import json
+    import logging
+
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.stages.training import TrainSettings, train
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError("not an object")
+    except ValueError as err:
+        print(f"--params: expected a JSON object of LightGBM parameters ({err}). Got {args.params!r} instead.", file=sys.stderr)
+        return 2
+    settings = TrainSettings(
+        params, args.num_boost_round, args.seed, args.early_stopping_rounds, args.device, args.allow_cpu_fallback
+    )
+    try:
+        result = train(ArtifactStore.from_uri(args.artifact_root), args.pipeline, args.features_id, settings)
+    except MlopsError as err:
+        print(f"airflow-mlops train: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the pipeline's production (and canary) model over HTTP, in one worker process per core by default."""
     import json
@@ -204,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     accept.add_argument("--by", help="who accepts it (default: the current user)")
     accept.add_argument("--artifact-root", help="override the config's artifact root")
     accept.set_defaults(func=cmd_schema_accept)
+    from airflow_mlops.factories.schema import ModelConfig, field_default
+
+    fit = sub.add_parser("train", help=cmd_train.__doc__)
+    fit.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")
+    fit.add_argument("--pipeline", required=True)
+    fit.add_argument("--features-id", required=True, help="the preprocessing step's features_id")
+    fit.add_argument("--params", default="{}", help="LightGBM parameters as a JSON object (the config's model.params)")
+    fit.add_argument("--num-boost-round", type=int, default=field_default(ModelConfig, "num_boost_round"))
+    fit.add_argument("--seed", type=int, default=field_default(ModelConfig, "seed"))
+    fit.add_argument("--early-stopping-rounds", type=int)
+    fit.add_argument("--device", choices=("cpu", "cuda", "gpu"), default="cpu", help="LightGBM's device_type")
+    fit.add_argument("--allow-cpu-fallback", action="store_true", help="train on the CPU when the device is not there")
+    fit.set_defaults(func=cmd_train)
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")
     serve.add_argument("--pipeline", required=True)

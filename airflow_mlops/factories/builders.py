@@ -151,6 +151,8 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 num_boost_round=config.model.num_boost_round,
                 seed=config.model.seed,
                 early_stopping_rounds=config.model.early_stopping_rounds,
+                device=config.model.device,
+                allow_cpu_fallback=config.model.allow_cpu_fallback,
                 inlets=[assets["features"]],
                 **common,
             )

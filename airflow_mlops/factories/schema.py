@@ -210,6 +210,12 @@ class ModelConfig(Strict):
         None, description="Stop when a held-out tenth of the training rows stops improving."
     )
     seed: int = Field(42, description="Random seed; the same inputs and seed give a byte-identical model.")
+    device: Literal["cpu", "cuda", "gpu"] = Field(
+        "cpu",
+        description="LightGBM's device_type: cpu (byte-identical models), cuda (a CUDA build, docker/trainer.Dockerfile) "
+        "or gpu (an OpenCL build). A device that is not there fails the training.",
+    )
+    allow_cpu_fallback: bool = Field(False, description="Train on the CPU when the device is not there (else fail).")
 
     @field_validator("params")
     @classmethod

@@ -21,8 +21,21 @@ RESERVED_PARAMS = ("objective", "seed", "deterministic")
 """Set by the pipeline, never by ``model.params`` (the config schema reads this; keep this module's imports light)."""
 
 
-def model_version(*, dataset_id: str, transform_hash: str, params: Mapping[str, Any], num_boost_round: int, seed: int) -> str:
-    """A content-derived version: the same data, transform, parameters and code give the same id."""
+DEVICES = ("cpu", "cuda", "gpu")
+"""``model.device``: LightGBM's ``device_type`` (``cuda``: its CUDA build; ``gpu``: its OpenCL build)."""
+
+
+def model_version(
+    *,
+    dataset_id: str,
+    transform_hash: str,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    seed: int,
+    device: str = "cpu",
+) -> str:
+    """A content-derived version: the same data, transform, parameters, device and code give the same id (a GPU
+    model is not bit-identical to the CPU one, so it has its own; the CPU ids are as they always were)."""
     material = {
         "dataset": dataset_id,
         "transform": transform_hash,
@@ -31,16 +44,18 @@ def model_version(*, dataset_id: str, transform_hash: str, params: Mapping[str, 
         "seed": seed,
         "code": __version__,
     }
+    if device != "cpu":
+        material["device"] = device
     from airflow_mlops.store.artifacts import digest
 
     return digest(material)[:12]
 
 
-def lgb_params(task: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def lgb_params(task: str, params: Mapping[str, Any], seed: int, device: str = "cpu") -> dict[str, Any]:
     clash = sorted(set(params) & set(RESERVED_PARAMS))
     if clash:
         raise MlopsError(f"model.params may not set {clash}: they are fixed by the pipeline.")
-    return {
+    full = {
         "num_threads": 1,
         "verbosity": -1,
         **params,
@@ -49,6 +64,10 @@ def lgb_params(task: str, params: Mapping[str, Any], seed: int) -> dict[str, Any
         "deterministic": True,
         "force_row_wise": True,
     }
+    if device != "cpu":  # the CPU parameters stay exactly as they were: byte-identical CPU models
+        full["device_type"] = device
+        full.pop("force_row_wise")  # a CPU histogram setting
+    return full
 
 
 def train_model(
@@ -63,8 +82,12 @@ def train_model(
     seed: int,
     early_stopping_rounds: int | None = None,
     log_every: int = 50,
+    device: str = "cpu",
 ) -> lgb.Booster:
-    """Train on ``train`` (rows sorted by row id first, so file order never matters)."""
+    """Train on ``train`` (rows sorted by row id first, so file order never matters) on ``device``.
+
+    A device LightGBM cannot use (a build without CUDA, no GPU on the machine) raises :class:`DeviceUnavailable`:
+    never a silent CPU run."""
     import lightgbm as lgb
 
     from airflow_mlops.ml.transform import ROW_ID
@@ -72,7 +95,7 @@ def train_model(
     if train.empty:
         raise MlopsError("The training split is empty; nothing to train on.")
     train = train.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
-    full = lgb_params(task, params, seed)
+    full = lgb_params(task, params, seed, device)
     callbacks = [lgb.log_evaluation(period=log_every), _progress(log_every, num_boost_round)]
     valid = None
     if early_stopping_rounds:
@@ -93,9 +116,22 @@ def train_model(
         len(features),
         num_boost_round,
     )
-    booster = lgb.train(full, dataset, num_boost_round=num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
-    log.info("Trained %d trees", booster.num_trees())
+    try:
+        booster = lgb.train(full, dataset, num_boost_round=num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
+    except lgb.basic.LightGBMError as err:
+        if device == "cpu":
+            raise
+        raise DeviceUnavailable(
+            f"model.device {device!r}: LightGBM {lgb.__version__} cannot train on it here ({err}). Train where a GPU and a "
+            "LightGBM built for it are (docker/trainer.Dockerfile builds it with -DUSE_CUDA=ON), or set "
+            "model.allow_cpu_fallback to train on the CPU instead."
+        ) from err
+    log.info("Trained %d trees on %s", booster.num_trees(), device)
     return booster
+
+
+class DeviceUnavailable(MlopsError):
+    """The configured ``model.device`` cannot be used by this LightGBM on this machine."""
 
 
 def _progress(every: int, total: int) -> Any:

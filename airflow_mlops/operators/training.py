@@ -24,6 +24,8 @@ class ModelTrainingOperator(MlopsBaseOperator):
     :param num_boost_round: boosting rounds.
     :param seed: random seed.
     :param early_stopping_rounds: stop when a held-out tenth of the training rows stops improving.
+    :param device: LightGBM's ``device_type`` (``cpu``, ``cuda``, ``gpu``); one that is not there fails the task.
+    :param allow_cpu_fallback: train on the CPU instead when the device is not there.
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "features_id")
@@ -36,6 +38,8 @@ class ModelTrainingOperator(MlopsBaseOperator):
         num_boost_round: int = field_default(ModelConfig, "num_boost_round"),
         seed: int = field_default(ModelConfig, "seed"),
         early_stopping_rounds: int | None = field_default(ModelConfig, "early_stopping_rounds"),
+        device: str = field_default(ModelConfig, "device"),
+        allow_cpu_fallback: bool = field_default(ModelConfig, "allow_cpu_fallback"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -44,12 +48,21 @@ class ModelTrainingOperator(MlopsBaseOperator):
         self.num_boost_round = num_boost_round
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
+        self.device = device
+        self.allow_cpu_fallback = allow_cpu_fallback
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.training import TrainSettings, train
         from airflow_mlops.store.layout import features_prefix
 
-        settings = TrainSettings(dict(self.model_params), self.num_boost_round, self.seed, self.early_stopping_rounds)
+        settings = TrainSettings(
+            dict(self.model_params),
+            self.num_boost_round,
+            self.seed,
+            self.early_stopping_rounds,
+            self.device,
+            self.allow_cpu_fallback,
+        )
         result = train(self.store, self.pipeline, self.features_id, settings)
         self.log.info(
             "Model %s %s at %s", result["model_version"], "reused" if result["cached"] else "trained", result["model_uri"]

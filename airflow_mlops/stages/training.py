@@ -23,11 +23,17 @@ class TrainSettings:
     num_boost_round: int
     seed: int
     early_stopping_rounds: int | None
+    device: str = "cpu"
+    allow_cpu_fallback: bool = False
 
 
 def train(store: ArtifactStore, pipeline: str, features_id: str, settings: TrainSettings) -> dict[str, Any]:
     """Train LightGBM on the stored features; a model with the same content id is reused, not retrained."""
-    from airflow_mlops.ml.train import model_version, train_model
+    import time
+
+    import lightgbm as lgb
+
+    from airflow_mlops.ml.train import DeviceUnavailable, model_version, train_model
 
     fprefix = features_prefix(pipeline, features_id)
     features_done = store.read_json(f"{fprefix}/{DONE}")
@@ -37,6 +43,7 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
         params=settings.params,
         num_boost_round=settings.num_boost_round,
         seed=settings.seed,
+        device=settings.device,
     )
     mprefix = model_prefix(pipeline, version)
     result = {
@@ -49,22 +56,33 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
         log.info("Model %s already trained from these inputs; reusing %s", version, store.uri(mprefix))
         return {**result, "cached": True}
     spec = store.read_json(f"{fprefix}/transform.json")
-    booster = train_model(
-        read_features(store, pipeline, features_id, "train"),
-        features=spec["features"],
-        categorical=[c for c in spec["features"] if c in spec["categorical"]],
-        label=spec["label"],
-        task=spec["task"],
-        params=settings.params,
-        num_boost_round=settings.num_boost_round,
-        seed=settings.seed,
-        early_stopping_rounds=settings.early_stopping_rounds,
-    )
+    rows = read_features(store, pipeline, features_id, "train")
+    inputs = {
+        "features": spec["features"],
+        "categorical": [c for c in spec["features"] if c in spec["categorical"]],
+        "label": spec["label"],
+        "task": spec["task"],
+        "params": settings.params,
+        "num_boost_round": settings.num_boost_round,
+        "seed": settings.seed,
+        "early_stopping_rounds": settings.early_stopping_rounds,
+    }
+    device, started = settings.device, time.perf_counter()
+    try:
+        booster = train_model(rows, **inputs, device=device)
+    except DeviceUnavailable as err:
+        if not settings.allow_cpu_fallback:
+            raise
+        log.warning("%s Falling back to the CPU (model.allow_cpu_fallback).", err)
+        device = "cpu"
+        booster = train_model(rows, **inputs, device=device)
+    seconds = time.perf_counter() - started
     for name in ("transform.json", "profile.json"):
         store.write_bytes(f"{mprefix}/{name}", store.read_bytes(f"{fprefix}/{name}"))
-    store.write_json(f"{mprefix}/training.json", {**result, **asdict(settings), "trees": booster.num_trees()})
+    run = {"trees": booster.num_trees(), "device": device, "lightgbm": lgb.__version__, "train_seconds": round(seconds, 3)}
+    store.write_json(f"{mprefix}/training.json", {**result, **asdict(settings), **run})
     store.write_text(f"{mprefix}/model.txt", booster.model_to_string())  # last: marks the model complete
-    log.info("Stored model %s at %s", version, store.uri(mprefix))
+    log.info("Stored model %s (trained on %s in %.1f s) at %s", version, device, seconds, store.uri(mprefix))
     return {**result, "cached": False}
 
 

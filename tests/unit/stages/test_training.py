@@ -92,3 +92,57 @@ class TestLoadBooster:
     def test_unknown_version(self, store):
         with pytest.raises(ArtifactNotFound, match=r"models/churn/nope/model\.txt"):
             load_booster(store, PIPELINE, "nope")
+
+
+class TestDevice:
+    """model.device: this machine's LightGBM has no CUDA build, so asking for it must fail, never train on the CPU
+    silently; with allow_cpu_fallback it trains on the CPU and says so."""
+
+    def test_a_device_that_is_not_there_fails_with_what_to_do(self, built, store):
+        from airflow_mlops.ml.train import DeviceUnavailable
+
+        with pytest.raises(DeviceUnavailable, match=r"model.device 'cuda': LightGBM .* cannot train on it here") as err:
+            train(store, PIPELINE, built.features["features_id"], dataclasses.replace(MODEL, device="cuda"))
+        assert "-DUSE_CUDA=ON" in str(err.value) and "allow_cpu_fallback" in str(err.value)
+        assert len({k.split("/")[2] for k in store.list(f"models/{PIPELINE}")}) == 3, "no model was stored"
+
+    def test_the_cpu_fallback_trains_the_cpu_model_and_records_the_device(self, built, store):
+        settings = dataclasses.replace(MODEL, device="cuda", allow_cpu_fallback=True)
+        result = train(store, PIPELINE, built.features["features_id"], settings)
+        assert result["model_version"] != built.model["model_version"], "asked for cuda: its own id"
+        mprefix = f"models/{PIPELINE}/{result['model_version']}"
+        training = store.read_json(f"{mprefix}/training.json")
+        assert (training["device"], training["allow_cpu_fallback"]) == ("cpu", True) and training["lightgbm"]
+        assert training["train_seconds"] > 0
+        cpu_model = store.read_bytes(f"models/{PIPELINE}/{built.model['model_version']}/model.txt")
+        assert store.read_bytes(f"{mprefix}/model.txt") == cpu_model, "the CPU path is byte-identical"
+
+    def test_the_cpu_version_ids_do_not_change(self):
+        from airflow_mlops.ml.train import lgb_params, model_version
+
+        common = {"dataset_id": "d", "transform_hash": "t", "params": {"num_leaves": 7}, "num_boost_round": 20, "seed": 42}
+        assert model_version(**common) == model_version(**common, device="cpu") != model_version(**common, device="cuda")
+        assert "device_type" not in lgb_params("classification", {}, 42)
+        assert lgb_params("classification", {}, 42, "cuda")["device_type"] == "cuda"
+
+
+class TestTrainCommand:
+    def test_the_command_a_pod_runs_trains_the_same_model(self, built, store):
+        import json
+        import subprocess
+        import sys
+
+        command = [sys.executable, "-m", "airflow_mlops.cli", "train", "--artifact-root", store.root_uri, "--pipeline", PIPELINE]
+        command += ["--features-id", built.features["features_id"], "--params", json.dumps(MODEL.params)]
+        command += ["--num-boost-round", str(MODEL.num_boost_round), "--seed", str(MODEL.seed)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["model_version"] == built.model["model_version"] and result["cached"] is True
+
+    def test_bad_params_name_the_flag(self, built, store):
+        import subprocess
+        import sys
+
+        command = [sys.executable, "-m", "airflow_mlops.cli", "train", "--artifact-root", store.root_uri, "--pipeline", PIPELINE]
+        done = subprocess.run([*command, "--features-id", "x", "--params", "[1]"], capture_output=True, text=True)
+        assert done.returncode == 2 and "--params: expected a JSON object" in done.stderr
