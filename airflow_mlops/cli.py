@@ -174,7 +174,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for stale in Path(metrics_dir).glob("*.db"):
             stale.unlink()
     else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="airflow-mlops-metrics-")
+        _remove_orphaned_metrics(Path(tempfile.gettempdir()))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"airflow-mlops-metrics-{os.getpid()}-")
     from airflow_mlops.serving.app import GUARDED, SETTINGS_ENV, read_tokens
 
     token_files = {route: getattr(args, f"{route}_token_file") for route in GUARDED}
@@ -207,6 +208,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not metrics_dir:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return 0
+
+
+def _remove_orphaned_metrics(tmp: Path) -> None:
+    """Remove the metrics folders of servers that were killed (their process is gone) before they could."""
+    import shutil
+
+    for folder in tmp.glob("airflow-mlops-metrics-*-*"):
+        pid = folder.name.removeprefix("airflow-mlops-metrics-").split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -133,3 +133,16 @@ class TestParser:
         with pytest.raises(SystemExit) as err:
             main([])
         assert err.value.code == 2
+
+
+def test_serve_removes_the_metrics_folders_of_killed_servers(tmp_path):
+    import os
+
+    from airflow_mlops.cli import _remove_orphaned_metrics
+
+    dead, alive = tmp_path / "airflow-mlops-metrics-999999999-abcd", tmp_path / f"airflow-mlops-metrics-{os.getpid()}-efgh"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"x")
+    _remove_orphaned_metrics(tmp_path)
+    assert not dead.exists() and alive.exists()
