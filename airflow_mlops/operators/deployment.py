@@ -18,14 +18,18 @@ if TYPE_CHECKING:
 
 class ServingTargetMixin:
     """The serving target of a task with ``target`` (``local`` | ``kserve``) and ``kserve`` (the config's
-    ``canary.kserve`` as a dict, its connection included): None for the local model server (it follows the registry
-    by itself), else a :class:`~airflow_mlops.hooks.kserve.KServeHook` on the pipeline's InferenceService. Built on
-    first use, never at parse time; pass it to the stage functions as ``target=``."""
+    ``canary.kserve`` as a dict, its connection included), both taken by its ``__init__``: None for the local model
+    server (it follows the registry by itself), else a :class:`~airflow_mlops.hooks.kserve.KServeHook` on the
+    pipeline's InferenceService. Built on first use, never at parse time; pass it to the stage functions as
+    ``target=``."""
 
     pipeline: str
     store: ArtifactStore
-    target: str
-    kserve: dict[str, Any] | None
+
+    def __init__(self, *, target: str = "local", kserve: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.kserve = kserve
 
     @cached_property
     def serving_target(self) -> ServingTarget | None:
@@ -56,14 +60,10 @@ class CanaryDeployOperator(ServingTargetMixin, MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_version")
 
-    def __init__(
-        self, *, model_version: str, percent: int, target: str = "local", kserve: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, model_version: str, percent: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model_version = model_version
         self.percent = percent
-        self.target = target
-        self.kserve = kserve
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.deployment import canary_deploy
@@ -93,14 +93,10 @@ class CanaryResolveOperator(ServingTargetMixin, MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "analysis")
 
-    def __init__(
-        self, *, decision: str, analysis: Any, target: str = "local", kserve: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, decision: str, analysis: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision = decision
         self.analysis = analysis
-        self.target = target
-        self.kserve = kserve
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.deployment import canary_resolve

@@ -88,15 +88,11 @@ class CanaryAnalysisSensor(ServingTargetMixin, DeploymentCheckSensor):
         min_requests: int = field_default(CanaryConfig, "min_requests"),
         bake_minutes: float = field_default(CanaryConfig, "bake_minutes"),
         criteria: dict[str, Any] | None = None,
-        target: str = "local",
-        kserve: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", (bake_minutes * 60 + 300) * (len(steps) + 1))
         super().__init__(**kwargs)
-        self.target = target
-        self.kserve = kserve
         self.steps = steps
         self.problem_type = problem_type
         self.min_requests = min_requests
@@ -171,15 +167,11 @@ class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
         watch_minutes: float = field_default(PromotionWatchConfig, "minutes"),
         min_requests: int = field_default(PromotionWatchConfig, "min_requests"),
         criteria: dict[str, Any] | None = None,
-        target: str = "local",
-        kserve: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", field_default(CanaryConfig, "check_seconds"))
         kwargs.setdefault("timeout", watch_minutes * 60 + 600)
         super().__init__(**kwargs)
-        self.target = target
-        self.kserve = kserve
         self.promotion = promotion
         self.problem_type = problem_type
         self.watch_minutes = watch_minutes

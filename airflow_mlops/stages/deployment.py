@@ -30,10 +30,11 @@ def canary_deploy(
     on every call, a retry's too: the registry says what should serve, the target catches up.
     """
     registry = ModelRegistry(store, pipeline)
-    watched = ((registry.get(version) or {}).get("watch") or {}).get("decision")
+    doc = registry.load()
+    watched = ((doc["versions"].get(version) or {}).get("watch") or {}).get("decision")
     if watched in ("reverted", "breached"):  # retraining on the same data makes the same version: no loop
         raise MlopsError(f"{pipeline} model {version} failed its post-promotion watch and is not deployed again.")
-    production = registry.production()
+    production = (doc["aliases"].get("production") or {}).get("version")
     if production in (None, version):
         if production is None:
             registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason="first model")
@@ -48,7 +49,7 @@ def canary_deploy(
         if target is not None:
             target.deploy(version, percent, None)
         return {"canary": None, "weight": 0, "production": version}
-    current = registry.load()["aliases"].get("canary") or {}
+    current = doc["aliases"].get("canary") or {}
     if current.get("version") == version and current.get("weight") == percent:
         result = {"canary": version, "weight": percent, "since": current["since"]}
     else:

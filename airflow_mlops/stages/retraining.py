@@ -38,9 +38,22 @@ def request_retrain(
     """
     now = now or datetime.now(UTC)
     events = read_events(store, pipeline)
-    if (max_open_hours is not None and _expire(store, pipeline, events, max_open_hours, now)) or (
-        emitted is not None and _close_lost(store, pipeline, events, set(emitted), run_id)
-    ):
+    stale, unemitted = [], []
+    for request in _open_requests(events):
+        if (
+            max_open_hours is not None
+            and now.timestamp() - datetime.fromisoformat(request["time"]).timestamp() > max_open_hours * 3600
+        ):
+            stale.append(request["event_id"])
+        elif emitted is not None and request["event_id"] not in emitted and request["event_id"] != f"retrain-{run_id}":
+            unemitted.append(request["event_id"])
+    for request_id in stale:
+        why = f"still open {max_open_hours:g} h after it was filed: its training never closed it"
+        close_retrain_request(store, pipeline, request_id, model_version=None, status="expired", reason=why)
+    for request_id in unemitted:
+        why = "its Asset event was never emitted: the task that recorded it did not finish, so no training was started"
+        close_retrain_request(store, pipeline, request_id, model_version=None, status="lost", reason=why)
+    if stale or unemitted:
         events = read_events(store, pipeline)
     lost = {e.get("request_id") for e in events if e["kind"] == "retrain_done" and e.get("status") == "lost"}
     requests = [e for e in events if e["kind"] == "retrain_request" and e["event_id"] not in lost]
@@ -73,37 +86,10 @@ def request_retrain(
     return {"requested": True, "why": reason, "request_id": event["event_id"]}
 
 
-def _close_lost(store: ArtifactStore, pipeline: str, events: list[dict[str, Any]], emitted: set[str], run_id: str) -> bool:
-    """Close the open requests of other runs whose Asset event was never emitted as ``lost``; True when any was."""
+def _open_requests(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The retrain requests no ``retrain_done`` event has closed, oldest first."""
     done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
-    lost = [
-        e
-        for e in events
-        if e["kind"] == "retrain_request"
-        and e["event_id"] not in done
-        and e["event_id"] not in emitted
-        and e["event_id"] != f"retrain-{run_id}"
-    ]
-    for request in lost:
-        why = "its Asset event was never emitted: the task that recorded it did not finish, so no training was started"
-        close_retrain_request(store, pipeline, request["event_id"], model_version=None, status="lost", reason=why)
-    return bool(lost)
-
-
-def _expire(store: ArtifactStore, pipeline: str, events: list[dict[str, Any]], max_open_hours: float, now: datetime) -> bool:
-    """Close the open requests older than ``max_open_hours`` as ``expired``; True when any was."""
-    done = {e.get("request_id") for e in events if e["kind"] == "retrain_done"}
-    stale = [
-        e
-        for e in events
-        if e["kind"] == "retrain_request"
-        and e["event_id"] not in done
-        and now.timestamp() - datetime.fromisoformat(e["time"]).timestamp() > max_open_hours * 3600
-    ]
-    for request in stale:
-        why = f"still open {max_open_hours:g} h after it was filed: its training never closed it"
-        close_retrain_request(store, pipeline, request["event_id"], model_version=None, status="expired", reason=why)
-    return bool(stale)
+    return [e for e in events if e["kind"] == "retrain_request" and e["event_id"] not in done]
 
 
 def close_retrain_request(
