@@ -144,17 +144,9 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 **common,
             )
         with _stage(config, "training", "LightGBM, deterministic"):
-            train = ModelTrainingOperator(
-                task_id="train",
-                features_id=preprocess.output["features_id"],
-                model_params=dict(config.model.params),
-                num_boost_round=config.model.num_boost_round,
-                seed=config.model.seed,
-                early_stopping_rounds=config.model.early_stopping_rounds,
-                device=config.model.device,
-                allow_cpu_fallback=config.model.allow_cpu_fallback,
-                inlets=[assets["features"]],
-                **common,
+            trainer, train_kwargs = _trainer(config, common)
+            train = trainer(
+                task_id="train", features_id=preprocess.output["features_id"], inlets=[assets["features"]], **train_kwargs
             )
         with _stage(config, "evaluation", "Holdout metrics vs production, then the gate"):
             evaluate = ModelEvaluationOperator(
@@ -201,22 +193,36 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 on_success_callback=_notifiers(config, "gate_rejected") or None,
                 **common,
             )
-            if config.monitor is not None:
-                # Closes the run's retrain requests with the outcome: after the canary, when there is one.
+        validate >> preprocess
+        gate_branch >> [bless, reject]
+        ends = [bless, reject]
+        if config.canary is not None:
+            ends = [reject, *_canary_group(config, common, train.output["model_version"], upstream=bless)]
+        if config.monitor is not None:
+            with _stage(config, "outcome", "Close the retrain requests this run answered, with the outcome"):
                 close = RetrainRequestCloseOperator(
                     task_id="close_request",
                     registration_task_ids=["registry.bless", "registry.reject"],
                     decision_task_ids=_decision_task_ids(config),
                     **common,
                 )
-                [bless, reject] >> close
-        validate >> preprocess
-        gate_branch >> [bless, reject]
-        if config.canary is not None:
-            decisions = _canary_group(config, common, train.output["model_version"], upstream=bless)
-            if config.monitor is not None:
-                decisions >> close
+            ends >> close
     return dag
+
+
+def _trainer(config: PipelineConfig, common: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """The training operator class for ``compute.target`` and its arguments (all but task_id, features_id, inlets)."""
+    model = config.model
+    kwargs = {
+        "model_params": dict(model.params),
+        "num_boost_round": model.num_boost_round,
+        "seed": model.seed,
+        "early_stopping_rounds": model.early_stopping_rounds,
+        "device": model.device,
+        "allow_cpu_fallback": model.allow_cpu_fallback,
+        **common,
+    }
+    return ModelTrainingOperator, kwargs
 
 
 def _training_schedule(config: PipelineConfig) -> Any:

@@ -56,7 +56,7 @@ class TestMonitorDag:
         write_day(tmp_path, "2026-11-01", make_churn(2500, seed=1))
         run, train_states = run_dag(training, "2026-11-01")
         assert run.state == "success"
-        assert train_states["registry.close_request"] == "success", "closes triggering requests however the run ends"
+        assert train_states["outcome.close_request"] == "success", "closes triggering requests however the run ends"
         store = store_of(config)
         client = model_server(store.root_uri, "churn_monitor")
 
