@@ -24,6 +24,7 @@ from airflow_mlops.operators.monitoring import (
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
+from airflow_mlops.operators.tuning import TrialSelectionOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
 from airflow_mlops.sensors.data import SourceWaitSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
@@ -97,7 +98,9 @@ def _store_kwargs(config: PipelineConfig) -> dict[str, Any]:
 
 
 def build_training_dag(config: PipelineConfig) -> DAG:
-    """The training DAG: acquire -> validate -> preprocess (Beam) -> train -> evaluate -> gate -> bless | reject."""
+    """The training DAG: acquire -> validate -> preprocess (Beam) -> train -> evaluate -> gate -> bless | reject.
+
+    With ``model.tuning``, train is a mapped ``trial`` task (one training per trial) and ``select``, the best trial."""
     common = _store_kwargs(config)
     columns = {
         "label_column": config.label,
@@ -145,9 +148,28 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             )
         with _stage(config, "training", "LightGBM, deterministic"):
             trainer, train_kwargs = _trainer(config, common)
-            train = trainer(
-                task_id="train", features_id=preprocess.output["features_id"], inlets=[assets["features"]], **train_kwargs
-            )
+            features_id = preprocess.output["features_id"]
+            tuning = config.model.tuning
+            if tuning is None:
+                train = trainer(task_id="train", features_id=features_id, inlets=[assets["features"]], **train_kwargs)
+            else:  # one mapped training per trial (each cached by content), then the best on the eval split
+                trial_params = config.model.trial_params()
+                del train_kwargs["model_params"]
+                trials = trainer.partial(
+                    task_id="trial",
+                    features_id=features_id,
+                    inlets=[assets["features"]],
+                    max_active_tis_per_dagrun=tuning.parallelism,
+                    **train_kwargs,
+                ).expand(model_params=trial_params)
+                train = TrialSelectionOperator(  # returns what a training task returns: downstream reads it the same
+                    task_id="select",
+                    trials=trials.output,
+                    trial_params=trial_params,
+                    features_id=features_id,
+                    metric=tuning.metric or (gate.metric if gate else DEFAULT_METRIC[config.task]),
+                    **common,
+                )
         with _stage(config, "evaluation", "Holdout metrics vs production, then the gate"):
             evaluate = ModelEvaluationOperator(
                 task_id="evaluate",
@@ -159,6 +181,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 slices=list(gate.slices) if gate else [],
                 fairness_column=gate.fairness.column if gate and gate.fairness else None,
                 fairness_max_gap=gate.fairness.max_gap if gate and gate.fairness else None,
+                tuning=train.output["tuning"] if tuning else None,
                 **common,
             )
             gate_branch = EvaluationGateOperator(
@@ -173,10 +196,12 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 "source": acquire.output["source"],
                 "features_id": preprocess.output["features_id"],
                 "transform_hash": preprocess.output["transform_hash"],
-                "params": dict(config.model.params),
+                "params": train.output["params"] if tuning else dict(config.model.params),  # tuning: the chosen trial's
                 "num_boost_round": config.model.num_boost_round,
                 "seed": config.model.seed,
             }
+            if tuning:
+                lineage["tuning"] = train.output["tuning"]  # every trial's params and metric
             bless = ModelRegistrationOperator(
                 task_id="bless",
                 evaluation=evaluate.output,
@@ -222,7 +247,37 @@ def _trainer(config: PipelineConfig, common: dict[str, Any]) -> tuple[type, dict
         "allow_cpu_fallback": model.allow_cpu_fallback,
         **common,
     }
-    return ModelTrainingOperator, kwargs
+    pod = config.compute.kubernetes
+    if config.compute.target != "kubernetes" or pod is None:
+        return ModelTrainingOperator, kwargs
+    from airflow_mlops.operators.training import KubernetesTrainingOperator  # imports the Kubernetes client
+
+    kwargs |= {
+        "kubernetes_conn_id": pod.kubernetes_conn_id,
+        "namespace": pod.namespace,
+        "image": pod.image,
+        "image_pull_policy": pod.image_pull_policy,
+        "image_pull_secrets": list(pod.image_pull_secrets),
+        "service_account_name": pod.service_account,
+        "gpus": pod.gpus,
+        "cpu": pod.cpu,
+        "memory": pod.memory,
+        "cpu_limit": pod.cpu_limit,
+        "memory_limit": pod.memory_limit,
+        "node_selector": dict(pod.node_selector),
+        "tolerations": pod.tolerations,
+        "affinity": pod.affinity,
+        "labels": dict(pod.labels),
+        "annotations": dict(pod.annotations),
+        "credentials_secret": pod.credentials_secret,
+        "s3_endpoint_url": pod.s3_endpoint_url,
+        "allow_local_root": pod.allow_local_root,
+        "startup_timeout_seconds": max(1, round(pod.startup_timeout_minutes * 60)),
+        "on_finish_action": pod.on_finish_action,
+    }
+    if pod.deferrable is not None:
+        kwargs["deferrable"] = pod.deferrable
+    return KubernetesTrainingOperator, kwargs
 
 
 def _training_schedule(config: PipelineConfig) -> Any:

@@ -14,15 +14,23 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERVAL_METRICS
 from airflow_mlops.ml.train import RESERVED_PARAMS
+from airflow_mlops.ml.tuning import MAX_TRIALS, SEARCHES, generate_trials, space_size
 
 DEFAULT_AWS_CONN_ID = "aws_default"
-NOT_BUILDABLE = (("compute", "kubernetes", "training on Kubernetes is not available yet; use 'local'"),)
-"""Values the schema knows but the builders cannot build yet: (section, target, message)."""
 SCHEDULE_PRESETS = (
     "@once",
     "@continuous",
@@ -199,6 +207,107 @@ class PreprocessConfig(Strict):
     histogram_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric column in the reference profile.")
 
 
+class SearchSpace(Strict):
+    """One parameter's search space: YAML gives a list of values, or a range ``{low, high, log}`` (random search)."""
+
+    values: list[Scalar] | None = Field(None, min_length=1, description="The values to choose from.")
+    low: int | float | None = Field(None, description="A range's smallest value.")
+    high: int | float | None = Field(None, description="A range's largest value (integers when both ends are integers).")
+    log: bool = Field(False, description="Draw uniformly on a log scale (low must be > 0).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_or_range(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {"values": value}
+        if not isinstance(value, Mapping | SearchSpace):
+            raise PydanticCustomError("search_space", "give a list of values, or a range {low, high, log}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> SearchSpace:
+        if self.values is not None:
+            found = [
+                Issue(("values", i), "repeats an earlier value", v)
+                for i, v in enumerate(self.values)
+                if (type(v), v) in {(type(w), w) for w in self.values[:i]}
+            ]
+            if self.low is not None or self.high is not None or self.log:
+                found.append(Issue((), "give a list of values or a range {low, high, log}, not both"))
+        elif self.low is None or self.high is None:
+            found = [Issue((end,), "a range needs low and high") for end in ("low", "high") if getattr(self, end) is None]
+        elif not self.low < self.high:
+            found = [Issue(("high",), f"must be greater than low ({self.low})", self.high)]
+        else:
+            found = [Issue(("low",), "must be > 0 for a log range", self.low)] if self.log and self.low <= 0 else []
+        if found:
+            raise config_issues(found)
+        return self
+
+    def plain(self) -> list[Any] | dict[str, Any]:
+        """As :func:`airflow_mlops.ml.tuning.generate_trials` takes it: the list, or ``{low, high, log}``."""
+        return list(self.values) if self.values is not None else {"low": self.low, "high": self.high, "log": self.log}
+
+
+class TuningConfig(Strict):
+    search: Literal[SEARCHES] = Field(  # type: ignore[valid-type]
+        "random", description="grid: every combination of the value lists; random: `trials` draws seeded by model.seed."
+    )
+    space: dict[str, SearchSpace] = Field(
+        ...,
+        min_length=1,
+        description="LightGBM parameter -> a list of values, or (random only) {low, high, log}; each trial's values "
+        "merge over model.params.",
+    )
+    trials: int | None = Field(
+        None, ge=1, le=MAX_TRIALS, description="How many trials: required for random; grid runs every combination."
+    )
+    parallelism: PositiveInt = Field(4, le=MAX_TRIALS, description="Trials trained at the same time (in one DAG run).")
+    metric: Literal[tuple(HIGHER_IS_BETTER)] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Metric on the eval split that picks the best trial (ties: the first); null: the gate's metric, "
+        "or the task's default (roc_auc, rmse) without a gate.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuningConfig:
+        found = [
+            Issue(("space", key), "reserved: the pipeline sets it (use model.seed; the objective follows task)", key)
+            for key in self.space
+            if key in RESERVED_PARAMS
+        ]
+        if self.search == "grid":
+            found += [
+                Issue(("space", key), "grid search needs a list of values (a range is for random search)")
+                for key, values in self.space.items()
+                if values.values is None
+            ]
+        if found:
+            raise config_issues(found)
+        size = space_size(self.plain_space())
+        if self.search == "grid" and size > MAX_TRIALS:
+            found.append(Issue(("space",), f"the grid has {size} combinations; at most {MAX_TRIALS} are allowed"))
+        elif self.search == "grid" and self.trials is not None and self.trials != size:
+            found.append(
+                Issue(
+                    ("trials",),
+                    f"grid search runs every one of its {size} combinations: omit trials or set it to {size}",
+                    self.trials,
+                )
+            )
+        elif self.search == "random" and self.trials is None:
+            found.append(Issue(("trials",), "random search needs a trial count"))
+        elif self.search == "random" and size is not None and size < self.trials:
+            found.append(Issue(("trials",), f"the space holds only {size} distinct combinations", self.trials))
+        if found:
+            raise config_issues(found)
+        return self
+
+    def plain_space(self) -> dict[str, Any]:
+        """The space as plain data: lists, and ranges as ``{low, high, log}`` mappings."""
+        return {key: values.plain() for key, values in self.space.items()}
+
+
 class ModelConfig(Strict):
     type: Literal["lightgbm"] = Field("lightgbm", description="Model family.")
     params: dict[str, Scalar] = Field(
@@ -216,6 +325,17 @@ class ModelConfig(Strict):
         "or gpu (an OpenCL build). A device that is not there fails the training.",
     )
     allow_cpu_fallback: bool = Field(False, description="Train on the CPU when the device is not there (else fail).")
+    tuning: TuningConfig | None = Field(
+        None, description="Hyperparameter search: train every trial (mapped tasks), keep the best on the eval split."
+    )
+
+    def trial_params(self) -> list[dict[str, Any]]:
+        """Each tuning trial's full LightGBM parameters (``params`` with the trial's values on top); [] without tuning."""
+        tuning = self.tuning
+        if tuning is None:
+            return []
+        space = tuning.plain_space()
+        return generate_trials(search=tuning.search, space=space, trials=tuning.trials, seed=self.seed, base=dict(self.params))
 
     @field_validator("params")
     @classmethod
@@ -230,18 +350,72 @@ class ModelConfig(Strict):
         return params
 
 
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+"""The taint GPU node pools carry (GKE, EKS and AKS set it); a pod asking for GPUs tolerates it unless told otherwise."""
+TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
 class KubernetesConfig(Strict):
-    image: str = Field(..., min_length=1, description="Training image (see docker/).")
-    namespace: str = Field("default", description="Namespace of the training pod.")
-    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu count.")
-    cpu: str = Field("4", description="CPU request.")
-    memory: str = Field("16Gi", description="Memory request.")
+    image: str = Field(..., min_length=1, description="Training image: airflow-mlops installed (docker/trainer.Dockerfile).")
+    namespace: str = Field("default", pattern=K8S_NAME, description="Namespace of the training pod.")
+    kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection (cncf.kubernetes provider).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="When the node pulls the image."
+    )
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets of the image registry.")
+    service_account: str | None = Field(None, description="Service account of the pod (e.g. one bound to an IAM role).")
+    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu count (a limit, as Kubernetes wants for extended resources).")
+    cpu: str = Field("4", min_length=1, description="CPU request.")
+    memory: str = Field("16Gi", min_length=1, description="Memory request.")
+    cpu_limit: str | None = Field(None, min_length=1, description="CPU limit; null: none (the pod may use idle cores).")
+    memory_limit: str | None = Field(None, min_length=1, description="Memory limit; null: the request.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector labels.")
-    service_account: str | None = Field(None, description="Service account of the pod.")
+    tolerations: list[dict[str, str | int]] | None = Field(
+        None,
+        description="Tolerations as Kubernetes writes them (key, operator, value, effect, tolerationSeconds); "
+        "null: the nvidia.com/gpu taint when gpus > 0, else none.",
+    )
+    affinity: dict[str, Any] | None = Field(None, description="Pod affinity as Kubernetes writes it (nodeAffinity, ...).")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations.")
+    credentials_secret: str | None = Field(
+        None,
+        description="Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the artifact root, referenced from "
+        "the pod (never copied); null: the service account's identity.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store, as the pod reaches it (MinIO).")
+    allow_local_root: bool = Field(
+        False, description="Allow a local artifact root (only where the pod mounts the same path, e.g. a one-node cluster)."
+    )
+    startup_timeout_minutes: float = Field(
+        10, gt=0, description="Longest wait for the pod to be scheduled and start (GPU nodes and image pulls take minutes)."
+    )
+    on_finish_action: Literal["delete_pod", "delete_succeeded_pod", "keep_pod", "delete_active_pod"] = Field(
+        "delete_pod", description="What happens to the pod when it ends (KubernetesPodOperator's on_finish_action)."
+    )
+    deferrable: bool | None = Field(
+        None, description="Wait for the pod in the triggerer; null: Airflow's [operators] default_deferrable."
+    )
+
+    @field_validator("tolerations")
+    @classmethod
+    def _toleration_keys(cls, tolerations: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        found = [
+            Issue((i, key), f"unknown toleration field; use {', '.join(sorted(TOLERATION_KEYS))}", key)
+            for i, toleration in enumerate(tolerations or [])
+            for key in toleration
+            if key not in TOLERATION_KEYS
+        ]
+        if found:
+            raise config_issues(found)
+        return tolerations
 
 
 class ComputeConfig(Strict):
-    target: Literal["local", "kubernetes"] = Field("local", description="Where training runs.")
+    target: Literal["local", "kubernetes"] = Field(
+        "local", description="Where training runs: in the worker, or in a Kubernetes pod running `airflow-mlops train`."
+    )
     kubernetes: KubernetesConfig | None = Field(None, description="Pod settings; required when target is kubernetes.")
 
     @model_validator(mode="after")
@@ -552,12 +726,15 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
         found.append(Issue(("label",), "the label is also listed as a feature", label))
 
     evaluation = data.get("evaluation")
-    if isinstance(evaluation, Mapping):
-        task, metric = data.get("task"), evaluation.get("metric")
+    tuning = _mapping(_mapping(data.get("model")).get("tuning"))
+    for loc, metric in (
+        (("evaluation", "metric"), _mapping(evaluation).get("metric")),
+        (("model", "tuning", "metric"), tuning.get("metric")),
+    ):
+        task = data.get("task")
         if task in TASK_METRICS and metric in HIGHER_IS_BETTER and metric not in TASK_METRICS[task]:
-            found.append(
-                Issue(("evaluation", "metric"), f"does not apply to {task}; use one of {', '.join(TASK_METRICS[task])}", metric)
-            )
+            found.append(Issue(loc, f"does not apply to {task}; use one of {', '.join(TASK_METRICS[task])}", metric))
+    if isinstance(evaluation, Mapping):
         categorical = {c for c in _strings(features.get("categorical")) if c is not None}
         for i, col in enumerate(_strings(evaluation.get("slices"))):
             if col is not None and col not in categorical:
@@ -565,12 +742,16 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
         column = _mapping(evaluation.get("fairness")).get("column")
         if isinstance(column, str) and column not in categorical:
             found.append(Issue(("evaluation", "fairness", "column"), _not_categorical(categorical), column))
-    for section, target, message in NOT_BUILDABLE:
-        if _mapping(data.get(section)).get("target") == target:
-            found.append(Issue((section, "target"), message, target))
     artifacts = _mapping(data.get("artifacts"))
     root = artifacts.get("root")  # a root in a connection (conn_id) is checked when the task opens it
     local_root = not artifacts.get("conn_id") and not (isinstance(root, str) and root.startswith("s3://"))
+    compute = _mapping(data.get("compute"))
+    if compute.get("target") == "kubernetes" and local_root and not _mapping(compute.get("kubernetes")).get("allow_local_root"):
+        message = (
+            "compute.target 'kubernetes' needs an s3:// artifact root: the training pod cannot read a local directory "
+            "(or set compute.kubernetes.allow_local_root where the pod mounts the same path)"
+        )
+        found.append(Issue(("artifacts", "root"), message, NO_INPUT if root is None else root))
     if _mapping(data.get("canary")).get("target") == "kserve" and local_root:
         message = "canary.target 'kserve' needs an s3:// artifact root: the server pods cannot read a local directory"
         found.append(Issue(("artifacts", "root"), message, NO_INPUT if root is None else root))

@@ -89,12 +89,15 @@ def train_model(
     A device LightGBM cannot use (a build without CUDA, no GPU on the machine) raises :class:`DeviceUnavailable`:
     never a silent CPU run."""
     import lightgbm as lgb
+    import numpy as np
 
     from airflow_mlops.ml.transform import ROW_ID
 
     if train.empty:
         raise MlopsError("The training split is empty; nothing to train on.")
-    train = train.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    # Row ids are ASCII: their byte order is their string order, and sorting bytes is ~5x faster than sorting objects.
+    order = np.argsort(train[ROW_ID].to_numpy().astype("S"), kind="stable")
+    train = train[[ROW_ID, *features, label]].take(order).reset_index(drop=True)
     full = lgb_params(task, params, seed, device)
     callbacks = [lgb.log_evaluation(period=log_every), _progress(log_every, num_boost_round)]
     valid = None

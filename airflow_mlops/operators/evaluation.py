@@ -27,9 +27,11 @@ class ModelEvaluationOperator(MlopsBaseOperator):
     :param slices: categorical columns to report the metric for, value by value.
     :param fairness_column: a column whose slices' metric gap is limited by ``fairness_max_gap``.
     :param fairness_max_gap: the largest allowed gap of the metric between slices of ``fairness_column``.
+    :param tuning: the tuning search the candidate won (``TrialSelectionOperator``'s ``tuning``, templated): its
+        trials are listed in the report and the result.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_version", "features_id")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model_version", "features_id", "tuning")
     operator_extra_links = (ReportLink(),)
 
     def __init__(
@@ -43,9 +45,11 @@ class ModelEvaluationOperator(MlopsBaseOperator):
         slices: list[str] | None = None,
         fairness_column: str | None = None,
         fairness_max_gap: float | None = None,
+        tuning: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.tuning = tuning
         self.model_version = model_version
         self.features_id = features_id
         self.metric = metric
@@ -66,7 +70,15 @@ class ModelEvaluationOperator(MlopsBaseOperator):
             self.fairness_column,
             self.fairness_max_gap,
         )
-        result = evaluate(self.store, self.pipeline, self.model_version, self.features_id, settings, run_id=context["run_id"])
+        result = evaluate(
+            self.store,
+            self.pipeline,
+            self.model_version,
+            self.features_id,
+            settings,
+            run_id=context["run_id"],
+            tuning=self.tuning,
+        )
         ReportLink.persist(context, result["report_uri"])
         self.log.info(
             "Candidate %s: %s=%.4f; production %s: %s. %s: %s",

@@ -33,6 +33,19 @@ VERSION_LABEL = "airflow-mlops/model-version"
 DEPLOYMENT_MODE = {"serving.kserve.io/deploymentMode": "Serverless"}
 
 
+def store_env(credentials_secret: str | None, s3_endpoint_url: str | None) -> list[dict[str, Any]]:
+    """A pod's environment for reaching the artifact store: the credentials as references to the keys of
+    ``credentials_secret`` (never values; none: the service account's identity) and the S3-compatible endpoint."""
+    env: list[dict[str, Any]] = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": key}}}
+        for key in CREDENTIAL_KEYS
+        if credentials_secret
+    ]
+    if s3_endpoint_url:
+        env.append({"name": "MLOPS_S3_ENDPOINT_URL", "value": s3_endpoint_url})
+    return env
+
+
 @dataclass(frozen=True)
 class InferenceServiceSpec:
     """What the InferenceService of a pipeline is made of (the config's ``canary.kserve`` plus the store's root).
@@ -99,13 +112,7 @@ def manifest(spec: InferenceServiceSpec, version: str, canary_percent: int | Non
     """The InferenceService serving ``version``; with ``canary_percent``, that share of the traffic (the rest stays
     on the revision rolled out before). Labels and annotations never change with the version: KServe copies them
     onto the revision template, where a change would start another revision."""
-    env: list[dict[str, Any]] = [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.credentials_secret, "key": key}}}
-        for key in CREDENTIAL_KEYS
-        if spec.credentials_secret
-    ]
-    if spec.s3_endpoint_url:
-        env.append({"name": "MLOPS_S3_ENDPOINT_URL", "value": spec.s3_endpoint_url})
+    env = store_env(spec.credentials_secret, spec.s3_endpoint_url)
     args = ["serve", "--artifact-root", spec.artifact_root, "--pipeline", spec.pipeline, "--version", version]
     args += ["--host", "0.0.0.0", "--port", str(PORT), "--workers", str(spec.workers)]
     container: dict[str, Any] = {

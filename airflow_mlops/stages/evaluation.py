@@ -44,19 +44,44 @@ def score_raw(store: ArtifactStore, pipeline: str, version: str, raw: pd.DataFra
     return load_booster(store, pipeline, version).predict(transform.apply_frame(raw), num_threads=1)
 
 
+def read_holdout(store: ArtifactStore, pipeline: str, features_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The features' transform spec and their eval split (model input and label), in row id order."""
+    spec = store.read_json(f"{features_prefix(pipeline, features_id)}/transform.json")
+    features = read_features(store, pipeline, features_id, "eval").sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    return spec, features
+
+
+def holdout_metrics(
+    store: ArtifactStore, pipeline: str, version: str, spec: Mapping[str, Any], features: pd.DataFrame
+) -> tuple[Any, dict[str, float]]:
+    """A stored model's predictions on the eval split (see :func:`read_holdout`) and every metric of its task."""
+    from airflow_mlops.ml.evaluate import compute_metrics
+
+    predictions = load_booster(store, pipeline, version).predict(features[spec["features"]], num_threads=1)
+    return predictions, compute_metrics(spec["task"], features[spec["label"]].to_numpy(), predictions)
+
+
 def evaluate(
-    store: ArtifactStore, pipeline: str, model_version: str, features_id: str, gate_settings: GateSettings, *, run_id: str
+    store: ArtifactStore,
+    pipeline: str,
+    model_version: str,
+    features_id: str,
+    gate_settings: GateSettings,
+    *,
+    run_id: str,
+    tuning: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Holdout metrics of the candidate and of the production model on the same rows, and the gate's decision."""
+    """Holdout metrics of the candidate and of the production model on the same rows, and the gate's decision.
+
+    ``tuning``: the search the candidate won (see :func:`airflow_mlops.stages.tuning.select_trial`), shown in the report.
+    """
     from airflow_mlops.ml.evaluate import compute_metrics, gate, slice_metrics
 
-    spec = store.read_json(f"{features_prefix(pipeline, features_id)}/transform.json")
+    spec, features = read_holdout(store, pipeline, features_id)
     task, label = spec["task"], spec["label"]
-    features = read_features(store, pipeline, features_id, "eval").sort_values(ROW_ID, kind="stable").reset_index(drop=True)
     raw = read_features(store, pipeline, features_id, "eval_raw").set_index(ROW_ID).loc[features[ROW_ID]].reset_index()
     y = features[label].to_numpy()
-    predictions = load_booster(store, pipeline, model_version).predict(features[spec["features"]], num_threads=1)
-    candidate = compute_metrics(task, y, predictions)
+    predictions, candidate = holdout_metrics(store, pipeline, model_version, spec, features)
     slices = {
         col: slice_metrics(task, gate_settings.metric, y, predictions, raw[col].astype(str)) for col in gate_settings.slices
     }
@@ -95,6 +120,8 @@ def evaluate(
         "blessed": decision.blessed,
         "reason": decision.reason,
     }
+    if tuning is not None:
+        result["tuning"] = dict(tuning)
     prefix = report_prefix(pipeline, run_id)
     store.write_text(f"{prefix}/evaluation.html", _evaluation_html(pipeline, result))
     store.write_json(f"{prefix}/evaluation.json", result)
@@ -116,8 +143,30 @@ def _evaluation_html(pipeline: str, result: Mapping[str, Any]) -> str:
         (f"{result['metric']} by {col}", table([col, result["metric"]], values.items()))
         for col, values in result["slices"].items()
     ]
+    if result.get("tuning"):
+        sections.append(trials_section(result["tuning"]))
     status = (result["blessed"], ("BLESSED: " if result["blessed"] else "REJECTED: ") + result["reason"])
     return page(f"Evaluation: {pipeline} {result['model_version']}", status, sections)
+
+
+def trials_section(tuning: Mapping[str, Any]) -> tuple[str, str]:
+    """A report section: every tuning trial's searched parameters and metric, the chosen one marked."""
+    from airflow_mlops.ml.report import table
+
+    trials = tuning["trials"]
+    keys = sorted({k for t in trials for k in t["params"] if len({json.dumps(u["params"].get(k)) for u in trials}) > 1})
+    rows = [
+        [
+            "chosen" if t["trial"] == tuning["chosen"] else "",
+            t["trial"],
+            t["model_version"],
+            *(t["params"].get(k) for k in keys),
+            t["value"],
+        ]
+        for t in trials
+    ]
+    heading = f"Tuning: {len(trials)} trials, the best by {tuning['metric']} on the eval split"
+    return heading, table(["", "trial", "model version", *keys, tuning["metric"]], rows)
 
 
 def register(
@@ -172,9 +221,14 @@ def _card_html(pipeline: str, status: str, evaluation: Mapping[str, Any], lineag
         ("Metrics (holdout)", table(["metric", "value"], evaluation["metrics"].items())),
         (
             "Lineage",
-            table(["field", "value"], [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in lineage.items()]),
+            table(
+                ["field", "value"],
+                [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in lineage.items() if k != "tuning"],
+            ),
         ),
     ]
+    if lineage.get("tuning"):
+        sections.append(trials_section(lineage["tuning"]))
     return page(
         f"Model card: {pipeline} {evaluation['model_version']}",
         (status == "blessed", f"{status.upper()}: {evaluation['reason']}"),

@@ -27,16 +27,12 @@ class TrainSettings:
     allow_cpu_fallback: bool = False
 
 
-def train(store: ArtifactStore, pipeline: str, features_id: str, settings: TrainSettings) -> dict[str, Any]:
-    """Train LightGBM on the stored features; a model with the same content id is reused, not retrained."""
-    import time
+def expected_model(store: ArtifactStore, pipeline: str, features_id: str, settings: TrainSettings) -> dict[str, Any]:
+    """The model :func:`train` writes for these features and settings (its version is content-derived), without
+    ``cached``: what a task that trains elsewhere (a Kubernetes pod) reads back."""
+    from airflow_mlops.ml.train import model_version
 
-    import lightgbm as lgb
-
-    from airflow_mlops.ml.train import DeviceUnavailable, model_version, train_model
-
-    fprefix = features_prefix(pipeline, features_id)
-    features_done = store.read_json(f"{fprefix}/{DONE}")
+    features_done = store.read_json(f"{features_prefix(pipeline, features_id)}/{DONE}")
     version = model_version(
         dataset_id=features_done["dataset_id"],
         transform_hash=features_done["transform_hash"],
@@ -45,14 +41,32 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
         seed=settings.seed,
         device=settings.device,
     )
-    mprefix = model_prefix(pipeline, version)
-    result = {
+    return {
         "model_version": version,
-        "model_uri": store.uri(mprefix),
+        "model_uri": store.uri(model_prefix(pipeline, version)),
         "features_id": features_id,
         "dataset_id": features_done["dataset_id"],
     }
-    if store.exists(f"{mprefix}/model.txt"):
+
+
+def is_trained(store: ArtifactStore, pipeline: str, version: str) -> bool:
+    """Whether the model ``version`` is complete in the store (``model.txt`` is written last)."""
+    return store.exists(f"{model_prefix(pipeline, version)}/model.txt")
+
+
+def train(store: ArtifactStore, pipeline: str, features_id: str, settings: TrainSettings) -> dict[str, Any]:
+    """Train LightGBM on the stored features; a model with the same content id is reused, not retrained."""
+    import time
+
+    import lightgbm as lgb
+
+    from airflow_mlops.ml.train import DeviceUnavailable, train_model
+
+    fprefix = features_prefix(pipeline, features_id)
+    result = expected_model(store, pipeline, features_id, settings)
+    version = result["model_version"]
+    mprefix = model_prefix(pipeline, version)
+    if is_trained(store, pipeline, version):
         log.info("Model %s already trained from these inputs; reusing %s", version, store.uri(mprefix))
         return {**result, "cached": True}
     spec = store.read_json(f"{fprefix}/transform.json")

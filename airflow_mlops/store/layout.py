@@ -7,7 +7,7 @@ schemas/<pipeline>/schema.json            the accepted schema; versions/<n>.json
 features/<pipeline>/<features_id>/        train/ eval/ eval_raw/ transform.json profile.json _SUCCESS.json
 models/<pipeline>/<version>/              model.txt transform.json profile.json training.json metrics.json lineage.json card.html
 registry/<pipeline>.json                  versions, statuses, aliases
-reports/<pipeline>/<run_id>/              validation, evaluation and drift reports
+reports/<pipeline>/<run_id>/              validation, evaluation and drift reports; tuning.json: the run's tuning trials
 predictions/<pipeline>/<date>/part-*.parquet   the prediction log, as the server writes it; hour-HH.parquet once compacted
 feedback/<pipeline>/<date>/               the labels sent back, laid out the same way
 events/<pipeline>.jsonl                   canary steps and decisions, drift checks, retrain requests
@@ -57,6 +57,11 @@ def report_prefix(pipeline: str, run_id: str) -> str:
     """Reports of one DAG run; characters a path or URL would mangle become ``_``."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
     return f"reports/{pipeline}/{safe}"
+
+
+def tuning_key(pipeline: str, run_id: str) -> str:
+    """The tuning trials of one DAG run (each trial's parameters, model version and metric, and the chosen one)."""
+    return f"{report_prefix(pipeline, run_id)}/tuning.json"
 
 
 def events_key(pipeline: str) -> str:

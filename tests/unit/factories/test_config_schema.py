@@ -107,23 +107,13 @@ class TestPipelineConfig:
         assert config.model.params == params
         assert type(config.model.params["extra_trees"]) is bool and type(config.model.params["num_leaves"]) is int
 
-    def test_kubernetes_pod_section_validates_but_the_target_is_not_buildable_yet(self):
+    def test_kubernetes_training_needs_an_s3_root(self):
         compute = {"target": "kubernetes", "kubernetes": {"image": "trainer:1", "gpus": 2}}
         section = ComputeConfig.model_validate(compute)
         assert section.kubernetes.gpus == 2 and section.kubernetes.namespace == "default"
-        assert error_locs(with_keys(compute=compute)) == [("compute", "target")]
-
-    @pytest.mark.parametrize(
-        ("changes", "loc"),
-        [
-            pytest.param(
-                {"compute": {"target": "kubernetes", "kubernetes": {"image": "t:1"}}}, ("compute", "target"), id="kubernetes"
-            ),
-        ],
-    )
-    def test_targets_the_builders_cannot_build_are_errors(self, changes, loc):
-        issues = cross_field_issues(with_keys(**changes))
-        assert [i.loc for i in issues] == [loc] and "not available yet; use 'local'" in issues[0].message
+        assert error_locs(with_keys(compute=compute)) == [("artifacts", "root")]
+        on_s3 = PipelineConfig.model_validate(with_keys(compute=compute, artifacts={"root": "s3://b/p"}))
+        assert on_s3.compute.target == "kubernetes"
 
 
 KSERVE = {"target": "kserve", "kserve": {"image": "server:1", "credentials_secret": "mlops-s3"}}

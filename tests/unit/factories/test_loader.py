@@ -213,7 +213,7 @@ class TestLoadPipelineConfig:
         config = with_change("label", "contract")
         config = with_change("compute", {"target": "kubernetes", "kubernetes": {"image": "trainer:1"}}, base=config)
         paths = [line.split(": ")[1] for line in config_errors(write(tmp_path, config))]
-        assert sorted(paths) == ["compute.target", "label"]
+        assert sorted(paths) == ["artifacts.root", "label"]
 
     def test_cross_field_rule_skipped_where_the_value_has_its_own_error(self, tmp_path):
         errors = config_errors(write(tmp_path, with_change("evaluation.metric", "f1")))

@@ -14,6 +14,7 @@ from airflow_mlops.operators.monitoring import (
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
 from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
+from airflow_mlops.operators.tuning import TrialSelectionOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
 
@@ -36,9 +37,28 @@ CASES = [
     pytest.param(ModelTrainingOperator, {**COMMON, "features_id": "{{ ds }}"}, {"artifact_root", "features_id"}, id="train"),
     pytest.param(
         ModelEvaluationOperator,
-        {**COMMON, "model_version": "{{ ds }}", "features_id": "{{ ds }}", "metric": "roc_auc", "threshold": 0.7},
-        {"artifact_root", "model_version", "features_id"},
+        {
+            **COMMON,
+            "model_version": "{{ ds }}",
+            "features_id": "{{ ds }}",
+            "metric": "roc_auc",
+            "threshold": 0.7,
+            "tuning": {"t": "{{ ds }}"},
+        },
+        {"artifact_root", "model_version", "features_id", "tuning"},
         id="evaluate",
+    ),
+    pytest.param(
+        TrialSelectionOperator,
+        {
+            **COMMON,
+            "trials": [{"v": "{{ ds }}"}],
+            "trial_params": [{"num_leaves": 7}],
+            "features_id": "{{ ds }}",
+            "metric": "roc_auc",
+        },
+        {"artifact_root", "trials", "features_id"},
+        id="select-trial",
     ),
     pytest.param(
         ModelRegistrationOperator,
