@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo demo-team test quick style lint lock clean bench-serving
+.PHONY: install demo demo-team test browser quick style lint lock clean bench-serving bench-training bench-ui
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@echo "==> Creating $(VENV) with $(PYTHON) and installing the locked dependencies (requirements.lock)"
@@ -29,9 +29,14 @@ demo: install
 demo-team: install
 	@bash scripts/demo.sh --team
 
-test: install style
+test: install style browser
 	@echo "==> Running the test suite (pytest)"
 	@$(BIN)/python -m pytest
+
+# The ops UI's browser tests drive Debian's chromium with playwright (which never downloads a browser of its own).
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq chromium || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
 # The inner loop: style, then the tests not marked slow (no whole DAG runs, servers or the demo).
 quick: install style
@@ -51,6 +56,14 @@ lint: install
 bench-serving: install
 	@command -v wrk > /dev/null || apt-get install -y wrk
 	@$(BIN)/python benchmarks/serving.py
+
+# Training overhead of the train stage and of `airflow-mlops train` against raw lgb.train on 1M rows (benchmarks/training.py).
+bench-training: install
+	@$(BIN)/python benchmarks/training.py
+
+# Response time of each ops UI page with 50 model versions and 10k events (benchmarks/ui.py).
+bench-ui: install
+	@$(BIN)/python benchmarks/ui.py
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

@@ -29,3 +29,8 @@ class RegistryConflict(MlopsError):
 
 class ModelGateError(MlopsError):
     """A model cannot be evaluated or registered as asked."""
+
+
+class ActionRefused(MlopsError):
+    """An operator's control action (promote, rollback, pause, a retrain request's approval...) does not apply to the
+    pipeline's current state; the message says why."""

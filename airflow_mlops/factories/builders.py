@@ -319,6 +319,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
             drift=check.output,
             cooldown_hours=monitor.cooldown_hours,
             max_open_hours=monitor.request_max_open_hours,
+            approval=monitor.approval,
             on_success_callback=_notifiers(config, "retrain_request") or None,
             **common,
         )

@@ -564,6 +564,11 @@ class MonitorConfig(Strict):
         description="A retrain request still open this long after it was filed is closed as expired (its run was lost).",
     )
     check_seconds: float = Field(30.0, gt=0, le=3600, description="Time between counts of new logged predictions.")
+    approval: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: a drift's retrain request starts training at once; manual: it waits, pending, until an "
+        "operator approves it in the ops UI (or dismisses it).",
+    )
 
     @field_validator("schedule")
     @classmethod

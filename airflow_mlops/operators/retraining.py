@@ -27,6 +27,8 @@ class RetrainRequestOperator(MlopsBaseOperator):
     :param drift: the drift check result (an XComArg, templated).
     :param cooldown_hours: minimum time between two requests.
     :param max_open_hours: an open request older than this is closed as expired first (its run was lost).
+    :param approval: ``auto`` emits the Asset event at once; ``manual`` records the request as pending and emits
+        nothing (the task has no outlet): an operator approves it in the ops UI, which emits the event then.
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
@@ -37,14 +39,17 @@ class RetrainRequestOperator(MlopsBaseOperator):
         drift: Any,
         cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"),
         max_open_hours: float = field_default(MonitorConfig, "request_max_open_hours"),
+        approval: str = field_default(MonitorConfig, "approval"),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
+        if approval == "auto":  # a successful task emits its outlets' events: a pending request must not
+            kwargs.setdefault("outlets", [retrain_asset(kwargs["pipeline"])])
         kwargs.setdefault("inlets", [retrain_asset(kwargs["pipeline"])])  # its past events: which requests were emitted
         super().__init__(**kwargs)
         self.drift = drift
         self.cooldown_hours = cooldown_hours
         self.max_open_hours = max_open_hours
+        self.approval = approval
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.retraining import request_retrain
@@ -63,9 +68,13 @@ class RetrainRequestOperator(MlopsBaseOperator):
             run_id=context["run_id"],
             max_open_hours=self.max_open_hours,
             emitted=self._emitted(context),
+            approval=self.approval,
         )
         if not result["requested"]:
             raise AirflowSkipException(f"No retrain request: {result['why']}")
+        if self.approval == "manual":  # the ops UI emits the Asset event once an operator approves
+            self.log.info("Retrain request %s of %s waits for approval: %s", result["request_id"], self.pipeline, result["why"])
+            return result
         context["outlet_events"][retrain_asset(self.pipeline)].extra = {
             "request_id": result["request_id"],
             "reason": result["why"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -42,8 +42,8 @@ class MlopsPlugin(AirflowPlugin):
     """ML pipelines in the Airflow UI: an overview, one page per pipeline, the reports, and the control actions."""
 
     name = "airflow-mlops"
-    fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "airflow-mlops"}]
-    external_views = [
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "airflow-mlops"}]
+    external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "ML pipelines",
             "href": f"{URL_PREFIX}/",

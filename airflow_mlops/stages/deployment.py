@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.exceptions import ActionRefused, MlopsError, RegistryConflict
 from airflow_mlops.serving.predlog import read_log
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.registry import ModelRegistry
@@ -46,21 +47,39 @@ def canary_deploy(
                 version=version,
                 reason="first model: no production to compare with",
             )
+        if "decided_canary" in doc:
+            registry.update(lambda d: d.pop("decided_canary", None))  # an operator's decision on an earlier canary
         if target is not None:
             target.deploy(version, percent, None)
         return {"canary": None, "weight": 0, "production": version}
-    current = doc["aliases"].get("canary") or {}
-    if current.get("version") == version and current.get("weight") == percent:
-        result = {"canary": version, "weight": percent, "since": current["since"]}
-    else:
-        since = time.time()
-        registry.set_alias("canary", version, weight=percent, since=since)
+    since = time.time()
+
+    def step(doc: dict[str, Any]) -> None:
+        current = doc["aliases"].get("canary") or {}
+        if current.get("version") == version and (current.get("weight") == percent or current.get("paused")):
+            return  # the same step again, or a paused canary: it keeps its share until an operator resumes it
+        if not current and (doc.get("decided_canary") or {}).get("version") == version:
+            return  # an operator promoted or rolled it back from the ops UI: the canary analysis ends on that
+        _check_accepted(doc, pipeline, version)
+        doc["aliases"]["canary"] = {"version": version, "weight": percent, "since": since}
+        doc.pop("decided_canary", None)
+
+    current = registry.update(step)["aliases"].get("canary")
+    if current is None:
+        return {"canary": None, "weight": 0, "production": production}
+    if current["since"] == since:
         append_event(store, pipeline, "canary_step", version=version, weight=percent, production=production)
         log.info("Canary %s now takes %s%% of %s traffic", version, percent, pipeline)
-        result = {"canary": version, "weight": percent, "since": since}
-    if target is not None:
+    if target is not None and current["weight"] == percent:
         target.deploy(version, percent, production)
-    return result
+    return {"canary": version, "weight": current["weight"], "since": current["since"]}
+
+
+def _check_accepted(doc: dict[str, Any], pipeline: str, version: str) -> None:
+    """Raise unless ``version`` is registered and not rejected (what an alias may point at)."""
+    entry = doc["versions"].get(version)
+    if entry is None or entry["status"] == "rejected":
+        raise MlopsError(f"Cannot deploy {version!r} of {pipeline}: not a registered, accepted version.")
 
 
 def canary_check(
@@ -83,12 +102,22 @@ def canary_check(
     canary = doc["aliases"].get("canary") or {}
     production = (doc["aliases"].get("production") or {}).get("version")
     if not canary.get("version"):
+        if decided := doc.get("decided_canary"):  # an operator promoted or rolled back this canary from the ops UI
+            passed = decided["decision"] == "promote"
+            return Verdict(passed, decided["reason"], {}).to_dict() | {
+                "version": decided["version"],
+                "production": production,
+                "weight": 100 if passed else decided.get("weight"),
+            }
         if production:  # the deploy step promoted a first model directly
             return Verdict(True, f"{production} is production; no canary step", {}).to_dict() | {
                 "version": production,
                 "weight": 100,
             }
         return Verdict(False, "no canary is deployed", {}).to_dict() | {"weight": None}
+    if paused := canary.get("paused"):
+        log.info("Canary %s is paused by %s (%s): waiting for resume", canary["version"], paused["user"], paused["reason"])
+        return None
     if float(canary.get("weight") or 0) >= 100:  # every request is the canary's: nothing to compare it with
         verdict = Verdict(True, f"{canary['version']} took all traffic after the previous step passed", {})
         return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
@@ -130,42 +159,67 @@ def canary_resolve(
 
     ``target`` (None: the local model server) follows once the registry changed: the promoted canary takes all
     traffic, or production serves alone again. A retry repeats that call, which changes nothing the second time.
+    A canary an operator already decided on from the ops UI (:func:`operator_action`) keeps that decision: the
+    registry and the events log stay as the operator left them, and the result names the operator's decision.
     """
     registry = ModelRegistry(store, pipeline)
     version = verdict.get("version") or registry.alias("canary")
-    previous = registry.production()
-    if decision == "promote" and version and previous != version:
-        registry.set_alias("production", version, promoted_at=datetime.now(UTC).isoformat(), reason=verdict["reason"])
-    registry.set_alias("canary", None)
+    seen: dict[str, Any] = {}
 
-    def record(doc: dict[str, Any]) -> None:
-        if version in doc["versions"]:
-            doc["versions"][version]["canary"] = {"decision": decision, "reason": verdict["reason"]}
+    def mutate(doc: dict[str, Any]) -> None:
+        seen["previous"] = (doc["aliases"].get("production") or {}).get("version")
+        decided = doc.get("decided_canary") or {}
+        seen["decided"] = decided if version and decided.get("version") == version else None
+        if seen["decided"] is None:
+            _decide(doc, pipeline, decision, version, verdict["reason"])
 
-    registry.update(record)
-    event = append_event(
-        store,
-        pipeline,
-        decision,
-        event_id=f"{decision}-{version}",
-        version=version,
-        previous_production=previous,
-        reason=verdict["reason"],
-        figures=verdict.get("figures", {}),
-    )
+    registry.update(mutate)
+    if decided := seen["decided"]:
+        decision, reason, event = decided["decision"], decided["reason"], {"time": decided["at"]}
+    else:
+        reason = verdict["reason"]
+        event = append_event(
+            store,
+            pipeline,
+            decision,
+            event_id=f"{decision}-{version}",
+            version=version,
+            previous_production=seen["previous"],
+            reason=reason,
+            figures=verdict.get("figures", {}),
+        )
+    _follow(target, decision, version, seen["previous"])
+    log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), reason)
+    return {
+        "decision": decision,
+        "version": version,
+        "reason": reason,
+        "production": registry.production(),
+        "event_time": event["time"],
+    }
+
+
+def _decide(doc: dict[str, Any], pipeline: str, decision: str, version: str | None, reason: str, **who: Any) -> None:
+    """In a registry document: ``promote`` makes the canary ``version`` production (the model it replaces becomes
+    ``previous_production``), either decision removes the canary alias and is recorded on the version."""
+    production = (doc["aliases"].get("production") or {}).get("version")
+    if decision == "promote" and version and production != version:
+        _check_accepted(doc, pipeline, version)
+        if production:
+            doc["previous_production"] = production
+        doc["aliases"]["production"] = {"version": version, "promoted_at": datetime.now(UTC).isoformat(), "reason": reason}
+    doc["aliases"].pop("canary", None)
+    if version in doc["versions"]:
+        doc["versions"][version]["canary"] = {"decision": decision, "reason": reason, **who}
+
+
+def _follow(target: ServingTarget | None, decision: str, version: str | None, previous: str | None) -> None:
+    """Tell ``target`` (None: the local server, which follows the registry) what serves after a canary decision."""
     if target is not None and version:
         if decision == "promote":
             target.promote(version)
         elif previous:
             target.restore(previous)
-    log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), verdict["reason"])
-    return {
-        "decision": decision,
-        "version": version,
-        "reason": verdict["reason"],
-        "production": registry.production(),
-        "event_time": event["time"],
-    }
 
 
 def _first_labels(store: ArtifactStore, pipeline: str, since: float) -> Any:
@@ -260,9 +314,18 @@ def resolve_watch(
 
     doc = ModelRegistry(store, pipeline).update(mutate)
     production = (doc["aliases"].get("production") or {}).get("version")
-    decision = doc["versions"].get(version, {}).get("watch", {}).get("decision", decision)
+    watched = doc["versions"].get(version, {}).get("watch", {})
+    decision = watched.get("decision", decision)
     if target is not None and decision == "reverted" and production:
         target.restore(production)  # a retry sends the same state again, which changes nothing
+    if watched.get("source") == "ui":  # an operator rolled it back from the ops UI, which recorded the event
+        return {
+            "decision": decision,
+            "version": version,
+            "reason": watched["reason"],
+            "production": production,
+            "event_time": watched["at"],
+        }
     event = append_event(
         store,
         pipeline,
@@ -284,3 +347,132 @@ def resolve_watch(
     )
     reason = doc["versions"].get(version, {}).get("watch", {}).get("reason", verdict["reason"])
     return {"decision": decision, "version": version, "reason": reason, "production": production, "event_time": event["time"]}
+
+
+ACTIONS = ("promote", "rollback", "pause", "resume")
+"""What an operator may do to a pipeline's deployment from the ops UI (:func:`operator_action`)."""
+
+
+def operator_action(
+    store: ArtifactStore,
+    pipeline: str,
+    action: str,
+    *,
+    user: str,
+    reason: str | None = None,
+    serving: str = "local",
+    target: ServingTarget | None = None,
+) -> dict[str, Any]:
+    """An operator's control action on the deployment, applied by compare-and-swap on the registry and recorded in
+    the events log with ``user``, ``reason`` and ``source: "ui"``; returns that event.
+
+    - ``promote``: the canary becomes production now (as the canary analysis' promote does).
+    - ``rollback``: with a canary, the canary is removed and production serves alone; without one, production goes
+      back to the last blessed version registered before it (not reverted, not rolled back as a canary), and the
+      rolled-back model is marked ``reverted`` like a failed post-promotion watch, so it is not deployed again.
+    - ``pause`` / ``resume``: the canary keeps its traffic share while paused; the canary analysis neither moves to
+      the next share nor decides until it is resumed (the paused time counts as bake time, as traffic went on).
+
+    A canary analysis still running ends on the operator's promote or rollback; a canary rolled back by an
+    operator is not deployed again while it is the last one decided (retraining on the same data makes it again).
+
+    :param store: the pipeline's artifact store.
+    :param pipeline: pipeline name.
+    :param action: one of :data:`ACTIONS`.
+    :param user: who acts (the Airflow user), recorded in the registry and the event.
+    :param reason: why, as the operator wrote it.
+    :param serving: the pipeline's ``canary.target``; ``kserve`` needs ``target``, the cluster must follow.
+    :param target: the serving target to tell after the registry changed (None: the local model server).
+    :raises ActionRefused: the action does not apply now (no canary, already paused, ...) or kept conflicting.
+    """
+    if action not in ACTIONS:
+        raise ActionRefused(f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
+    if serving != "local" and target is None and action in ("promote", "rollback"):
+        raise ActionRefused(
+            f"{pipeline} is served on {serving}: {action} from the ops UI applies to the local model server only; "
+            "use the training DAG's deploy tasks."
+        )
+    who = {"user": user, "reason": reason or f"{action} from the ops UI", "at": datetime.now(UTC).isoformat()}
+    event_id = f"ui-{action}-{uuid.uuid4().hex[:12]}"
+    seen: dict[str, Any] = {}
+
+    def mutate(doc: dict[str, Any]) -> None:
+        seen.clear()
+        seen["production"] = (doc["aliases"].get("production") or {}).get("version")
+        canary = doc["aliases"].get("canary") or {}
+        seen["version"], seen["weight"] = canary.get("version"), canary.get("weight")
+        if action == "rollback" and not canary:
+            _rollback_production(doc, pipeline, who)
+            seen["restored"] = doc["aliases"]["production"]["version"]
+            return
+        if not canary:
+            raise ActionRefused(f"{pipeline} has no canary to {action}.")
+        paused = canary.get("paused")
+        if action == "pause":
+            if paused:
+                raise ActionRefused(f"The canary {canary['version']} of {pipeline} is already paused by {paused['user']}.")
+            canary["paused"] = who
+        elif action == "resume":
+            if not paused:
+                raise ActionRefused(f"The canary {canary['version']} of {pipeline} is not paused.")
+            canary.pop("paused")
+        else:
+            why = f"{action} by {user} from the ops UI: {who['reason']}"
+            _decide(doc, pipeline, action, canary["version"], why, user=user, source="ui")
+            doc["decided_canary"] = {
+                "version": canary["version"],
+                "decision": action,
+                "weight": canary.get("weight"),
+                "reason": why,
+                "user": user,
+                "at": who["at"],
+                "event_id": event_id,
+            }
+
+    try:
+        ModelRegistry(store, pipeline).update(mutate)
+    except RegistryConflict as err:
+        raise ActionRefused(f"{action} on {pipeline} kept conflicting with other writers of the registry: {err}") from err
+    fields = {"event_id": event_id, "user": user, "reason": who["reason"], "source": "ui", "action": action}
+    if "restored" in seen:
+        if target is not None:
+            target.restore(seen["restored"])
+        kind, fields = "revert", fields | {"version": seen["production"], "production": seen["restored"]}
+    elif action in ("pause", "resume"):
+        kind, fields = f"canary_{action}", fields | {"version": seen["version"], "weight": seen["weight"]}
+    else:
+        _follow(target, action, seen["version"], seen["production"])
+        kind, fields = action, fields | {"version": seen["version"], "previous_production": seen["production"]}
+    event = append_event(store, pipeline, kind, **fields)
+    log.info("%s of %s by %s from the ops UI: %s", action, pipeline, user, who["reason"])
+    return event
+
+
+def _rollback_production(doc: dict[str, Any], pipeline: str, who: dict[str, Any]) -> None:
+    """In a registry document: production goes back to the last blessed version registered before it that was not
+    reverted or rolled back as a canary; the rolled-back version is marked ``reverted`` by the operator."""
+    production = (doc["aliases"].get("production") or {}).get("version")
+    if not production:
+        raise ActionRefused(f"{pipeline} has no production model to roll back.")
+    since = doc["versions"][production]["registered_at"]
+    earlier = [
+        (entry["registered_at"], version)
+        for version, entry in doc["versions"].items()
+        if entry["status"] == "blessed"
+        and entry["registered_at"] < since
+        and (entry.get("watch") or {}).get("decision") not in ("reverted", "breached")
+        and (entry.get("canary") or {}).get("decision") != "rollback"
+    ]
+    if not earlier:
+        raise ActionRefused(f"{pipeline} has no blessed version before {production} to roll back to.")
+    back = max(earlier)[1]
+    why = f"rolled back by {who['user']} from the ops UI: {who['reason']}"
+    doc["versions"][production]["watch"] = {
+        "decision": "reverted",
+        "reason": why,
+        "at": who["at"],
+        "user": who["user"],
+        "source": "ui",
+    }
+    doc["previous_production"] = production
+    doc["aliases"]["production"] = {"version": back, "promoted_at": who["at"], "reason": f"{production} {why}"}

@@ -64,6 +64,18 @@ def tuning_key(pipeline: str, run_id: str) -> str:
     return f"{report_prefix(pipeline, run_id)}/tuning.json"
 
 
+def is_report_key(pipeline: str, key: str) -> bool:
+    """Whether ``key`` is an HTML report of one of ``pipeline``'s runs (``reports/<pipeline>/<run>/<name>.html``)
+    or a model card (``models/<pipeline>/<version>/card.html``): the pages a reader of the pipeline may open."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[1] != pipeline or any(not p or p.strip(".") == "" for p in parts):
+        return False
+    kind, _, folder, name = parts
+    if kind == "reports":
+        return report_prefix(pipeline, folder) == f"reports/{pipeline}/{folder}" and bool(re.fullmatch(r"[\w-]+\.html", name))
+    return kind == "models" and name == "card.html" and bool(re.fullmatch(r"[\w.-]+", folder))
+
+
 def events_key(pipeline: str) -> str:
     return f"events/{pipeline}.jsonl"
 

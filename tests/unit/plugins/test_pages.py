@@ -1,0 +1,143 @@
+"""The ops pages built from a real store (no server): what each section shows, and that file values are escaped."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import ops_scene
+import pytest
+from ops_scene import FIRST_RUN, HOSTILE, MONITOR_RUNS, PIPELINE
+
+from airflow_mlops.factories.loader import load_pipeline_config
+from airflow_mlops.plugins import data, pages
+from airflow_mlops.store.layout import report_prefix
+
+built, scene = ops_scene.built, ops_scene.scene_fixture  # pytest fixtures
+URLS = pages.Urls(app="/base/mlops", airflow="/base")
+RUN = data.RunState(f"mlops_{PIPELINE}_training", FIRST_RUN, "success", "scheduled", datetime(2026, 11, 20, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def view(scene):
+    return data.pipeline_view(scene.store, load_pipeline_config(scene.config_path), [RUN])
+
+
+@pytest.fixture(scope="module")
+def page(view):
+    return pages.pipeline_page(view, URLS)
+
+
+def section(page: str, name: str) -> str:
+    return re.search(rf'<section id="{name}">(.*?)</section>', page, re.S).group(1)
+
+
+class TestOverview:
+    def test_row_shows_production_canary_run_drift_and_request(self, scene):
+        row = data.overview_row(scene.store, PIPELINE, RUN)
+        assert (row.production, row.canary, row.canary_weight) == (scene.production, scene.canary, 20)
+        assert row.drift.drifted and row.drift.run_id == MONITOR_RUNS[1]
+        assert [r.request_id for r in row.open_requests] == [scene.request_id]
+        html = pages.overview_page([row], ["bad.yaml: pipeline: <b>"], URLS, source="/dags/**/*.yaml")
+        tr = re.search(r'<tr data-pipeline="churn">(.*?)</tr>', html, re.S).group(1)
+        assert scene.production in tr and f"{scene.canary}</code> at 20%" in tr
+        assert 'href="/base/dags/mlops_churn_training/runs/scheduled__2026-11-20T00%3A00%3A00%2B00%3A00"' in tr
+        assert '<span class="bad">drift</span>' in tr and scene.request_id in tr
+        assert "bad.yaml: pipeline: &lt;b&gt;" in html, "config errors are listed, escaped"
+
+    def test_no_pipelines_says_where_it_looked(self):
+        html = pages.overview_page([], [], URLS, source="/srv/<dags>/*.yaml")
+        assert "No pipeline config found in <code>/srv/&lt;dags&gt;/*.yaml</code>" in html
+
+
+class TestPipelinePage:
+    def test_versions_with_status_metric_and_why(self, scene, page):
+        versions = section(page, "versions")
+        rows = dict(re.findall(r'<tr data-version="([^"]+)">(.*?)</tr>', versions, re.S))
+        assert set(rows) == {scene.production, scene.canary, scene.rejected}
+        assert "production" in rows[scene.production] and "schedule" in rows[scene.production]
+        assert "canary" in rows[scene.canary] and "retrain request" in rows[scene.canary]
+        assert "rejected" in rows[scene.rejected] and "blessed" in rows[scene.canary]
+        card = f"/base/mlops/reports/churn/models/churn/{scene.production}/card.html"
+        evaluation = f"/base/mlops/reports/churn/{report_prefix(PIPELINE, FIRST_RUN)}/evaluation.html"
+        assert card in rows[scene.production] and evaluation in rows[scene.production]
+
+    def test_canary_figures_and_chart(self, scene, view, page):
+        assert view.canary_version == scene.canary
+        analysis = next(s for s in view.canary_steps if s.kind == "canary_analysis")
+        assert analysis.requests == 20 and analysis.production_requests == 20 and analysis.ks is not None
+        canary = section(page, "canary")
+        assert f"{analysis.error_rate:.2%} / {analysis.production_error_rate:.2%}" in canary
+        chart = re.search(r'<svg id="canary-chart".*?</svg>', canary, re.S).group(0)
+        assert chart.count("<polyline") >= 5 and "p95 latency" in chart and "step 1 (20%)" in chart
+
+    def test_drift_chart_has_a_line_per_column_and_the_threshold(self, view, page):
+        assert [p.run_id for p in view.drift] == list(MONITOR_RUNS) and view.drift_threshold == 0.2
+        chart = re.search(r'<svg id="drift-chart".*?</svg>', section(page, "drift"), re.S).group(0)
+        columns = set(view.drift[0].scores)
+        assert len(columns) == 7 and chart.count("<polyline") == len(columns)
+        assert 'class="limit"' in chart and "threshold 0.2" in chart
+        drift_report = f"/base/mlops/reports/churn/{report_prefix(PIPELINE, MONITOR_RUNS[1])}/drift.html"
+        assert drift_report in section(page, "drift")
+
+    def test_open_request_has_approve_and_dismiss(self, scene, page):
+        requests = section(page, "requests")
+        for decision in ("approve", "dismiss"):
+            assert f'data-action="{decision}" data-request="{scene.request_id}"' in requests
+        assert (
+            f"/base/mlops/pipelines/churn/requests/{scene.request_id.replace(':', '%3A').replace('+', '%2B')}/approve" in requests
+        )
+
+    def test_controls_and_result_area(self, page):
+        for action in ("promote", "rollback", "pause", "resume"):
+            assert f'data-action="{action}"' in page and f'data-url="/base/mlops/pipelines/churn/actions/{action}"' in page
+        assert '<div id="action-result"' in page
+
+    def test_events_newest_first_and_escaped(self, view, page):
+        kinds = re.findall(r'<tr data-kind="([^"]+)">', section(page, "events"))
+        assert kinds[0] == "note" and kinds[-1] == "promote" and len(kinds) == view.events_total
+        assert HOSTILE not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+    def test_runs_link_to_airflow(self, page):
+        assert 'href="/base/dags/mlops_churn_training/runs/scheduled__2026-11-20T00%3A00%3A00%2B00%3A00"' in section(page, "runs")
+
+    def test_events_are_capped(self, scene):
+        view = data.pipeline_view(scene.store, load_pipeline_config(scene.config_path), [], events_shown=3)
+        assert len(view.events) == 3 and view.events_total > 3
+        assert f"Events (newest 3 of {view.events_total}" in pages.pipeline_page(view, URLS)
+
+
+class TestPipelinesFromConfigs:
+    def test_loads_pipelines_and_names_broken_ones(self, scene, tmp_path):
+        (tmp_path / "other.yaml").write_text("not_a_pipeline: true\n")
+        (tmp_path / "broken.yaml").write_text("pipeline: broken\nlabel: y\n")
+        found = data.load_pipelines(f"{scene.config_path.parent},{tmp_path}")
+        assert list(found.configs) == ["churn"]
+        assert len(found.errors) == 1 and "broken.yaml" in found.errors[0]
+
+    @pytest.mark.parametrize(
+        ("dag_id", "tags", "pipeline"),
+        [
+            pytest.param("mlops_churn_training", [], "churn", id="training"),
+            pytest.param("mlops_fraud_v2_monitor", [], "fraud_v2", id="monitor"),
+            pytest.param("my_dag", ["pipeline:churn"], "churn", id="tag"),
+            pytest.param("my_dag", ["example"], None, id="none"),
+        ],
+    )
+    def test_pipeline_of_dag(self, dag_id, tags, pipeline):
+        assert data.pipeline_of_dag(dag_id, tags) == pipeline
+
+
+class TestEventsCache:
+    def test_parses_appends_and_rewrites_like_the_store(self, tmp_path):
+        from airflow_mlops.store import events
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        store = ArtifactStore.from_uri(str(tmp_path / "store"))
+        assert data.read_events(store, PIPELINE) == []
+        events.append_event(store, PIPELINE, "one", reason="a")
+        assert data.read_events(store, PIPELINE) == events.read_events(store, PIPELINE)
+        events.append_event(store, PIPELINE, "two", reason="b")
+        assert [e["kind"] for e in data.read_events(store, PIPELINE)] == ["one", "two"]
+        store.write_text(f"events/{PIPELINE}.jsonl", '{"kind": "other", "time": "2026-11-25T00:00:00+00:00"}\n')
+        assert [e["kind"] for e in data.read_events(store, PIPELINE)] == ["other"], "a rewritten log is parsed whole"
