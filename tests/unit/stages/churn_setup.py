@@ -86,6 +86,24 @@ def copy_store(built: Built, tmp_path: Path) -> ArtifactStore:
     return ArtifactStore.from_uri(str(tmp_path / "store"))
 
 
+def blessed_store(built: Built, tmp_path: Path) -> ArtifactStore:
+    """A private copy of the built store with its three models evaluated and registered as blessed, in order
+    (production, close candidate, diverging challenger); none deployed."""
+    from airflow_mlops.stages.evaluation import evaluate, register
+
+    store = copy_store(built, tmp_path)
+    for model in (built.model, built.candidate, built.challenger):
+        result = evaluate(store, PIPELINE, model["model_version"], built.features["features_id"], GATE, run_id="train")
+        assert register(store, PIPELINE, result, lineage={}, promote=False)["status"] == "blessed"
+    return store
+
+
+@pytest.fixture
+def versions(built: Built) -> tuple[str, str, str]:
+    """(production, close candidate, diverging challenger) model versions."""
+    return built.model["model_version"], built.candidate["model_version"], built.challenger["model_version"]
+
+
 def stamps(store: ArtifactStore) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of every stored file: a write (an atomic replace) changes both."""
     return {key: (st.st_ino, st.st_mtime_ns) for key in store.list("") for st in [os.stat(store.local_path(key))]}

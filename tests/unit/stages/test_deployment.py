@@ -2,7 +2,16 @@ import time
 from datetime import datetime
 
 import pytest
-from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback, log_predictions  # noqa: F401 (pytest fixtures)
+from churn_setup import (  # noqa: F401 (pytest fixtures)
+    GATE,
+    PIPELINE,
+    blessed_store,
+    built,
+    copy_store,
+    log_feedback,
+    log_predictions,
+    versions,
+)
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import CanaryAnalysisConfig
@@ -14,7 +23,7 @@ from airflow_mlops.stages.deployment import (
     promotion_watch_check,
     resolve_watch,
 )
-from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.stages.evaluation import score_raw
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.registry import ModelRegistry
 
@@ -24,18 +33,7 @@ CHECK = {"task": "classification", "min_requests": 15, "bake_seconds": 600.0, "c
 
 @pytest.fixture
 def store(built, tmp_path):
-    """A copy of the pipeline store with its three models evaluated and registered as blessed; none deployed."""
-    store = copy_store(built, tmp_path)
-    for model in (built.model, built.candidate, built.challenger):
-        result = evaluate(store, PIPELINE, model["model_version"], built.features["features_id"], GATE, run_id="train")
-        assert register(store, PIPELINE, result, lineage={}, promote=False)["status"] == "blessed"
-    return store
-
-
-@pytest.fixture
-def versions(built):
-    """(production, close candidate, diverging challenger) model versions."""
-    return built.model["model_version"], built.candidate["model_version"], built.challenger["model_version"]
+    return blessed_store(built, tmp_path)
 
 
 @pytest.fixture

@@ -5,13 +5,22 @@ import time
 
 import pytest
 import yaml
-from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback, log_predictions  # noqa: F401 (pytest fixtures)
+from churn_setup import (  # noqa: F401 (pytest fixtures)
+    GATE,
+    PIPELINE,
+    blessed_store,
+    built,
+    copy_store,
+    log_feedback,
+    log_predictions,
+    versions,
+)
 
 from airflow_mlops.exceptions import ActionRefused, MlopsError
 from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.deployment import canary_check, canary_deploy, canary_resolve, operator_action, resolve_watch
-from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.stages.evaluation import score_raw
 from airflow_mlops.stages.retraining import close_retrain_request, decide_request, request_retrain
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
@@ -22,17 +31,7 @@ DRIFT = {"columns": ["tenure"], "scores": {"tenure": 0.9}, "report_uri": "file:/
 
 @pytest.fixture
 def store(built, tmp_path):
-    """The pipeline store with its three models registered as blessed, in order: production, candidate, challenger."""
-    store = copy_store(built, tmp_path)
-    for model in (built.model, built.candidate, built.challenger):
-        result = evaluate(store, PIPELINE, model["model_version"], built.features["features_id"], GATE, run_id="train")
-        assert register(store, PIPELINE, result, lineage={}, promote=False)["status"] == "blessed"
-    return store
-
-
-@pytest.fixture
-def versions(built):
-    return built.model["model_version"], built.candidate["model_version"], built.challenger["model_version"]
+    return blessed_store(built, tmp_path)
 
 
 @pytest.fixture
