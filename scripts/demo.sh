@@ -37,8 +37,15 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$API_PORT/execu
 start=$(date +%s)
 
 PIDS=()
+running() {  # pid...: true while one of them has not exited (a zombie has)
+  for pid in "$@"; do ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z && return 0; done
+  return 1
+}
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done  # each its own group
+  for _ in $(seq 60); do running "${PIDS[@]}" || break; sleep 0.5; done  # 30 s to exit gracefully
+  # Then SIGKILL: a scheduler can swallow its own SystemExit (raised by its SIGTERM handler inside a GC callback).
+  for pid in "${PIDS[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
