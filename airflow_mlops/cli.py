@@ -17,12 +17,14 @@ if TYPE_CHECKING:
 
 def _config_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
     """The YAML files named or found (not recursively) in the named directories, and an error per empty directory."""
+    from airflow_mlops.factories.folder import config_files
+
     found: list[Path] = []
     errors: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            inside = config_files(path)
             if not inside:
                 errors.append(f"{path}: no *.yaml or *.yml files in this directory.")
             found += inside
@@ -33,6 +35,7 @@ def _config_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     """Validate pipeline configs without Airflow; print every error with file and key path."""
+    from airflow_mlops.factories.folder import duplicate_pipeline
     from airflow_mlops.factories.loader import check_pipeline_config
 
     paths, failed = _config_files(args.paths)
@@ -41,9 +44,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
     owners: dict[str, Path] = {}
     for path in paths:
         config, errors = check_pipeline_config(path)
-        if config is not None and owners.setdefault(config.pipeline, path) != path:
-            other = owners[config.pipeline]
-            errors = [f"{path}: pipeline: already used by {other} (DAG ids must be unique). Got {config.pipeline!r} instead."]
+        if config is not None and (duplicate := duplicate_pipeline(path, config, owners)):
+            errors = [duplicate]
         for line in errors:
             print(line, file=sys.stderr)
         if not errors:

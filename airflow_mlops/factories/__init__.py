@@ -1,4 +1,4 @@
-"""Public API: ``load_pipeline_config`` and the DAG builders.
+"""Public API: ``load_pipeline_config``, the DAG builders and ``load_pipelines`` (every YAML of a folder).
 
 The builders are imported on first use so that ``airflow-mlops lint`` can load configs without Airflow.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_monitor_dag", "build_training_dag", "load_pipeline_config"]
+__all__ = ["build_monitor_dag", "build_training_dag", "load_pipeline_config", "load_pipelines"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from airflow_mlops.factories import builders
 
         return getattr(builders, name)
+    if name == "load_pipelines":
+        from airflow_mlops.factories.folder import load_pipelines
+
+        return load_pipelines
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
