@@ -1,6 +1,7 @@
 """DAG parse time: the YAML-built churn DAGs (training + monitor) vs the same DAGs written by hand, twice: with
 EmptyOperator (Airflow alone), and with airflow-mlops's own operators and sensors (what the factory adds: the
-YAML, the config and the builders).
+YAML, the config and the builders); and one DAG file building 100 pipelines from a folder of YAMLs with
+load_pipelines, per pipeline against the same baselines.
 
 Runs `airflow dags report` (the DAG processor's own timing) several times over each folder (one
 process each, so no file inherits another's imports) and prints each file's median parse
@@ -125,6 +126,27 @@ with DAG("ours_monitor", schedule="@hourly", start_date=start, catchup=False, ma
 '''
 
 
+MANY_PIPELINES = '''"""Every pipeline in configs/ (load_pipelines): its training and monitor DAGs."""
+from pathlib import Path
+
+from airflow_mlops.factories import load_pipelines
+
+globals().update(load_pipelines(Path(__file__).parent / "configs"))
+'''
+PIPELINES = 100
+
+
+def write_many_pipelines(folder: Path, count: int = PIPELINES) -> None:
+    """``folder``: a DAG file calling load_pipelines on ``configs/``, and ``count`` copies of the churn YAML there,
+    each a pipeline of its own."""
+    configs = folder / "configs"
+    configs.mkdir(parents=True)
+    churn = (REPO / "dags" / "configs" / "churn.yaml").read_text()
+    for i in range(count):
+        (configs / f"churn_{i:03d}.yaml").write_text(churn.replace("pipeline: churn", f"pipeline: churn_{i:03d}", 1))
+    (folder / "pipelines.py").write_text(MANY_PIPELINES)
+
+
 def main(repeats: int = 5) -> None:
     """Each DAG folder gets its own `airflow dags report` process, so each file pays for its own imports."""
     root = Path(tempfile.mkdtemp(prefix="mlops-parse-"))
@@ -133,6 +155,7 @@ def main(repeats: int = 5) -> None:
     (root / "hand_written" / "hand_written.py").write_text(HAND_WRITTEN)
     (root / "hand_written_ours").mkdir()
     (root / "hand_written_ours" / "hand_written_ours.py").write_text(HAND_WRITTEN_OURS)
+    write_many_pipelines(root / "many_pipelines")
     airflow = str(Path(sys.executable).parent / "airflow")
     home = {"AIRFLOW_HOME": str(root / "airflow-home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     subprocess.run(
@@ -140,7 +163,7 @@ def main(repeats: int = 5) -> None:
     )  # `dags report` needs it
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for folder in ("yaml_built", "hand_written", "hand_written_ours"):
+        for folder in ("yaml_built", "hand_written", "hand_written_ours", "many_pipelines"):
             env = {**os.environ, **home, "AIRFLOW__CORE__DAGS_FOLDER": str(root / folder)}
             out = subprocess.run(
                 [airflow, "dags", "report", "-o", "json"], env=env, capture_output=True, text=True, check=True
@@ -152,9 +175,15 @@ def main(repeats: int = 5) -> None:
         f"{'file':<24}{'median parse (s)':>18}{'vs EmptyOperator DAGs':>24}{'vs our operators by hand':>27}"
         f"   ({repeats} runs of `airflow dags report` each)"
     )
+    many = statistics.median(samples.pop("pipelines.py"))
     for name, values in sorted(samples.items()):
         median = statistics.median(values)
         print(f"{name:<24}{median:>18.4f}{median / base:>24.2f}{median / ours:>27.2f}")
+    per = many / PIPELINES
+    print(f"{'pipelines.py':<24}{many:>18.4f}   (load_pipelines: {PIPELINES} YAMLs, {2 * PIPELINES} DAGs in one file)")
+    print(f"{'  per pipeline':<24}{per:>18.4f}{per / base:>24.2f}{per / ours:>27.2f}")
+    churn = statistics.median(samples["churn.py"])
+    print(f"per pipeline vs churn.py (one pipeline, the same YAML, in its own DAG file): {per / churn:.2f}x")
     shutil.rmtree(root)
 
 
