@@ -134,7 +134,7 @@ def run(home: Path, versions: int, events: int, repeats: int) -> None:
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
-    from airflow_mlops.plugins import data
+    from airflow_mlops.plugins.readers import events as page_events
     from airflow_mlops.store.artifacts import ArtifactStore
     from airflow_mlops.store.events import read_events
     from airflow_mlops.store.layout import model_prefix
@@ -154,7 +154,7 @@ def run(home: Path, versions: int, events: int, repeats: int) -> None:
 
     def cold(path: str) -> None:
         """As after a restart or a rewrite of the log: the events are parsed whole, not just what was appended."""
-        data._EVENTS.clear()
+        page_events._EVENTS.clear()
         get(path)
 
     card = f"{model_prefix(PIPELINE, f'{1:012x}')}/card.html"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -24,8 +24,25 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
-from airflow_mlops.plugins import URL_PREFIX, data, pages
+from airflow_mlops.plugins import URL_PREFIX
+from airflow_mlops.plugins.pages.layout import Urls, message_page
+from airflow_mlops.plugins.pages.overview import overview_page
+from airflow_mlops.plugins.pages.pipeline import pipeline_page
+from airflow_mlops.plugins.readers.overview import OverviewRow, overview_row
+from airflow_mlops.plugins.readers.pipeline import pipeline_view
+from airflow_mlops.plugins.readers.pipelines import (
+    RunState,
+    configs_pattern,
+    find_pipelines,
+    monitor_dag_id,
+    open_store,
+    pipeline_of_dag,
+    training_dag_id,
+)
 from airflow_mlops.store.layout import is_report_key
+
+if TYPE_CHECKING:
+    from airflow_mlops.factories.schema import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +91,7 @@ def _to_login(request: Request, _: Exception) -> Response:
 
 def authorize(request: Request, user: BaseUser, pipeline: str, method: str) -> None:
     """403 unless ``user`` may ``method`` (``GET``: read, ``PUT``: edit) the pipeline's training DAG."""
-    requires_access_dag(method, param_dag_id=data.training_dag_id(pipeline))(request, user)  # type: ignore[arg-type]
+    requires_access_dag(method, param_dag_id=training_dag_id(pipeline))(request, user)  # type: ignore[arg-type]
 
 
 def allowed(request: Request, user: BaseUser, pipeline: str, method: str) -> bool:
@@ -85,29 +102,29 @@ def allowed(request: Request, user: BaseUser, pipeline: str, method: str) -> boo
     return True
 
 
-def urls_of(request: Request) -> pages.Urls:
+def urls_of(request: Request) -> Urls:
     """Links relative to where the app is mounted (Airflow may live under a path of ``[api] base_url``)."""
     app_root = request.scope.get("root_path", "").rstrip("/") or URL_PREFIX
-    return pages.Urls(app=app_root, airflow=app_root.removesuffix(URL_PREFIX))
+    return Urls(app=app_root, airflow=app_root.removesuffix(URL_PREFIX))
 
 
 def html(text: str, code: int = 200) -> HTMLResponse:
     return HTMLResponse(text, code, headers=PAGE_SECURITY)
 
 
-def find(pipeline: str) -> tuple[data.PipelineConfig, Any]:
+def find(pipeline: str) -> tuple[PipelineConfig, Any]:
     """The pipeline's config and store; 404 when ``[mlops] configs`` has no such pipeline."""
-    config = data.load_pipelines(data.configs_pattern()).configs.get(pipeline)
+    config = find_pipelines(configs_pattern()).configs.get(pipeline)
     if config is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No pipeline {pipeline!r} in [mlops] configs ({data.configs_pattern()}).")
-    return config, data.open_store(config)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No pipeline {pipeline!r} in [mlops] configs ({configs_pattern()}).")
+    return config, open_store(config)
 
 
-def run_state(run: DagRun) -> data.RunState:
-    return data.RunState(run.dag_id, run.run_id, str(getattr(run.state, "value", run.state)), str(run.run_type), run.run_after)
+def run_state(run: DagRun) -> RunState:
+    return RunState(run.dag_id, run.run_id, str(getattr(run.state, "value", run.state)), str(run.run_type), run.run_after)
 
 
-def latest_runs(session: Any, dag_ids: list[str], limit: int) -> list[data.RunState]:
+def latest_runs(session: Any, dag_ids: list[str], limit: int) -> list[RunState]:
     """The newest runs of ``dag_ids`` in Airflow's DB, newest first."""
     query = select(DagRun).where(DagRun.dag_id.in_(dag_ids)).order_by(DagRun.run_after.desc()).limit(limit)
     return [run_state(r) for r in session.scalars(query)]
@@ -139,36 +156,36 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, user: PageUser, session: SessionDep) -> HTMLResponse:
-        found = data.load_pipelines(data.configs_pattern())
+        found = find_pipelines(configs_pattern())
         rows = []
         for name, config in found.configs.items():
             if not allowed(request, user, name, "GET"):
                 continue
-            runs = latest_runs(session, [data.training_dag_id(name)], 1)
+            runs = latest_runs(session, [training_dag_id(name)], 1)
             try:
-                rows.append(data.overview_row(data.open_store(config), name, runs[0] if runs else None))
+                rows.append(overview_row(open_store(config), name, runs[0] if runs else None))
             except MlopsError as err:
-                rows.append(data.OverviewRow(name, error=str(err)))
-        return html(pages.overview_page(rows, found.errors, urls_of(request), source=data.configs_pattern()))
+                rows.append(OverviewRow(name, error=str(err)))
+        return html(overview_page(rows, found.errors, urls_of(request), source=configs_pattern()))
 
     @app.get("/pipelines/{pipeline}", response_class=HTMLResponse)
-    def pipeline_page(pipeline: str, request: Request, user: PageUser, session: SessionDep) -> HTMLResponse:
+    def show_pipeline(pipeline: str, request: Request, user: PageUser, session: SessionDep) -> HTMLResponse:
         urls = urls_of(request)
         try:
             config, store = find(pipeline)
         except HTTPException as err:
-            return html(pages.message_page("Unknown pipeline", str(err.detail), urls), err.status_code)
+            return html(message_page("Unknown pipeline", str(err.detail), urls), err.status_code)
         authorize(request, user, pipeline, "GET")
-        runs = latest_runs(session, [data.training_dag_id(pipeline), data.monitor_dag_id(pipeline)], RUNS_SHOWN)
-        return html(pages.pipeline_page(data.pipeline_view(store, config, runs), urls))
+        runs = latest_runs(session, [training_dag_id(pipeline), monitor_dag_id(pipeline)], RUNS_SHOWN)
+        return html(pipeline_page(pipeline_view(store, config, runs), urls))
 
     @app.get("/dags/{dag_id}", response_class=HTMLResponse)
     def dag_page(dag_id: str, request: Request, user: PageUser, session: SessionDep) -> Response:
         tags = list(session.scalars(select(DagTag.name).where(DagTag.dag_id == dag_id)))
-        pipeline = data.pipeline_of_dag(dag_id, tags)
-        if pipeline is None or pipeline not in data.load_pipelines(data.configs_pattern()).configs:
+        pipeline = pipeline_of_dag(dag_id, tags)
+        if pipeline is None or pipeline not in find_pipelines(configs_pattern()).configs:
             text = f"The DAG {dag_id} belongs to no ML pipeline of [mlops] configs."
-            return html(pages.message_page("No ML pipeline", text, urls_of(request)))
+            return html(message_page("No ML pipeline", text, urls_of(request)))
         return RedirectResponse(urls_of(request).pipeline(pipeline), status.HTTP_303_SEE_OTHER)
 
     @app.get("/reports/{pipeline}/{key:path}", response_class=HTMLResponse)

@@ -10,22 +10,28 @@ import pytest
 from ops_scene import FIRST_RUN, HOSTILE, MONITOR_RUNS, PIPELINE
 
 from airflow_mlops.factories.loader import load_pipeline_config
-from airflow_mlops.plugins import data, pages
+from airflow_mlops.plugins.pages.layout import Urls
+from airflow_mlops.plugins.pages.overview import overview_page
+from airflow_mlops.plugins.pages.pipeline import pipeline_page
+from airflow_mlops.plugins.readers.events import read_events
+from airflow_mlops.plugins.readers.overview import overview_row
+from airflow_mlops.plugins.readers.pipeline import pipeline_view
+from airflow_mlops.plugins.readers.pipelines import RunState, find_pipelines, pipeline_of_dag
 from airflow_mlops.store.layout import report_prefix
 
 built, scene = ops_scene.built, ops_scene.scene_fixture  # pytest fixtures
-URLS = pages.Urls(app="/base/mlops", airflow="/base")
-RUN = data.RunState(f"mlops_{PIPELINE}_training", FIRST_RUN, "success", "scheduled", datetime(2026, 11, 20, tzinfo=UTC))
+URLS = Urls(app="/base/mlops", airflow="/base")
+RUN = RunState(f"mlops_{PIPELINE}_training", FIRST_RUN, "success", "scheduled", datetime(2026, 11, 20, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
 def view(scene):
-    return data.pipeline_view(scene.store, load_pipeline_config(scene.config_path), [RUN])
+    return pipeline_view(scene.store, load_pipeline_config(scene.config_path), [RUN])
 
 
 @pytest.fixture(scope="module")
 def page(view):
-    return pages.pipeline_page(view, URLS)
+    return pipeline_page(view, URLS)
 
 
 def section(page: str, name: str) -> str:
@@ -34,11 +40,11 @@ def section(page: str, name: str) -> str:
 
 class TestOverview:
     def test_row_shows_production_canary_run_drift_and_request(self, scene):
-        row = data.overview_row(scene.store, PIPELINE, RUN)
+        row = overview_row(scene.store, PIPELINE, RUN)
         assert (row.production, row.canary, row.canary_weight) == (scene.production, scene.canary, 20)
         assert row.drift.drifted and row.drift.run_id == MONITOR_RUNS[1]
         assert [r.request_id for r in row.open_requests] == [scene.request_id]
-        html = pages.overview_page([row], ["bad.yaml: pipeline: <b>"], URLS, source="/dags/**/*.yaml")
+        html = overview_page([row], ["bad.yaml: pipeline: <b>"], URLS, source="/dags/**/*.yaml")
         tr = re.search(r'<tr data-pipeline="churn">(.*?)</tr>', html, re.S).group(1)
         assert scene.production in tr and f"{scene.canary}</code> at 20%" in tr
         assert 'href="/base/dags/mlops_churn_training/runs/scheduled__2026-11-20T00%3A00%3A00%2B00%3A00"' in tr
@@ -46,7 +52,7 @@ class TestOverview:
         assert "bad.yaml: pipeline: &lt;b&gt;" in html, "config errors are listed, escaped"
 
     def test_no_pipelines_says_where_it_looked(self):
-        html = pages.overview_page([], [], URLS, source="/srv/<dags>/*.yaml")
+        html = overview_page([], [], URLS, source="/srv/<dags>/*.yaml")
         assert "No pipeline config found in <code>/srv/&lt;dags&gt;/*.yaml</code>" in html
 
 
@@ -102,16 +108,16 @@ class TestPipelinePage:
         assert 'href="/base/dags/mlops_churn_training/runs/scheduled__2026-11-20T00%3A00%3A00%2B00%3A00"' in section(page, "runs")
 
     def test_events_are_capped(self, scene):
-        view = data.pipeline_view(scene.store, load_pipeline_config(scene.config_path), [], events_shown=3)
+        view = pipeline_view(scene.store, load_pipeline_config(scene.config_path), [], events_shown=3)
         assert len(view.events) == 3 and view.events_total > 3
-        assert f"Events (newest 3 of {view.events_total}" in pages.pipeline_page(view, URLS)
+        assert f"Events (newest 3 of {view.events_total}" in pipeline_page(view, URLS)
 
 
 class TestPipelinesFromConfigs:
     def test_loads_pipelines_and_names_broken_ones(self, scene, tmp_path):
         (tmp_path / "other.yaml").write_text("not_a_pipeline: true\n")
         (tmp_path / "broken.yaml").write_text("pipeline: broken\nlabel: y\n")
-        found = data.load_pipelines(f"{scene.config_path.parent},{tmp_path}")
+        found = find_pipelines(f"{scene.config_path.parent},{tmp_path}")
         assert list(found.configs) == ["churn"]
         assert len(found.errors) == 1 and "broken.yaml" in found.errors[0]
 
@@ -125,7 +131,7 @@ class TestPipelinesFromConfigs:
         ],
     )
     def test_pipeline_of_dag(self, dag_id, tags, pipeline):
-        assert data.pipeline_of_dag(dag_id, tags) == pipeline
+        assert pipeline_of_dag(dag_id, tags) == pipeline
 
 
 class TestEventsCache:
@@ -134,10 +140,10 @@ class TestEventsCache:
         from airflow_mlops.store.artifacts import ArtifactStore
 
         store = ArtifactStore.from_uri(str(tmp_path / "store"))
-        assert data.read_events(store, PIPELINE) == []
+        assert read_events(store, PIPELINE) == []
         events.append_event(store, PIPELINE, "one", reason="a")
-        assert data.read_events(store, PIPELINE) == events.read_events(store, PIPELINE)
+        assert read_events(store, PIPELINE) == events.read_events(store, PIPELINE)
         events.append_event(store, PIPELINE, "two", reason="b")
-        assert [e["kind"] for e in data.read_events(store, PIPELINE)] == ["one", "two"]
+        assert [e["kind"] for e in read_events(store, PIPELINE)] == ["one", "two"]
         store.write_text(f"events/{PIPELINE}.jsonl", '{"kind": "other", "time": "2026-11-25T00:00:00+00:00"}\n')
-        assert [e["kind"] for e in data.read_events(store, PIPELINE)] == ["other"], "a rewritten log is parsed whole"
+        assert [e["kind"] for e in read_events(store, PIPELINE)] == ["other"], "a rewritten log is parsed whole"

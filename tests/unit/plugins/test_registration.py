@@ -14,7 +14,8 @@ from airflow import plugins_manager
 plugins_manager.ensure_plugins_loaded()
 info = [p for p in plugins_manager.get_plugin_info() if p["name"] == "airflow-mlops"]
 heavy = ["pandas", "pyarrow", "lightgbm", "evidently", "apache_beam", "boto3", "kubernetes",
-         "airflow_mlops.plugins.app", "airflow_mlops.plugins.pages", "airflow_mlops.store.registry"]
+         "airflow_mlops.plugins.app", "airflow_mlops.plugins.pages", "airflow_mlops.plugins.readers",
+         "airflow_mlops.store.registry"]
 print(json.dumps({"info": info, "errors": plugins_manager.get_import_errors(),
                   "loaded": [m for m in heavy if m in sys.modules]}, default=str))
 """
