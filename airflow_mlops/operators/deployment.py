@@ -66,7 +66,7 @@ class CanaryDeployOperator(ServingTargetMixin, MlopsBaseOperator):
         self.percent = percent
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.stages.deployment import canary_deploy
+        from airflow_mlops.stages.deployment.canary import canary_deploy
 
         result = canary_deploy(self.store, self.pipeline, self.model_version, self.percent, target=self.serving_target)
         self.log.info("Deployed %s: %s", self.model_version, result)
@@ -99,7 +99,7 @@ class CanaryResolveOperator(ServingTargetMixin, MlopsBaseOperator):
         self.analysis = analysis
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.stages.deployment import canary_resolve
+        from airflow_mlops.stages.deployment.canary import canary_resolve
 
         result = canary_resolve(self.store, self.pipeline, self.decision, self.analysis, target=self.serving_target)
         self.log.info("Canary %s: %s; production is %s", result["version"], self.decision, result["production"])

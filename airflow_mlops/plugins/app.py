@@ -207,7 +207,7 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
 
         def run(config: Any, store: Any) -> dict[str, Any]:
-            from airflow_mlops.stages.deployment import operator_action
+            from airflow_mlops.stages.deployment.operator_actions import operator_action
 
             serving = config.canary.target if config.canary else "local"  # kserve: refused, the cluster is not moved
             return operator_action(store, pipeline, action, user=user.get_name(), reason=body.get("reason"), serving=serving)

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 class DeploymentCheckSensor(MlopsSensor):
-    """Poll a check of :mod:`airflow_mlops.stages.deployment` and act on each verdict (:meth:`on_verdict`) until
-    that gives the task's result."""
+    """Poll a check of the deployment stage (:data:`airflow_mlops.triggers.canary.CHECKS`) and act on each verdict
+    (:meth:`on_verdict`) until that gives the task's result."""
 
     check_name: str
 
@@ -34,9 +34,9 @@ class DeploymentCheckSensor(MlopsSensor):
         raise NotImplementedError
 
     def check(self) -> tuple[bool, Any]:
-        from airflow_mlops.stages import deployment
+        from airflow_mlops.triggers.canary import deployment_check
 
-        verdict = getattr(deployment, self.check_name)(self.store, self.pipeline, **self.arguments(), now=time.time())
+        verdict = deployment_check(self.check_name)(self.store, self.pipeline, **self.arguments(), now=time.time())
         result = None if verdict is None else self.on_verdict(verdict)
         return result is not None, result
 
@@ -109,7 +109,7 @@ class CanaryAnalysisSensor(ServingTargetMixin, DeploymentCheckSensor):
 
     def on_verdict(self, verdict: dict[str, Any]) -> dict[str, Any] | None:
         """The decision once a step fails or the last step passes; otherwise move to the next share (None)."""
-        from airflow_mlops.stages.deployment import canary_deploy
+        from airflow_mlops.stages.deployment.canary import canary_deploy
         from airflow_mlops.store.events import append_event
 
         append_event(
@@ -188,6 +188,6 @@ class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
         }
 
     def on_verdict(self, verdict: dict[str, Any]) -> dict[str, Any]:
-        from airflow_mlops.stages.deployment import resolve_watch
+        from airflow_mlops.stages.deployment.promotion_watch import resolve_watch
 
         return resolve_watch(self.store, self.pipeline, verdict, target=self.serving_target)

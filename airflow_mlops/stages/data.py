@@ -52,12 +52,14 @@ def validate(
 ) -> dict[str, Any]:
     """Check the dataset against the accepted schema (inferred and stored on the first run).
 
-    ``thresholds`` holds every :class:`airflow_mlops.ml.schema.Thresholds` field (the config's
+    ``thresholds`` holds every :class:`airflow_mlops.ml.validation.Thresholds` field (the config's
     ``validation`` section). Writes ``validation.html`` and ``validation.json`` under reports/ and
     raises :class:`DataValidationError` naming the report when anything is anomalous.
     """
-    from airflow_mlops.ml.schema import Anomaly, Thresholds, infer_schema, render_report_html
-    from airflow_mlops.ml.schema import validate as check
+    from airflow_mlops.ml.schema import infer_schema
+    from airflow_mlops.ml.validation import Thresholds
+    from airflow_mlops.ml.validation import validate as check
+    from airflow_mlops.ml.validation_report import Anomaly, render_report_html
     from airflow_mlops.store.datasets import load_dataset
 
     frame = load_dataset(store, pipeline, dataset_id)

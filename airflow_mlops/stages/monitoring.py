@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound
-from airflow_mlops.serving.predlog import read_log
+from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.stages.features import read_features
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.layout import model_prefix, report_prefix, schema_key
@@ -102,7 +102,8 @@ def _traffic_quality(
     """Validation's request checks of the logged rows against the accepted schema; the anomalies, as dicts."""
     from dataclasses import asdict
 
-    from airflow_mlops.ml.schema import Thresholds, check_traffic, render_report_html
+    from airflow_mlops.ml.validation import Thresholds, check_traffic
+    from airflow_mlops.ml.validation_report import render_report_html
 
     schema = store.read_json_if_exists(schema_key(pipeline))
     if schema is None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -14,8 +15,17 @@ from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 
-CHECKS = ("canary_check", "promotion_watch_check")
-"""The checks of :mod:`airflow_mlops.stages.deployment` a trigger may poll: each returns a verdict or None."""
+CHECKS = {
+    "canary_check": "airflow_mlops.stages.deployment.canary",
+    "promotion_watch_check": "airflow_mlops.stages.deployment.promotion_watch",
+}
+"""The checks of the deployment stage a trigger may poll, by name, with the module that holds each: each returns a
+verdict or None."""
+
+
+def deployment_check(name: str) -> Callable[..., dict[str, Any] | None]:
+    """The check called ``name`` (one of :data:`CHECKS`), imported from its stage module."""
+    return getattr(importlib.import_module(CHECKS[name]), name)
 
 
 class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
@@ -43,7 +53,7 @@ class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
     ) -> None:
         super().__init__()
         if check not in CHECKS:
-            raise MlopsError(f"Unknown deployment check {check!r}; expected one of {CHECKS}.")
+            raise MlopsError(f"Unknown deployment check {check!r}; expected one of {tuple(CHECKS)}.")
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
         self.mlops_conn_id = mlops_conn_id
@@ -67,9 +77,7 @@ class DeploymentCheckTrigger(ArtifactStoreMixin, BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops.stages import deployment
-
-        check = getattr(deployment, self.check)
+        check = deployment_check(self.check)
         try:
             store = await asyncio.to_thread(lambda: self.store)  # the hook may look the connection up
             while True:

@@ -145,7 +145,7 @@ def _canary_steps(store, root: str, production: str, canary: str) -> None:
 def site(airflow_db, tmp_path_factory) -> Site:
     from airflow_mlops.factories import build_training_dag, load_pipeline_config
     from airflow_mlops.ml.synthetic import make_churn
-    from airflow_mlops.stages.deployment import canary_deploy
+    from airflow_mlops.stages.deployment.canary import canary_deploy
     from airflow_mlops.stages.retraining import request_retrain
     from airflow_mlops.store.artifacts import ArtifactStore
     from airflow_mlops.store.registry import ModelRegistry

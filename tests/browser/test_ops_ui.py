@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from airflow_mlops.stages.deployment import canary_deploy
+from airflow_mlops.stages.deployment.canary import canary_deploy
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 

@@ -14,7 +14,7 @@ from test_training_dag import churn_config, store_of, write_day, xcom
 
 from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
-from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry

@@ -16,7 +16,7 @@ from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.factories.schema import KServeConfig
 from airflow_mlops.hooks.kserve import KServeHook
 from airflow_mlops.serving.kserve import InferenceServiceSpec, served
-from airflow_mlops.stages.deployment import canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve
 from airflow_mlops.store.artifacts import LocalArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry

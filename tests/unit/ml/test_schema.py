@@ -3,8 +3,10 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.factories.schema import ValidationConfig
-from airflow_mlops.ml.schema import Thresholds, infer_schema, render_report_html, validate
+from airflow_mlops.ml.schema import infer_schema
 from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.ml.validation import Thresholds, validate
+from airflow_mlops.ml.validation_report import render_report_html
 
 NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "data_usage_gb"]
 CATEGORICAL = ["contract", "payment_method", "region"]

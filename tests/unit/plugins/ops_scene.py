@@ -24,7 +24,7 @@ from churn_setup import GATE, PIPELINE, copy_store, log_predictions
 
 from airflow_mlops.factories.schema import CanaryAnalysisConfig, DriftConfig
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.stages.deployment import canary_check, canary_deploy
+from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
 from airflow_mlops.stages.monitoring import drift_check
 from airflow_mlops.stages.retraining import request_retrain

@@ -4,7 +4,7 @@ from churn_setup import COLUMNS, GATE, PIPELINE, built, copy_store, log_predicti
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.factories.schema import DriftConfig
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.serving.predlog import read_log
+from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
 from airflow_mlops.stages.monitoring import drift_check, drift_report, last_drift_check, new_logged_rows
 from airflow_mlops.store.events import read_events

@@ -19,7 +19,9 @@ from churn_setup import (  # noqa: F401 (pytest fixtures)
 from airflow_mlops.exceptions import ActionRefused, MlopsError
 from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.stages.deployment import canary_check, canary_deploy, canary_resolve, operator_action, resolve_watch
+from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment.operator_actions import operator_action
+from airflow_mlops.stages.deployment.promotion_watch import resolve_watch
 from airflow_mlops.stages.evaluation import score_raw
 from airflow_mlops.stages.retraining import close_retrain_request, decide_request, request_retrain
 from airflow_mlops.store.events import read_events
