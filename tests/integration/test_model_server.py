@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.serving.predlog import read_log
+from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.stages.data import Columns, acquire
 from airflow_mlops.stages.evaluation import GateSettings, evaluate, register
 from airflow_mlops.stages.features import preprocess
