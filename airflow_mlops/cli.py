@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
     from airflow_mlops.store.artifacts import ArtifactStore
 
 
@@ -178,7 +178,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         _remove_orphaned_metrics(Path(tempfile.gettempdir()))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"airflow-mlops-metrics-{os.getpid()}-")
-    from airflow_mlops.serving.app import GUARDED, SETTINGS_ENV, read_tokens
+    from airflow_mlops.serving.app import SETTINGS_ENV
+    from airflow_mlops.serving.auth import GUARDED, read_tokens
 
     token_files = {route: getattr(args, f"{route}_token_file") for route in GUARDED}
     for route, token_file in token_files.items():
@@ -246,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     accept.add_argument("--by", help="who accepts it (default: the current user)")
     accept.add_argument("--artifact-root", help="override the config's artifact root")
     accept.set_defaults(func=cmd_schema_accept)
-    from airflow_mlops.factories.schema import ModelConfig, field_default
+    from airflow_mlops.config.base import field_default
+    from airflow_mlops.config.training import ModelConfig
 
     fit = sub.add_parser("train", help=cmd_train.__doc__)
     fit.add_argument("--artifact-root", required=True, help="file:// path, local path or s3://bucket/prefix")

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, TaskGroup
 
+from airflow_mlops.config.base import dag_id
 from airflow_mlops.exceptions import ConfigError
-from airflow_mlops.factories.schema import dag_id
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.notifications import PipelineNotifier
 from airflow_mlops.operators.base import LINEAGE, lineage_asset
@@ -30,7 +30,7 @@ from airflow_mlops.sensors.data import SourceWaitSensor
 from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
 
 
 def _dag_kwargs(config: PipelineConfig, *, kind: str, schedule: Any) -> dict[str, Any]:

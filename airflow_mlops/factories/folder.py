@@ -19,7 +19,7 @@ from airflow_mlops.exceptions import ConfigError
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
 

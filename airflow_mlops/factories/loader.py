@@ -24,9 +24,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from airflow_mlops import __version__
+from airflow_mlops import config as config_package
+from airflow_mlops.config.base import NO_INPUT
+from airflow_mlops.config.pipeline import PipelineConfig, cross_field_issues
 from airflow_mlops.exceptions import ConfigError
-from airflow_mlops.factories import schema as schema_module
-from airflow_mlops.factories.schema import NO_INPUT, PipelineConfig, cross_field_issues
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def _cache_key(path: str | os.PathLike[str]) -> str | None:
     validates it (its version and files); None if unreadable."""
     try:
         text = Path(path).read_bytes()
-        code = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (Path(__file__), Path(schema_module.__file__))]
+        modules = [Path(__file__), *sorted(Path(config_package.__file__).parent.glob("*.py"))]
+        code = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in modules]
     except OSError:
         return None
     folders = [str(Path(path).resolve().parent), os.getcwd(), os.environ.get("AIRFLOW_HOME")]  # relative paths resolve there

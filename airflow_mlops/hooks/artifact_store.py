@@ -6,8 +6,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
 from airflow_mlops.store.artifacts import ArtifactStore
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.ml.transform import category_keys, is_number_column, numbers_of
+from airflow_mlops.dtypes import is_number_column
+from airflow_mlops.ml.transform import category_keys, numbers_of
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.dtypes import is_number_column
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -248,13 +250,6 @@ def category_keys(values: pd.Series) -> pd.Series:
 
 
 _NUMERIC_OBJECTS = ("floating", "integer", "mixed-integer-float", "empty")
-
-
-def is_number_column(values: pd.Series) -> bool:
-    """A column typed as numbers or booleans (not Python objects): it converts to float64 as an array."""
-    import pandas as pd
-
-    return values.dtype != object and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values))
 
 
 def numbers_of(values: pd.Series | None, rows: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import Asset, BaseOperator, Context
 
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_mlops.stages.data import Columns

@@ -37,7 +37,7 @@ class ServingTargetMixin:
             return None
         if self.target != "kserve" or not self.kserve:
             raise MlopsError(f"{self.pipeline}: target {self.target!r} needs 'local', or 'kserve' with a kserve dict.")
-        from airflow_mlops.factories.schema import KServeConfig
+        from airflow_mlops.config.deployment import KServeConfig
         from airflow_mlops.hooks.kserve import KServeHook
         from airflow_mlops.serving.kserve import InferenceServiceSpec
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from airflow_mlops.factories.schema import EvaluationConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.evaluation import EvaluationConfig
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 

@@ -6,7 +6,9 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from airflow_mlops.factories.schema import DriftConfig, ValidationConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.data import ValidationConfig
+from airflow_mlops.config.monitoring import DriftConfig
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import MlopsBaseOperator, ResultBranchOperator
 
@@ -81,10 +83,10 @@ class DriftReportOperator(MlopsBaseOperator):
 
 class LogCompactionOperator(MlopsBaseOperator):
     """Merge the prediction and feedback log parts of each past hour into one file per hour, without losing or
-    duplicating a row (see :func:`airflow_mlops.serving.predlog.compact_log`); returns the counts per log."""
+    duplicating a row (see :func:`airflow_mlops.serving.predlog_compaction.compact_log`); returns the counts per log."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.serving.predlog import compact_log
+        from airflow_mlops.serving.predlog_compaction import compact_log
 
         return {kind: compact_log(self.store, self.pipeline, kind) for kind in ("predictions", "feedback")}
 

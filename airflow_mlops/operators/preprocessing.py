@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from airflow.sdk import Context
 
-from airflow_mlops.factories.schema import PreprocessConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.data import PreprocessConfig
 from airflow_mlops.operators.base import ColumnsOperator
 
 

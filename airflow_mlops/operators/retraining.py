@@ -9,7 +9,8 @@ from typing import Any
 from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.factories.schema import MonitorConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.monitoring import MonitorConfig
 from airflow_mlops.operators.base import MlopsBaseOperator
 
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
 
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
+from airflow_mlops.config.training import GPU_TOLERATION, KubernetesConfig, ModelConfig
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID, GPU_TOLERATION, KubernetesConfig, ModelConfig, field_default
 from airflow_mlops.operators.base import ArtifactStoreMixin, MlopsBaseOperator
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ from airflow_mlops.plugins.readers.pipelines import (
 from airflow_mlops.store.layout import is_report_key
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import DEFAULT_AWS_CONN_ID
 from airflow_mlops.operators.base import ArtifactStoreMixin
 from airflow_mlops.triggers import TriggerStatus
 

@@ -6,12 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.factories.schema import (
-    CanaryAnalysisConfig,
-    CanaryConfig,
-    PromotionWatchConfig,
-    field_default,
-)
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.deployment import CanaryAnalysisConfig, CanaryConfig, PromotionWatchConfig
 from airflow_mlops.operators.deployment import ServingTargetMixin
 from airflow_mlops.sensors.base import MlopsSensor
 

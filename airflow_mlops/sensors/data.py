@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.factories.schema import SourceWaitConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.data import SourceWaitConfig
 from airflow_mlops.operators.base import SourceMixin
 from airflow_mlops.sensors.base import MlopsSensor
 

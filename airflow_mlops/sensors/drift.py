@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.factories.schema import MonitorConfig, field_default
+from airflow_mlops.config.base import field_default
+from airflow_mlops.config.monitoring import MonitorConfig
 from airflow_mlops.sensors.base import MlopsSensor
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from airflow_mlops.dtypes import is_number_column
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.store.layout import dataset_prefix
 
@@ -154,8 +155,6 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     read as floats in a batch with nulls hashes the same): the same row always gets the same hash, whatever batch."""
     import numpy as np
     import pandas as pd
-
-    from airflow_mlops.ml.transform import is_number_column
 
     columns = {}
     for name in sorted(frame.columns):

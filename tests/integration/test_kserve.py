@@ -12,8 +12,8 @@ import kmock as km
 import pytest
 from kserve_crd import crd_errors
 
+from airflow_mlops.config.deployment import KServeConfig
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import KServeConfig
 from airflow_mlops.hooks.kserve import KServeHook
 from airflow_mlops.serving.kserve import InferenceServiceSpec, served
 from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve
@@ -198,7 +198,7 @@ class TestCanaryOnKServe:
 BUILD = """
 import json, sys
 from airflow_mlops.factories import build_training_dag
-from airflow_mlops.factories.schema import PipelineConfig
+from airflow_mlops.config.pipeline import PipelineConfig
 
 config = PipelineConfig.model_validate(json.loads(sys.argv[1]))
 dag = build_training_dag(config)

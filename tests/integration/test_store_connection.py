@@ -19,7 +19,7 @@ from botocore.exceptions import NoCredentialsError
 from conftest import DAGS, run_dag
 from test_training_dag import xcom
 
-from airflow_mlops.factories.schema import CanaryAnalysisConfig
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
 from airflow_mlops.hooks.artifact_store import ArtifactStoreHook
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 from airflow_mlops.sensors.drift import DriftDataSensor

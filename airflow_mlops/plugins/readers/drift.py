@@ -10,7 +10,7 @@ from airflow_mlops.plugins.readers.events import event_time
 from airflow_mlops.store.layout import is_report_key, report_prefix
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
     from airflow_mlops.store.artifacts import ArtifactStore
 
 DRIFT_CHECKS_SHOWN = 100

@@ -15,7 +15,7 @@ from airflow_mlops.plugins.readers.versions import VersionRow, version_rows
 from airflow_mlops.store.registry import ModelRegistry
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
     from airflow_mlops.store.artifacts import ArtifactStore
 
 EVENTS_SHOWN = 200

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from airflow_mlops.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from airflow_mlops.factories.schema import PipelineConfig
+    from airflow_mlops.config.pipeline import PipelineConfig
     from airflow_mlops.store.artifacts import ArtifactStore
 
 

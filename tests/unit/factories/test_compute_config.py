@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from airflow_mlops.config.training import GPU_TOLERATION, ComputeConfig, KubernetesConfig
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.loader import load_pipeline_config
-from airflow_mlops.factories.schema import GPU_TOLERATION, ComputeConfig, KubernetesConfig
 
 BASE = {
     "pipeline": "churn",

@@ -9,14 +9,10 @@ import typing
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from airflow_mlops.factories.schema import (
-    ComputeConfig,
-    EvaluationConfig,
-    Issue,
-    PipelineConfig,
-    check_schedule,
-    cross_field_issues,
-)
+from airflow_mlops.config.base import Issue, check_schedule
+from airflow_mlops.config.evaluation import EvaluationConfig
+from airflow_mlops.config.pipeline import PipelineConfig, cross_field_issues
+from airflow_mlops.config.training import ComputeConfig
 
 MINIMAL = {
     "pipeline": "churn",
@@ -357,7 +353,7 @@ class TestCheckSchedule:
 class TestImports:
     def test_schema_and_loader_import_nothing_heavy(self):
         code = (
-            "import sys; import airflow_mlops.factories.loader, airflow_mlops.factories.schema, airflow_mlops.cli;"
+            "import sys; import airflow_mlops.factories.loader, airflow_mlops.config.pipeline, airflow_mlops.cli;"
             f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})); print(heavy); sys.exit(1 if heavy else 0)"
         )
         result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)

@@ -6,9 +6,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from airflow_mlops.config.pipeline import PipelineConfig
+from airflow_mlops.config.tuning import TuningConfig
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.loader import config_errors, construct, load_pipeline_config
-from airflow_mlops.factories.schema import PipelineConfig, TuningConfig
 
 MINIMAL = {
     "pipeline": "churn",

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.factories.schema import CanaryAnalysisConfig
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
 from airflow_mlops.ml.canary import Criteria, analyze, ks_statistic
 
 

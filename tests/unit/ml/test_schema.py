@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.factories.schema import ValidationConfig
+from airflow_mlops.config.data import ValidationConfig
 from airflow_mlops.ml.schema import infer_schema
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.ml.validation import Thresholds, validate

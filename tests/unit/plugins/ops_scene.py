@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 import churn_setup
 from churn_setup import GATE, PIPELINE, copy_store, log_predictions
 
-from airflow_mlops.factories.schema import CanaryAnalysisConfig, DriftConfig
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
+from airflow_mlops.config.monitoring import DriftConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw

@@ -5,8 +5,8 @@ import copy
 import pytest
 from kserve_crd import crd_errors
 
+from airflow_mlops.config.deployment import KServeConfig
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import KServeConfig
 from airflow_mlops.serving.kserve import InferenceServiceSpec, manifest, rollout_pending, served
 
 CONFIG = KServeConfig(

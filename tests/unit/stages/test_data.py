@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from churn_setup import COLUMNS, PIPELINE, stamps
 
+from airflow_mlops.config.data import ValidationConfig
 from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError
-from airflow_mlops.factories.schema import ValidationConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.data import Columns, acquire, validate
 from airflow_mlops.store.artifacts import ArtifactStore

@@ -1,8 +1,8 @@
 import pytest
 from churn_setup import COLUMNS, GATE, PIPELINE, built, copy_store, log_predictions  # noqa: F401 (pytest fixtures)
 
+from airflow_mlops.config.monitoring import DriftConfig
 from airflow_mlops.exceptions import ArtifactNotFound
-from airflow_mlops.factories.schema import DriftConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
@@ -124,7 +124,7 @@ class TestDriftCheck:
             drift_report(store, PIPELINE, run_id="monitor-9")
 
     def test_request_quality_is_reported_beside_the_verdict_even_without_drift(self, store, serve, built):
-        from airflow_mlops.factories.schema import ValidationConfig
+        from airflow_mlops.config.data import ValidationConfig
         from airflow_mlops.stages.data import validate
 
         quality = ValidationConfig().model_dump()
@@ -142,7 +142,7 @@ class TestDriftCheck:
         assert event["data_quality"] == result["data_quality"]
 
     def test_clean_requests_have_no_quality_issues(self, store, serve, built):
-        from airflow_mlops.factories.schema import ValidationConfig
+        from airflow_mlops.config.data import ValidationConfig
         from airflow_mlops.stages.data import validate
 
         quality = ValidationConfig().model_dump()

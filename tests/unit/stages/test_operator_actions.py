@@ -16,8 +16,8 @@ from churn_setup import (  # noqa: F401 (pytest fixtures)
     versions,
 )
 
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
 from airflow_mlops.exceptions import ActionRefused, MlopsError
-from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy, canary_resolve
 from airflow_mlops.stages.deployment.operator_actions import operator_action

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from churn_setup import COLUMNS, PIPELINE
 
+from airflow_mlops.config.data import ValidationConfig
 from airflow_mlops.exceptions import DataValidationError
-from airflow_mlops.factories.schema import ValidationConfig
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.data import acquire, validate
 from airflow_mlops.store.artifacts import ArtifactStore

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
 from airflow_mlops.exceptions import MlopsError
-from airflow_mlops.factories.schema import CanaryAnalysisConfig
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.registry import ModelRegistry
 from airflow_mlops.triggers.canary import DeploymentCheckTrigger, TriggerStatus

@@ -1,0 +1,80 @@
+"""The data sections: ``source`` (and its wait), ``features``, ``validation`` and ``preprocess``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Scalar, Strict
+
+
+class SourceWaitConfig(Strict):
+    timeout_minutes: float = Field(360, gt=0, description="Longest wait for the source; then the run fails naming the path.")
+    poke_seconds: float = Field(60, gt=0, le=3600, description="Time between looks for the source.")
+
+
+class SourceConfig(Strict):
+    uri: str = Field(
+        ...,
+        min_length=1,
+        description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}.",
+    )
+    format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
+    aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
+    wait: SourceWaitConfig | None = Field(
+        None, description="Wait (deferrable) for late data before acquire: a file or object at the uri. None: no wait."
+    )
+
+
+class FeaturesConfig(Strict):
+    numeric: list[str] = Field(default_factory=list, description="Numeric feature columns (standardized, mean-imputed).")
+    categorical: list[str] = Field(
+        default_factory=list, description="Categorical feature columns (vocabulary + out-of-vocabulary bucket)."
+    )
+
+
+class ValidationConfig(Strict):
+    min_rows: PositiveInt = Field(50, description="Fewer rows than this is an anomaly.")
+    max_null_ratio_increase: Fraction = Field(
+        0.05, description="Allowed absolute increase of a column's null ratio over the schema's."
+    )
+    max_out_of_range_share: Fraction = Field(0.01, description="Allowed share of numeric values outside the schema's [min, max].")
+    max_unseen_category_share: Fraction = Field(
+        0.01, description="Allowed share of categorical values not in the schema's domain."
+    )
+    max_duplicate_share: Fraction = Field(0.01, description="Allowed share of rows that repeat an earlier row exactly.")
+    max_infinite_share: Fraction = Field(0.0, description="Allowed share of +-inf values in a numeric column.")
+    max_label_null_share: Fraction = Field(0.0, description="Allowed share of rows without a label.")
+    max_label_shift: Fraction = Field(
+        0.2,
+        description="Allowed move of the label: a class share (classification) or a 10/50/90% quantile, "
+        "in units of the schema's 10-90% spread (regression).",
+    )
+    max_label_association_drop: Fraction = Field(
+        0.5,
+        description="Allowed relative loss of a numeric feature's correlation with the label (shuffled rows); 1 turns "
+        "the check off.",
+    )
+    min_volume_ratio: float = Field(
+        0.5, ge=0.0, description="Fewer rows than this x the median of the last accepted datasets is an anomaly."
+    )
+    max_volume_ratio: float = Field(
+        5.0, gt=0.0, description="More rows than this x the median of the last accepted datasets is an anomaly."
+    )
+    allow_extra_columns: bool = Field(False, description="Accept columns the schema does not have.")
+    distribution_shift_threshold: float = Field(
+        0.25, gt=0.0, description="PSI of a numeric column against the schema's quantiles above which it has shifted."
+    )
+    distribution_shift_action: Literal["off", "warn", "anomaly"] = Field(
+        "warn", description="What a shifted numeric column is: nothing, a warning in the report, or an anomaly."
+    )
+
+
+class PreprocessConfig(Strict):
+    eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of rows in the eval split (split by row content).")
+    runner: Literal["DirectRunner", "PrismRunner", "FlinkRunner", "SparkRunner", "DataflowRunner"] = Field(
+        "DirectRunner", description="Apache Beam runner."
+    )
+    pipeline_options: dict[str, Scalar] = Field(default_factory=dict, description="Beam pipeline options, passed as --key=value.")
+    histogram_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric column in the reference profile.")
