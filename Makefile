@@ -29,9 +29,12 @@ demo: install
 demo-team: install
 	@bash scripts/demo.sh --team
 
+# The suite runs in TEST_WORKERS pytest-xdist processes, whole files to a worker, the longest first (tests/conftest.py).
+# Most of the long tests wait on servers, schedulers and subprocesses, so more workers than cores pay off.
+TEST_WORKERS ?= 3
 test: install style browser
-	@echo "==> Running the test suite (pytest)"
-	@$(BIN)/python -m pytest
+	@echo "==> Running the test suite (pytest, $(TEST_WORKERS) workers)"
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 # The ops UI's browser tests drive Debian's chromium with playwright (which never downloads a browser of its own).
 browser:

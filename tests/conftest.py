@@ -18,8 +18,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_HOME = Path(os.environ.get("MLOPS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="mlops-test-airflow-"))
-if "MLOPS_TEST_AIRFLOW_HOME" not in os.environ:  # a home of this run's own goes with it
+# Under pytest-xdist (`make test`) every worker is a process of its own with its own Airflow home, DB, moto server,
+# DAG folder and temp folders; ports are free ones picked per server, PostgreSQL databases and Redis DB numbers are
+# named per test. WORKER is "gw0", "gw1", ... there and "" in a plain run.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if "MLOPS_TEST_AIRFLOW_HOME" in os.environ:
+    _HOME = Path(os.environ["MLOPS_TEST_AIRFLOW_HOME"]) / WORKER
+    _HOME.mkdir(parents=True, exist_ok=True)
+else:  # a home of this run's own goes with it
+    _HOME = Path(tempfile.mkdtemp(prefix=f"mlops-test-airflow-{WORKER}-"))
     atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 # Airflow reads its config at import time: set the environment before anything imports it.
@@ -240,3 +247,23 @@ def model_server():
         with contextlib.suppress(ProcessLookupError):  # a worker left behind by a killed supervisor
             os.killpg(proc.pid, 9)
     shutil.rmtree(wal_root, ignore_errors=True)
+
+
+# The longest files, longest first (`--durations` of `make test`): pytest-xdist hands files out in collection order
+# (`--dist loadfile --no-loadscope-reorder`), so these start at once on separate workers and the short files fill in
+# around them, instead of one of them starting last and holding up the end of the run.
+LONGEST_FIRST = (
+    "tests/integration/test_team_airflow.py",
+    "tests/integration/test_closed_loop.py",
+    "tests/integration/test_model_server.py",
+    "tests/integration/test_canary.py",
+    "tests/browser/test_ops_ui.py",
+    "tests/integration/test_training_dag.py",
+    "tests/integration/test_kserve.py",
+    "tests/integration/test_kubernetes_training_dag.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
