@@ -1,8 +1,6 @@
 """What every config section shares: the strict base model, field types, the issue type of cross-field
 errors, schedules, DAG ids and :func:`field_default`."""
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any, NamedTuple
 

@@ -1,7 +1,5 @@
 """The data sections: ``source`` (and its wait), ``features``, ``validation`` and ``preprocess``."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, PositiveInt

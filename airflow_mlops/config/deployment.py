@@ -1,8 +1,6 @@
 """``canary``: where the model is served (local or KServe), the steps, their analysis and the post-promotion watch."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -93,7 +91,7 @@ class CanaryConfig(Strict):
         return steps
 
     @model_validator(mode="after")
-    def _needs_service(self) -> CanaryConfig:
+    def _needs_service(self) -> Self:
         if self.target == "kserve" and self.kserve is None:
             raise config_issues([Issue(("kserve",), "required when canary.target is 'kserve' (at least an image)")])
         return self

@@ -1,8 +1,6 @@
 """``evaluation``: the gate metric and threshold, slices and the fairness limit."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -30,7 +28,7 @@ class EvaluationConfig(Strict):
         return HIGHER_IS_BETTER[self.metric]
 
     @model_validator(mode="after")
-    def _threshold_range(self) -> EvaluationConfig:
+    def _threshold_range(self) -> Self:
         if self.metric in UNIT_INTERVAL_METRICS and not 0.0 <= self.threshold <= 1.0:
             raise config_issues([Issue(("threshold",), f"must be between 0 and 1 for {self.metric}", self.threshold)])
         if self.metric not in UNIT_INTERVAL_METRICS and self.threshold < 0:

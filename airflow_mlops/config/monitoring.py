@@ -1,7 +1,5 @@
 """``monitor``: the drift check, its schedule and the governed retrain requests it files."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator

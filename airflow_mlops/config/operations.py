@@ -1,10 +1,8 @@
 """``operations``: retries and timeouts per pipeline and per stage, deadlines and notifications."""
 
-from __future__ import annotations
-
 import datetime as dt
 import importlib.util
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -36,7 +34,7 @@ class NotifyConfig(Strict):
     on: list[Literal[EVENTS]] = Field(["failure"], min_length=1, description=f"When to notify: {', '.join(EVENTS)}.")  # type: ignore[valid-type]
 
     @model_validator(mode="after")
-    def _complete(self) -> NotifyConfig:
+    def _complete(self) -> Self:
         if self.kind == "email" and not self.to:
             raise config_issues([Issue(("to",), "an email notification needs at least one recipient", NO_INPUT)])
         if self.kind == "slack" and importlib.util.find_spec("airflow.providers.slack") is None:
@@ -61,7 +59,7 @@ class OperationsConfig(TaskDefaultsConfig):
     )
 
     @model_validator(mode="after")
-    def _deadline_has_targets(self) -> OperationsConfig:
+    def _deadline_has_targets(self) -> Self:
         if self.deadline_minutes is not None and not any("deadline" in n.on for n in self.notify):
             message = "a deadline needs a notify entry with 'deadline' in its 'on' (nobody would hear of it)"
             raise config_issues([Issue(("deadline_minutes",), message, self.deadline_minutes)])

@@ -1,10 +1,8 @@
 """The whole pipeline file: ``artifacts``, the top-level keys, every section, and the rules that span sections."""
 
-from __future__ import annotations
-
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -31,7 +29,7 @@ class ArtifactsConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _one_place(self) -> ArtifactsConfig:
+    def _one_place(self) -> Self:
         if self.conn_id is not None and self.root is not None:
             raise config_issues([Issue(("conn_id",), "give root or conn_id, not both", self.conn_id)])
         return self
@@ -95,7 +93,7 @@ class PipelineConfig(Strict):
         return dag_id(self.pipeline, "monitor")
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> PipelineConfig:
+    def _cross_checks(self) -> Self:
         found = cross_field_issues(self.model_dump())
         if found:
             raise config_issues(found)

@@ -1,8 +1,6 @@
 """The training sections: ``model`` and ``compute`` (local, or a Kubernetes pod and its settings)."""
 
-from __future__ import annotations
-
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -123,7 +121,7 @@ class ComputeConfig(Strict):
     kubernetes: KubernetesConfig | None = Field(None, description="Pod settings; required when target is kubernetes.")
 
     @model_validator(mode="after")
-    def _needs_pod(self) -> ComputeConfig:
+    def _needs_pod(self) -> Self:
         if self.target == "kubernetes" and self.kubernetes is None:
             raise config_issues([Issue(("kubernetes",), "required when compute.target is 'kubernetes' (at least an image)")])
         return self

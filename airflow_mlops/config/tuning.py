@@ -1,9 +1,7 @@
 """``model.tuning``: the hyperparameter search and each parameter's search space."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
@@ -32,7 +30,7 @@ class SearchSpace(Strict):
         return value
 
     @model_validator(mode="after")
-    def _complete(self) -> SearchSpace:
+    def _complete(self) -> Self:
         if self.values is not None:
             found = [
                 Issue(("values", i), "repeats an earlier value", v)
@@ -77,7 +75,7 @@ class TuningConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> TuningConfig:
+    def _consistent(self) -> Self:
         found = [
             Issue(("space", key), "reserved: the pipeline sets it (use model.seed; the objective follows task)", key)
             for key in self.space

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import types
 import typing
@@ -156,6 +157,15 @@ class _SafeUniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # li
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads yes/no/on/off as booleans too, so a notify entry's unquoted `on: [failure]` became the key True;
+# as in YAML 1.2, only true and false are booleans here (a boolean field still takes "yes" or "on": pydantic reads them).
+_YAML12_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_SafeUniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, _YAML12_BOOL if tag == "tag:yaml.org,2002:bool" else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def check_pipeline_config(path: str | os.PathLike[str]) -> tuple[PipelineConfig | None, list[str]]:

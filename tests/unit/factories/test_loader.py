@@ -287,6 +287,17 @@ class TestLoadPipelineConfig:
         text = yaml.safe_dump(VALID) + "model:\n  params: {<<: {num_leaves: 9, max_bin: 63}, num_leaves: 11}\n"
         assert load_pipeline_config(write(tmp_path, text)).model.params["num_leaves"] == 11, "a merge key is not a duplicate key"
 
+    def test_only_true_and_false_are_booleans(self, tmp_path):
+        """YAML 1.1 would read the unquoted key ``on`` as True; here, as in YAML 1.2, only true and false are booleans."""
+        text = yaml.safe_dump(VALID) + (
+            "compute: {target: local}\nmodel: {allow_cpu_fallback: yes}\n"
+            "operations:\n  notify:\n    - kind: webhook\n      on: [failure, revert]\n"
+        )
+        config = load_pipeline_config(write(tmp_path, text))
+        assert config.operations.notify[0].on == ["failure", "revert"]
+        assert config.model.allow_cpu_fallback is True, "a boolean field still reads yes"
+        assert load_pipeline_config(write(tmp_path, yaml.safe_dump(VALID) + "catchup: True\n")).catchup is True
+
 
 class TestExampleConfig:
     def test_churn_yaml_is_valid(self):
