@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
-import difflib
 import hashlib
 import json
 import logging
@@ -305,6 +304,8 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
         model = _model_of(field.annotation) if field is not None else None
     if model is None or not isinstance(loc[-1], str):
         return ""
+    import difflib  # only when a file has an unknown key: not at every parse
+
     close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f" (allowed here: {', '.join(model.model_fields)})"
 
