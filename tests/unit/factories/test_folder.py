@@ -194,7 +194,8 @@ class TestLoadPipelinesInDagBag:
                 "error": f"{bad}: model.paramz: unknown key (did you mean 'params'?). Got {{'num_leaves': 7}} instead.",
             }
         ]
-        assert {d["dag_id"] for d in listed} == GOOD_DAG_IDS, "the good DAGs are in the DB and not stale"
+        ours = {d["dag_id"] for d in listed if d["dag_id"].startswith("mlops_folder_")}  # the DB copy may hold other tests' DAGs
+        assert ours == GOOD_DAG_IDS, "the good DAGs are in the DB and not stale"
 
 
 class TestLoadPipelinesOutsideAirflow:
