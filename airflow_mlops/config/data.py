@@ -60,6 +60,13 @@ class ValidationConfig(Strict):
     max_volume_ratio: float = Field(
         5.0, gt=0.0, description="More rows than this x the median of the last accepted datasets is an anomaly."
     )
+    min_volume_history: int = Field(
+        3,
+        ge=1,
+        le=10,  # stages.data.VOLUME_HISTORY, the accepted datasets kept (not imported: DAG parse stays light)
+        description="Accepted datasets needed before the volume ratios apply; with fewer, the row count is not judged "
+        "and the report says so. 1 compares the second dataset with the first; the median covers the last 10.",
+    )
     allow_extra_columns: bool = Field(False, description="Accept columns the schema does not have.")
     distribution_shift_threshold: float = Field(
         0.25, gt=0.0, description="PSI of a numeric column against the schema's quantiles above which it has shifted."

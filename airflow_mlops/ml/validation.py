@@ -35,6 +35,7 @@ class Thresholds:
     max_label_association_drop: float
     min_volume_ratio: float
     max_volume_ratio: float
+    min_volume_history: int  # accepted datasets needed before volume_change applies
     allow_extra_columns: bool
     distribution_shift_threshold: float
     distribution_shift_action: str  # off | warn | anomaly
@@ -48,10 +49,12 @@ def validate(
     frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds, *, history_rows: list[int] | None = None
 ) -> ValidationReport:
     """Check ``frame`` against ``schema`` (and its row count against ``history_rows``, the row counts of recent
-    accepted datasets); every problem found becomes an :class:`Anomaly`, a distribution shift set to ``warn``
-    a warning."""
+    accepted datasets, oldest first; None: the volume is not checked); every problem found becomes an
+    :class:`Anomaly`, a distribution shift set to ``warn`` a warning."""
     report = ValidationReport(rows=len(frame))
-    _check_table(frame, schema, thresholds, history_rows or [], report)
+    _check_table(frame, schema, thresholds, report)
+    if history_rows is not None:
+        _check_volume(len(frame), history_rows, thresholds, report)
     for name, spec in schema["columns"].items():
         if name not in frame.columns:
             report.anomalies.append(Anomaly(name, "missing_column", f"{spec['role']} column of type {spec['type']} is missing"))
@@ -81,27 +84,11 @@ def check_traffic(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thres
     return report
 
 
-def _check_table(
-    frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds, history: list[int], report: ValidationReport
-) -> None:
-    import statistics
-
+def _check_table(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds, report: ValidationReport) -> None:
     add = report.anomalies.append
     rows = len(frame)
     if rows < thresholds.min_rows:
         add(Anomaly("*", "empty_data", f"{rows} rows; at least {thresholds.min_rows} required"))
-    if history:
-        usual = statistics.median(history)
-        ratio = rows / usual if usual else float("inf")
-        if not thresholds.min_volume_ratio <= ratio <= thresholds.max_volume_ratio:
-            add(
-                Anomaly(
-                    "*",
-                    "volume_change",
-                    f"{rows} rows is {ratio:.2f}x the median of the last {len(history)} accepted datasets ({usual:g}); "
-                    f"allowed [{thresholds.min_volume_ratio:g}, {thresholds.max_volume_ratio:g}]x",
-                )
-            )
     if rows:
         duplicates = float(frame.duplicated().mean())
         report.columns["*"] = {"duplicate_share": duplicates}
@@ -111,6 +98,45 @@ def _check_table(
         for name in frame.columns:
             if name not in schema["columns"]:
                 add(Anomaly(name, "extra_column", "column is not in the schema (set validation.allow_extra_columns to accept)"))
+
+
+def _check_volume(rows: int, history: list[int], thresholds: Thresholds, report: ValidationReport) -> None:
+    """The row count against the median of the accepted datasets in ``history``, once there are at least
+    ``min_volume_history`` of them: one earlier export (a long history first, a recent window at the retrain)
+    says nothing about the usual volume. Either way the report says what was compared with what."""
+    import statistics
+
+    low, high = thresholds.min_volume_ratio, thresholds.max_volume_ratio
+    needed = thresholds.min_volume_history
+    counts = ", ".join(_count(r) for r in history)
+    report.volume = {"rows": rows, "history_rows": list(history), "min_history": needed, "allowed": [low, high]}
+    if len(history) < needed:
+        report.volume["applied"] = False
+        plural = "" if len(history) == 1 else "s"
+        seen = (
+            f"only {len(history)} earlier accepted dataset{plural} ({counts} rows)" if history else "no earlier accepted dataset"
+        )
+        report.notes.append(
+            f"volume_change not applied: {rows} rows, and {seen} to compare with; the check needs "
+            f"validation.min_volume_history ({needed}) of them"
+        )
+        return
+    usual = statistics.median(history)
+    ratio = rows / usual if usual else float("inf")
+    report.volume |= {"applied": True, "median": usual, "ratio": ratio}
+    compared = (
+        f"{rows} rows is {ratio:.2f}x the median of the last {len(history)} accepted datasets ({_count(usual)}; their "
+        f"rows: {counts}); allowed [{low:g}, {high:g}]x"
+    )
+    if low <= ratio <= high:
+        report.notes.append(f"volume_change passed: {compared}")
+    else:
+        report.anomalies.append(Anomaly("*", "volume_change", compared))
+
+
+def _count(value: float) -> str:
+    """A row count as digits (``:g`` would write a million rows as 1e+06); a median between two counts keeps its .5."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _check_common(series: pd.Series, name: str, spec: dict[str, Any], thresholds: Thresholds, report: ValidationReport) -> bool:

@@ -7,7 +7,8 @@ from typing import Any
 
 ANOMALY_KINDS = {
     "empty_data": "fewer rows than validation.min_rows",
-    "volume_change": "row count outside [min_volume_ratio, max_volume_ratio] x the median of recent accepted datasets",
+    "volume_change": "row count outside [min_volume_ratio, max_volume_ratio] x the median of the last accepted datasets, "
+    "once there are validation.min_volume_history of them",
     "duplicate_rows": "share of rows repeated exactly above validation.max_duplicate_share",
     "missing_column": "a schema (or configured) column is missing",
     "extra_column": "a column the schema does not have (unless validation.allow_extra_columns)",
@@ -42,6 +43,10 @@ class ValidationReport:
     anomalies: list[Anomaly] = field(default_factory=list)
     warnings: list[Anomaly] = field(default_factory=list)
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What a check compared, or why it was not applied (e.g. volume_change with too short a history)."""
+    volume: dict[str, Any] | None = None
+    """The volume check's figures: rows, history_rows, min_history, allowed, applied (and median, ratio)."""
 
     @property
     def ok(self) -> bool:
@@ -53,6 +58,8 @@ class ValidationReport:
             "anomalies": [asdict(a) for a in self.anomalies],
             "warnings": [asdict(a) for a in self.warnings],
             "columns": self.columns,
+            "notes": self.notes,
+            "volume": self.volume,
         }
 
 
@@ -67,10 +74,11 @@ def render_report_html(report: ValidationReport, *, pipeline: str, dataset_id: s
         ["column", "type", "null ratio", "min", "max"],
         [(n, s.get("type"), s.get("null_ratio"), s.get("min"), s.get("max")) for n, s in sorted(report.columns.items())],
     )
+    notes = [("Notes", table(["note"], [(n,) for n in report.notes]))] if report.notes else []
     intro = f"Dataset {dataset_id}, {report.rows} rows, checked against {schema_uri}."
     return page(
         f"Data validation: {pipeline}",
         status,
-        [("Anomalies", anomalies), ("Warnings", warnings), ("Columns", columns)],
+        [("Anomalies", anomalies), ("Warnings", warnings), *notes, ("Columns", columns)],
         intro=intro,
     )

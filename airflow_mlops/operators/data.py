@@ -61,8 +61,9 @@ class DataValidationOperator(ColumnsOperator):
     """Check a dataset against the pipeline's accepted schema; infer and store the schema on the first run.
 
     Anomalies (missing or extra column, type change, null ratio jump, out-of-range values, unseen
-    categories, too few rows) fail the task, so nothing downstream runs; the HTML report is saved
-    under ``reports/`` and linked from the task.
+    categories, too few rows, a row count far from the usual once ``min_volume_history`` datasets were
+    accepted) fail the task, so nothing downstream runs; the HTML report is saved under ``reports/`` and
+    linked from the task, with a note on what the volume was compared with or why it was not.
 
     :param dataset_id: the snapshot to check (templated).
     Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.

@@ -84,8 +84,12 @@ def validate(
     schema = json.loads(current)
     history = store.read_json_if_exists(volume_key(pipeline), [])
     accepted_before = any(h["dataset_id"] == dataset_id for h in history)  # a re-run: its volume was judged then
-    earlier = [] if accepted_before else [h["rows"] for h in history]
+    earlier = None if accepted_before else [h["rows"] for h in history]
     report = check(frame, schema, Thresholds(**thresholds), history_rows=earlier)
+    if accepted_before:
+        report.notes.append(
+            f"volume_change not applied: dataset {dataset_id[:12]} was accepted before (its volume was judged then)"
+        )
     for col in [c for c in [columns.label, *columns.features] if c not in schema["columns"]]:
         report.anomalies.append(Anomaly(col, "missing_column", "configured column is not in the accepted schema"))
     prefix = report_prefix(pipeline, run_id)
@@ -159,7 +163,8 @@ def accept_schema(store: ArtifactStore, pipeline: str, columns: Columns, *, repo
 
 
 VOLUME_HISTORY = 10
-"""Accepted datasets whose row counts the volume check compares a new dataset with (their median)."""
+"""Accepted datasets whose row counts the volume check compares a new dataset with (their median); the config's
+``validation.min_volume_history`` is at most this (a test keeps the two equal)."""
 
 
 def _record_volume(store: ArtifactStore, pipeline: str, dataset_id: str, rows: int) -> None:

@@ -366,3 +366,32 @@ class TestImports:
         assert set(RESERVED_PARAMS) <= set(fixed) and fixed["seed"] == 7
         for name in RESERVED_PARAMS:
             assert error_locs(with_keys(model={"params": {name: 1}})) == [("model", "params", name)]
+
+
+class TestMinVolumeHistory:
+    """``validation.min_volume_history`` (issue 21): how many accepted datasets the volume check needs."""
+
+    @pytest.mark.parametrize("value", [0, -1, 11, "three", 2.5])
+    def test_a_bad_value_names_the_key(self, value, tmp_path):
+        import yaml
+
+        from airflow_mlops.exceptions import ConfigError
+        from airflow_mlops.factories.loader import load_pipeline_config
+
+        assert ("validation", "min_volume_history") in error_locs(with_keys(validation={"min_volume_history": value}))
+        path = tmp_path / "churn.yaml"
+        path.write_text(yaml.safe_dump(with_keys(validation={"min_volume_history": value})))
+        with pytest.raises(ConfigError, match=r"churn\.yaml: validation\.min_volume_history: "):
+            load_pipeline_config(str(path))
+
+    def test_default_and_bound(self):
+        from airflow_mlops.stages.data import VOLUME_HISTORY
+
+        assert PipelineConfig.model_validate(MINIMAL).validation.min_volume_history == 3
+        assert PipelineConfig.model_validate(with_keys(validation={"min_volume_history": 1})).validation.min_volume_history == 1
+        bound = next(
+            m.le
+            for m in PipelineConfig.model_fields["validation"].annotation.model_fields["min_volume_history"].metadata
+            if hasattr(m, "le")
+        )
+        assert bound == VOLUME_HISTORY, "a history longer than the kept one could never be reached"

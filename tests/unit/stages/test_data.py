@@ -169,3 +169,82 @@ class TestValidate:
         assert "age" not in store.read_json(f"schemas/{PIPELINE}/schema.json")["columns"]
         anomalies = json.loads(store.read_text(f"reports/{PIPELINE}/first/validation.json"))["anomalies"]
         assert [a["column"] for a in anomalies] == ["age"]
+
+
+class TestVolumeHistory:
+    """The volume check fails a run only against a real history (issue 21: the retrain blocked by a default)."""
+
+    def accept(self, store, tmp_path, frame, run_id, thresholds=THRESHOLDS):
+        dataset_id = acquire(store, PIPELINE, write_csv(frame, tmp_path / f"{run_id}.csv"))["dataset_id"]
+        return validate(store, PIPELINE, dataset_id, COLUMNS, thresholds, run_id=run_id) | {"dataset_id": dataset_id}
+
+    def report(self, store, run_id):
+        return store.read_json(f"reports/{PIPELINE}/{run_id}/validation.json")
+
+    def test_a_recent_export_after_one_history_export_passes_with_the_defaults(self, store, tmp_path):
+        """The user's case: the first training on a 50,000-row history export, the retrain the drift monitor asked
+        for on a 20,000-row recent export (0.40x); validation stopped it, so the loop could not retrain."""
+        first = self.accept(store, tmp_path, make_churn(50_000, seed=11), "history")
+        assert (
+            "volume_change not applied: 50000 rows, and no earlier accepted dataset" in self.report(store, "history")["notes"][0]
+        )
+        retrain = self.accept(store, tmp_path, make_churn(20_000, seed=12), "retrain")
+        assert retrain["anomalies"] == 0
+        report = self.report(store, "retrain")
+        assert report["notes"] == [
+            "volume_change not applied: 20000 rows, and only 1 earlier accepted dataset (50000 rows) to compare with; "
+            "the check needs validation.min_volume_history (3) of them"
+        ]
+        assert report["volume"] == {
+            "rows": 20000,
+            "history_rows": [50000],
+            "min_history": 3,
+            "allowed": [0.5, 5.0],
+            "applied": False,
+        }
+        assert "volume_change not applied: 20000 rows" in store.read_text(f"reports/{PIPELINE}/retrain/validation.html")
+        history = store.read_json(f"schemas/{PIPELINE}/volume.json")
+        assert history == [
+            {"dataset_id": first["dataset_id"], "rows": 50000},
+            {"dataset_id": retrain["dataset_id"], "rows": 20000},
+        ], "the accepted retrain joins the history the check will use"
+
+    def test_repeated_recent_exports_become_the_usual_volume(self, store, tmp_path):
+        self.accept(store, tmp_path, make_churn(5000, seed=21), "history")
+        for seed in (22, 23):
+            assert self.accept(store, tmp_path, make_churn(2000, seed=seed), f"recent-{seed}")["anomalies"] == 0
+        assert self.accept(store, tmp_path, make_churn(2100, seed=24), "judged")["anomalies"] == 0
+        assert self.report(store, "judged")["notes"] == [
+            "volume_change passed: 2100 rows is 1.05x the median of the last 3 accepted datasets (2000; their rows: "
+            "5000, 2000, 2000); allowed [0.5, 5]x"
+        ]
+
+    def test_after_three_similar_datasets_a_0_4x_dataset_is_still_an_anomaly(self, store, tmp_path):
+        for run_id, rows in (("a", 1000), ("b", 1050), ("c", 980)):
+            self.accept(store, tmp_path, make_churn(rows, seed=rows), run_id)
+        with pytest.raises(DataValidationError) as raised:
+            self.accept(store, tmp_path, make_churn(400, seed=31), "small")
+        message = (
+            "400 rows is 0.40x the median of the last 3 accepted datasets (1000; their rows: 1000, 1050, 980); allowed [0.5, 5]x"
+        )
+        assert f"*: volume_change: {message}" in str(raised.value)
+        report = self.report(store, "small")
+        assert report["anomalies"] == [{"column": "*", "kind": "volume_change", "message": message}]
+        assert report["volume"]["applied"] is True and report["volume"]["ratio"] == pytest.approx(0.4)
+        assert [h["rows"] for h in store.read_json(f"schemas/{PIPELINE}/volume.json")] == [1000, 1050, 980]
+
+    def test_min_volume_history_1_judges_the_second_dataset_by_the_first(self, store, tmp_path):
+        """The rule from before the setting, for a user who asks for it."""
+        strict = {**THRESHOLDS, "min_volume_history": 1}
+        self.accept(store, tmp_path, make_churn(1000, seed=41), "history", strict)
+        with pytest.raises(DataValidationError, match=r"400 rows is 0\.40x the median of the last 1 accepted datasets"):
+            self.accept(store, tmp_path, make_churn(400, seed=42), "retrain", strict)
+
+    def test_a_rerun_of_an_accepted_dataset_says_its_volume_was_judged_then(self, store, tmp_path):
+        first = self.accept(store, tmp_path, make_churn(300, seed=51), "first")
+        validate(store, PIPELINE, first["dataset_id"], COLUMNS, THRESHOLDS, run_id="again")
+        report = self.report(store, "again")
+        assert report["volume"] is None
+        assert report["notes"] == [
+            f"volume_change not applied: dataset {first['dataset_id'][:12]} was accepted before (its volume was judged then)"
+        ]

@@ -116,8 +116,16 @@ CASES = [
         {},
     ),
     ("duplicated rows", lambda f: pd.concat([f.iloc[:800], f.iloc[:200]], ignore_index=True), "duplicate_rows", "*", {}),
-    ("98% fewer rows", lambda f: f.iloc[:20], "volume_change", "*", {}),
-    ("10x the rows", lambda f: SOURCE.sample(10 * ROWS + 500, random_state=5), "volume_change", "*", {}),
+    # One accepted batch is no history for the volume check by default (validation.min_volume_history: 3):
+    # these two ask for the second dataset to be judged by the first.
+    ("98% fewer rows", lambda f: f.iloc[:20], "volume_change", "*", {"min_volume_history": 1}),
+    (
+        "10x the rows",
+        lambda f: SOURCE.sample(10 * ROWS + 500, random_state=5),
+        "volume_change",
+        "*",
+        {"min_volume_history": 1},
+    ),
     ("too few rows", lambda f: f.iloc[:30], "empty_data", "*", {}),
     ("label 40% -> 90% positive", label_mix(0.9), "label_shift", "churned", {}),
     ("single-class label", edit(churned=0), "single_class_label", "churned", {}),
