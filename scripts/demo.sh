@@ -7,6 +7,9 @@
 #   $DEMO_PG_DB, made afresh), CeleryExecutor with Redis (DB $DEMO_REDIS_DB) as the broker and two Celery
 #   workers, the artifacts on S3 (a moto server on 127.0.0.1) reached through an mlops_artifacts connection.
 #   Everything else lives under .airflow-team/.
+# What one run writes is its own, so that runs can go on side by side (the tests do): the Airflow home ($AIRFLOW_HOME),
+# the example exports ($DEMO_DATA_DIR, default data/), the model server's write-ahead folder (under the Airflow home),
+# and free ports for every server, the log servers of the workers and the triggerer included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
@@ -28,9 +31,16 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
 LOGS="$AIRFLOW_HOME/demo-logs"
 ARTIFACTS="$AIRFLOW_HOME/mlops"
+DATA="${DEMO_DATA_DIR:-$PWD/data}"   # the example exports: data/churn/<date>.csv
+# The model server's write-ahead logs and answered ids: by default they sit in the system's temp folder under a name
+# made from the artifact root, which every team demo shares (s3://mlops-demo/mlops), so one run would ship what a killed
+# run left into its own fresh store, and two runs at once would take each other's feedback ids.
+export MLOPS_WAL_DIR="$AIRFLOW_HOME/serving-wal"
 free_port() { "$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT="${DEMO_API_PORT:-$(free_port)}"
 SERVE_PORT="${DEMO_SERVE_PORT:-$(free_port)}"
+# The log servers (a LocalExecutor scheduler's and each Celery worker's, the triggerer's) default to 8793 and 8794.
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$(free_port)" AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$(free_port)"
 export AIRFLOW__API__PORT="$API_PORT"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:$API_PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$API_PORT/execution/"
@@ -55,9 +65,22 @@ background() {  # name, command...: run in the background in a session of its ow
   PIDS+=($!)
 }
 
-rm -rf "$AIRFLOW_HOME/airflow.db" "$ARTIFACTS" "$AIRFLOW_HOME/logs" "$LOGS"
+rm -rf "$AIRFLOW_HOME/airflow.db" "$ARTIFACTS" "$AIRFLOW_HOME/logs" "$LOGS" "$MLOPS_WAL_DIR"
 mkdir -p "$LOGS"
 CONFIG=dags/configs/churn.yaml
+pipeline_copy() {  # the example pipeline in $AIRFLOW__CORE__DAGS_FOLDER, reading the exports in $DATA; extra YAML keys as JSON
+  mkdir -p "$AIRFLOW__CORE__DAGS_FOLDER/configs"
+  CONFIG="$AIRFLOW__CORE__DAGS_FOLDER/configs/churn.yaml"
+  local extra="${1:-"{}"}"
+  "$BIN/python" - "$CONFIG" "$DATA" "$extra" <<'PY'
+import json, os, sys, yaml
+config = yaml.safe_load(open("dags/configs/churn.yaml"))
+config["source"]["uri"] = os.path.join(os.path.abspath(sys.argv[2]), "churn", "{{ ds }}.csv")
+config.update(json.loads(sys.argv[3]))
+yaml.safe_dump(config, open(sys.argv[1], "w"), sort_keys=False)
+PY
+  cp dags/churn.py "$AIRFLOW__CORE__DAGS_FOLDER/churn.py"
+}
 ARTIFACT_ROOT="file://$ARTIFACTS"
 if (( TEAM )); then
   PG_DB="${DEMO_PG_DB:-airflow_mlops_demo}"
@@ -89,24 +112,20 @@ for _ in range(100):
         break
     except Exception:
         time.sleep(0.2)
+else:
+    raise SystemExit("!! no S3 server answered at $MLOPS_S3_ENDPOINT_URL")
 PY
   export AIRFLOW_CONN_MLOPS_S3="{\"conn_type\": \"aws\", \"login\": \"demo\", \"password\": \"demo\", \"extra\": {\"endpoint_url\": \"$MLOPS_S3_ENDPOINT_URL\", \"region_name\": \"us-east-1\"}}"
   export AIRFLOW_CONN_MLOPS_ARTIFACTS="{\"conn_type\": \"mlops_artifacts\", \"extra\": {\"artifact_root\": \"s3://mlops-demo/mlops\", \"aws_conn_id\": \"mlops_s3\"}}"
   ARTIFACT_ROOT="s3://mlops-demo/mlops"
   # The example pipeline, with its artifacts behind the connection (and retries a minute apart at most).
-  mkdir -p "$AIRFLOW__CORE__DAGS_FOLDER/configs"
-  CONFIG="$AIRFLOW__CORE__DAGS_FOLDER/configs/churn.yaml"
-  "$BIN/python" - "$CONFIG" <<'PY'
-import sys, yaml
-config = yaml.safe_load(open("dags/configs/churn.yaml"))
-config["source"]["uri"] = __import__("os").path.abspath("data/churn/{{ ds }}.csv")
-config["artifacts"] = {"conn_id": "mlops_artifacts"}
-config["operations"] = {**config.get("operations", {}), "retries": 2, "retry_delay_minutes": 0.1}
-yaml.safe_dump(config, open(sys.argv[1], "w"), sort_keys=False)
-PY
-  cp dags/churn.py "$AIRFLOW__CORE__DAGS_FOLDER/churn.py"
+  pipeline_copy '{"artifacts": {"conn_id": "mlops_artifacts"}, "operations": {"retries": 2, "retry_delay_minutes": 0.1}}'
 else
   echo "==> Fresh state: Airflow home $AIRFLOW_HOME (SQLite), artifacts $ARTIFACTS"
+  if [[ "$DATA" != "$PWD/data" ]]; then  # dags/configs/churn.yaml reads data/: a copy that reads $DEMO_DATA_DIR
+    export AIRFLOW__CORE__DAGS_FOLDER="$AIRFLOW_HOME/dags"
+    pipeline_copy
+  fi
 fi
 "$BIN/airflow" db migrate >"$LOGS/db-migrate.log" 2>&1 || { tail -30 "$LOGS/db-migrate.log"; exit 1; }
 
@@ -115,8 +134,10 @@ echo "==> Checking the pipeline config (airflow-mlops lint $CONFIG)"
 "$BIN/airflow" providers list 2>/dev/null | grep -qE "airflow-mlops" || { echo "airflow-mlops is not registered as a provider"; exit 1; }
 
 TODAY=$(date -u +%F)
-echo "==> Today's example churn export: data/churn/$TODAY.csv"
-"$BIN/airflow-mlops" example-data --out data/churn --dates "$TODAY"
+EXPORT="$DATA/churn/$TODAY.csv"
+[[ "$DATA" == "$PWD/data" ]] && EXPORT="data/churn/$TODAY.csv"
+echo "==> Today's example churn export: $EXPORT"
+"$BIN/airflow-mlops" example-data --out "$(dirname "$EXPORT")" --dates "$TODAY"
 
 echo "==> Starting Airflow (api-server on 127.0.0.1:$API_PORT, scheduler, dag-processor, triggerer); logs in $LOGS"
 background api-server "$BIN/airflow" api-server --host 127.0.0.1 --port "$API_PORT"
@@ -129,8 +150,10 @@ else
 fi
 if (( TEAM )); then
   echo "==> Starting two Celery workers (worker1, worker2; concurrency 2 each)"
-  background worker1 "$BIN/airflow" celery worker --celery-hostname "worker1@%h"
-  background worker2 "$BIN/airflow" celery worker --celery-hostname "worker2@%h"
+  for worker in worker1 worker2; do  # a log server each, on a port of its own
+    background "$worker" env AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$(free_port)" \
+      "$BIN/airflow" celery worker --celery-hostname "$worker@%h"
+  done
   echo "${PIDS[-2]} ${PIDS[-1]}" > "$LOGS/worker-pids"
 fi
 echo "==> Starting the model server on 127.0.0.1:$SERVE_PORT (airflow-mlops serve)"
@@ -138,6 +161,6 @@ background model-server "$BIN/airflow-mlops" serve --artifact-root "$ARTIFACT_RO
   --poll-seconds 1 --flush-seconds 1 --workers 1
 
 "$BIN/python" scripts/demo_loop.py --api "http://127.0.0.1:$API_PORT" --server "http://127.0.0.1:$SERVE_PORT" \
-  --config "$CONFIG" --artifact-root "$ARTIFACT_ROOT" --export "data/churn/$TODAY.csv" --logs "$LOGS"
+  --config "$CONFIG" --artifact-root "$ARTIFACT_ROOT" --export "$EXPORT" --logs "$LOGS"
 echo "==> Demo finished in $(( $(date +%s) - start ))s (Airflow and the model server are stopped now;"
 echo "    AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow standalone shows these runs in the UI)"

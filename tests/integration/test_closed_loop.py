@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_canary(tmp_path):
-    home = tmp_path / "airflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")} | {"AIRFLOW_HOME": str(home)}
+    home = tmp_path / "airflow"  # what the run writes is its own (the team test may run beside it): home and exports
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "DEMO_"))}
+    env |= {"AIRFLOW_HOME": str(home), "DEMO_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
 

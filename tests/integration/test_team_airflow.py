@@ -6,11 +6,13 @@ loop ends with no duplicate artifacts or registry entries."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,12 +23,40 @@ from airflow_mlops.store.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-REDIS_DB = 11  # this test's own
+DEMO_REDIS_DB = 5  # make demo-team's
+
+
+@contextlib.contextmanager
+def redis_db_of_its_own():
+    """A Redis DB number no other run holds, for the Celery broker (demo.sh flushes it first): claimed by a key in DB 0
+    (SET NX, expiring after the demo's timeout) and given back after. Two runs on one DB take each other's tasks."""
+    import redis
+
+    claims = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    try:
+        databases = int(claims.config_get("databases")["databases"])
+    except (redis.ResponseError, KeyError):
+        databases = 16
+    token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex}"
+    for number in range(1, databases):
+        key = f"airflow-mlops-test:redis-db:{number}"
+        if number != DEMO_REDIS_DB and claims.set(key, token, nx=True, ex=1800):
+            break
+    else:
+        pytest.fail(f"every Redis DB (1 to {databases - 1}) is held by another run")
+    try:
+        yield number
+    finally:  # given back only if still this run's
+        claims.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end", 1, key, token)
 
 
 def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.Event, killed: list) -> None:
     """Wait until the first try of ``task_id`` of the training DAG runs, then SIGKILL the Celery worker (and all its
-    processes) whose process tree holds it."""
+    processes) whose process tree holds it.
+
+    Not while any task instance is queued: a worker killed between taking a task from the broker and starting it
+    (its state still queued) loses that task until the scheduler's task_queued_timeout (10 minutes) requeues it,
+    whereas the tries a worker is running fail by their heartbeat timeout and are retried, which is what this tests."""
     import psutil
     import psycopg2
 
@@ -36,7 +66,8 @@ def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.
             with psycopg2.connect(host="127.0.0.1", user="postgres", dbname=db) as conn, conn.cursor() as cur:
                 cur.execute(
                     "select pid from task_instance where dag_id = 'mlops_churn_training' and task_id = %s "
-                    "and state = 'running' and try_number = 1 and pid is not null",
+                    "and state = 'running' and try_number = 1 and pid is not null "
+                    "and not exists (select 1 from task_instance where state = 'queued')",
                     (task_id,),
                 )
                 row = cur.fetchone()
@@ -45,10 +76,14 @@ def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.
         if not row or not pids_file.exists():
             continue
         for worker in map(int, pids_file.read_text().split()):
-            tree = [psutil.Process(worker), *psutil.Process(worker).children(recursive=True)]
+            try:
+                tree = [psutil.Process(worker), *psutil.Process(worker).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
             if any(p.pid == row[0] for p in tree):
                 for process in tree:
-                    os.kill(process.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):  # one that ended meanwhile
+                        os.kill(process.pid, signal.SIGKILL)
                 killed.append(worker)
                 return
 
@@ -56,12 +91,13 @@ def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.
 def test_closed_loop_on_postgres_and_celery_survives_a_killed_worker(tmp_path, moto_server):
     import psycopg2
 
+    # Everything this run writes is its own: the Airflow home, the exports, the database, the Redis DB, the S3 server.
     home, db = tmp_path / "airflow", f"mlops_test_{os.getpid()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MLOPS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MLOPS_", "DEMO_"))}
     env |= {
         "AIRFLOW_HOME": str(home),
+        "DEMO_DATA_DIR": str(tmp_path / "data"),
         "DEMO_PG_DB": db,
-        "DEMO_REDIS_DB": str(REDIS_DB),
         "DEMO_S3_ENDPOINT": moto_server,
         "DEMO_HEARTBEAT_TIMEOUT": "20",
     }
@@ -71,9 +107,15 @@ def test_closed_loop_on_postgres_and_celery_survives_a_killed_worker(tmp_path, m
     )
     killer.start()
     try:
-        done = subprocess.run(
-            ["bash", "scripts/demo.sh", "--team"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500
-        )
+        with redis_db_of_its_own() as redis_db:
+            done = subprocess.run(
+                ["bash", "scripts/demo.sh", "--team"],
+                cwd=REPO,
+                env=env | {"DEMO_REDIS_DB": str(redis_db)},
+                capture_output=True,
+                text=True,
+                timeout=1500,
+            )
     finally:
         stop.set()
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
