@@ -220,7 +220,7 @@ def main() -> int:
         check=True,
     )
     traffic.start(make_churn(4000, seed=12, drift=DRIFT), pause=0.05)
-    check = run_monitor(airflow, monitor)
+    check = run_monitor(airflow, monitor, fresh=True)
     say(f"   drift check: {check['reason']}")
     if not check["drifted"]:
         raise SystemExit("!! the drifting traffic was not found to drift")
@@ -253,9 +253,18 @@ def main() -> int:
     return 0
 
 
-def run_monitor(airflow: Airflow, monitor: str) -> dict[str, Any]:
-    """Follow the monitor run that is waiting for predictions (its hourly run), or start one."""
+def run_monitor(airflow: Airflow, monitor: str, *, fresh: bool = False) -> dict[str, Any]:
+    """Follow the monitor run that is waiting for predictions (its hourly run), or start one.
+
+    ``fresh``: a run started once those in flight have ended, whose check reads only what is logged from then on.
+    A run in flight may be past its wait already: when the demo crosses the top of an hour while v1 trains, two
+    hourly runs wait for the calm traffic, and both check it (a check reads the rows since the last recorded one)."""
     active = [r for r in airflow.runs(monitor) if r["state"] in ("queued", "running")]
+    if fresh:
+        for run in active:
+            say(f"   monitor run {run['dag_run_id']} is in flight; its check may read the rows before: waiting for it")
+            airflow.follow(monitor, run["dag_run_id"], timeout=300)
+        active = []
     run_id = active[0]["dag_run_id"] if active else airflow.trigger(monitor, None)
     say(f"   monitor run {run_id}")
     airflow.follow(monitor, run_id, timeout=300)

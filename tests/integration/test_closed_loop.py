@@ -34,8 +34,9 @@ def test_drift_in_served_traffic_retrains_and_the_new_model_goes_through_the_can
     kinds = [e["kind"] for e in events]
     checks = [e for e in events if e["kind"] == "drift_check"]
     drifted = [c["drifted"] for c in checks]
-    # A third check runs when the demo crosses the top of an hour (the monitor is hourly); traffic still drifts then.
-    assert drifted[:2] == [False, True] and all(drifted[1:]), f"calm traffic, then drift: {drifted}"
+    # More checks run when the demo crosses the top of an hour (the monitor is hourly): two of the calm traffic when
+    # two hourly runs wait for it, or one more of the drifting traffic.
+    assert True in drifted and drifted == sorted(drifted) and drifted[0] is False, f"calm traffic, then drift: {drifted}"
     assert kinds.count("retrain_request") == 1, "one request, however many checks see drift"
     request = next(e for e in events if e["kind"] == "retrain_request")
     assert set(request["details"]["columns"]) >= {"monthly_charges", "tenure_months"}
