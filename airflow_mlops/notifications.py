@@ -1,6 +1,6 @@
 """Notifications from the pipeline config: a fixed set of kinds (email, Slack, webhook), sent on task failures and
 retries, on a successful run, on a run that misses its deadline, and on the lifecycle's decisions (a retrain request,
-a rejected candidate, a canary rolled back, a promotion reverted).
+a rejected candidate, a canary rolled back, a promotion reverted, a performance drop).
 
 Built at DAG parse time (this module imports only Airflow's notifier base); the provider notifiers that send are
 imported when a notification goes out.
@@ -20,6 +20,7 @@ DECISIONS = {
     "gate_rejected": "Candidate rejected by the evaluation gate",
     "rollback": "Canary rolled back",
     "revert": "Promotion reverted by the post-promotion watch",
+    "performance_drop": "Model performance dropped below its reference",
 }
 """The lifecycle events a notification may be sent on, each with its headline; the task's result gives the why."""
 
@@ -61,6 +62,8 @@ class PipelineNotifier(BaseNotifier):
             result = ti.xcom_pull(task_ids=ti.task_id) or {}
             if self.event == "revert" and result.get("decision") != "reverted":
                 return None
+            if self.event == "performance_drop" and not result.get("dropped"):
+                return None  # a check that found no drop
             body |= {"task_id": ti.task_id, "result": result}
             body["reason"] = result.get("why") or result.get("reason") or ""
             body["title"] = f"{dag_id}: {DECISIONS[self.event]}"

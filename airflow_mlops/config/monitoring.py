@@ -1,10 +1,11 @@
-"""``monitor``: the drift check, its schedule and the governed retrain requests it files."""
+"""``monitor``: the drift check, labels and realized performance, the schedule and the governed retrain requests."""
 
 from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
-from airflow_mlops.config.base import Fraction, Strict, check_schedule
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Strict, check_schedule
+from airflow_mlops.ml.metrics import HIGHER_IS_BETTER
 
 
 class DriftConfig(Strict):
@@ -13,6 +14,49 @@ class DriftConfig(Strict):
     )
     column_threshold: Fraction = Field(0.2, description="A column drifts when its score passes this.")
     share_threshold: Fraction = Field(0.3, description="The data drifts when this share of columns drifts.")
+
+
+class LabelsConfig(Strict):
+    uri: str = Field(
+        ...,
+        min_length=1,
+        description="Label exports: local path or glob (relative to the YAML file) or s3://bucket/prefix; each file is "
+        "read once (a file whose size or time changed is read again; first label per id wins).",
+    )
+    format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
+    aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// label exports.")
+    id_column: str = Field("id", min_length=1, description="Column with the prediction id (the id a /predict row carried).")
+    label_column: str | None = Field(None, description="Column with the label; null: the pipeline's label column.")
+    event_time_column: str | None = Field(
+        None, description="Optional column with when the outcome happened (kept with the label, reported)."
+    )
+    max_delay_days: float = Field(
+        30,
+        gt=0,
+        le=366,
+        description="Predictions logged this long ago are the oldest a label is joined to; a label for an older "
+        "or never logged id is counted as unknown.",
+    )
+
+
+class PerformanceConfig(Strict):
+    metric: Literal[tuple(HIGHER_IS_BETTER)] | None = Field(  # type: ignore[valid-type]
+        None, description="Metric of realized performance; null: the evaluation gate's metric (or the task's default)."
+    )
+    max_drop: float = Field(
+        0.05,
+        gt=0,
+        description="A drop of the metric from the production model's reference (absolute, in the metric's units) "
+        "whose whole interval is above this files a retrain request.",
+    )
+    min_labels: PositiveInt = Field(200, description="Labelled predictions of one window needed before it is judged.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence of the bootstrap intervals.")
+    window_hours: float = Field(24, gt=0, le=24 * 31, description="Predictions are judged in windows of this length (UTC).")
+    estimated: Literal["off", "warn", "request"] = Field(
+        "warn",
+        description="Estimated performance before labels (CBPE, binary classification: roc_auc, accuracy): off; "
+        "warn: recorded and logged; request: an estimated drop in a window without enough labels files a request.",
+    )
 
 
 class MonitorConfig(Strict):
@@ -31,6 +75,20 @@ class MonitorConfig(Strict):
         description="auto: a drift's retrain request starts training at once; manual: it waits, pending, until an "
         "operator approves it in the ops UI (or dismisses it).",
     )
+
+    labels: LabelsConfig | None = Field(
+        None, description="Label exports joined to the prediction log by id (labels sent to /feedback count as well)."
+    )
+    performance: PerformanceConfig | None = Field(
+        None, description="Realized (and estimated) performance vs the model's reference; on by default with labels."
+    )
+
+    @property
+    def performance_check(self) -> PerformanceConfig | None:
+        """The performance settings when the monitor judges performance (a labels source or a performance section)."""
+        if self.performance is None and self.labels is None:
+            return None
+        return self.performance or PerformanceConfig()
 
     @field_validator("schedule")
     @classmethod

@@ -10,7 +10,17 @@ from airflow_mlops.config.base import NO_INPUT, Issue, Strict, config_issues
 
 STAGES = ("data", "features", "training", "evaluation", "registry", "deploy", "monitor")
 """The task groups of the training DAG, and the monitor DAG: what ``operations.stages`` may set apart."""
-EVENTS = ("failure", "retry", "success", "deadline", "retrain_request", "gate_rejected", "rollback", "revert")
+EVENTS = (
+    "failure",
+    "retry",
+    "success",
+    "deadline",
+    "retrain_request",
+    "gate_rejected",
+    "rollback",
+    "revert",
+    "performance_drop",
+)
 """What a notification may be sent on: a task failing or retried, a run succeeding or missing its deadline, and
 the lifecycle's decisions."""
 NOTIFY_CONN = {"email": "smtp_default", "slack": "slack_default", "webhook": "http_default"}

@@ -13,7 +13,7 @@ from airflow_mlops.config.evaluation import EvaluationConfig
 from airflow_mlops.config.monitoring import MonitorConfig
 from airflow_mlops.config.operations import OperationsConfig
 from airflow_mlops.config.training import ComputeConfig, ModelConfig
-from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, TASK_METRICS
+from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERVAL_METRICS
 
 
 class ArtifactsConfig(Strict):
@@ -124,9 +124,11 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
 
     evaluation = data.get("evaluation")
     tuning = _mapping(_mapping(data.get("model")).get("tuning"))
+    performance = _mapping(_mapping(data.get("monitor")).get("performance"))
     for loc, metric in (
         (("evaluation", "metric"), _mapping(evaluation).get("metric")),
         (("model", "tuning", "metric"), tuning.get("metric")),
+        (("monitor", "performance", "metric"), performance.get("metric")),
     ):
         task = data.get("task")
         if task in TASK_METRICS and metric in HIGHER_IS_BETTER and metric not in TASK_METRICS[task]:
@@ -139,6 +141,7 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
         column = _mapping(evaluation.get("fairness")).get("column")
         if isinstance(column, str) and column not in categorical:
             found.append(Issue(("evaluation", "fairness", "column"), _not_categorical(categorical), column))
+    found += _monitor_issues(data, label)
     artifacts = _mapping(data.get("artifacts"))
     root = artifacts.get("root")  # a root in a connection (conn_id) is checked when the task opens it
     local_root = not artifacts.get("conn_id") and not (isinstance(root, str) and root.startswith("s3://"))
@@ -158,6 +161,43 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
     if data.get("monitor") is not None and schedule in ("@once", "@continuous"):
         message = "cannot be combined with a monitor section (the training DAG runs on a cron OR on retrain requests); use a cron, a preset or null"
         found.append(Issue(("schedule",), message, schedule))
+    return found
+
+
+ESTIMATED_METRICS = ("roc_auc", "accuracy")
+"""The metrics confidence-based estimation (``monitor.performance.estimated``) gives for a binary classifier."""
+
+
+def _monitor_issues(data: Mapping[str, Any], label: Any) -> list[Issue]:
+    """``monitor.performance`` against the task and the gate's metric; ``monitor.labels`` columns told apart."""
+    found: list[Issue] = []
+    monitor = _mapping(data.get("monitor"))
+    performance, labels = _mapping(monitor.get("performance")), _mapping(monitor.get("labels"))
+    task = data.get("task")
+    metric = performance.get("metric") or _mapping(data.get("evaluation")).get("metric") or DEFAULT_METRIC.get(task)
+    max_drop = performance.get("max_drop")
+    if metric in UNIT_INTERVAL_METRICS and isinstance(max_drop, int | float) and max_drop >= 1:
+        found.append(Issue(("monitor", "performance", "max_drop"), f"must be below 1 for {metric} (a value in [0, 1])", max_drop))
+    if performance.get("estimated") == "request":
+        where = ("monitor", "performance", "estimated")
+        if task == "regression":
+            message = "estimated performance needs class probabilities (binary classification); use off or warn for regression"
+            found.append(Issue(where, message, "request"))
+        elif task == "classification" and metric in HIGHER_IS_BETTER and metric not in ESTIMATED_METRICS:
+            message = f"estimation gives {' and '.join(ESTIMATED_METRICS)}, not {metric}; use off or warn, or another metric"
+            found.append(Issue(where, message, "request"))
+    columns = {
+        "id_column": labels.get("id_column", "id"),
+        "label_column": labels.get("label_column") or label,
+        "event_time_column": labels.get("event_time_column"),
+    }
+    seen: dict[str, str] = {}
+    for key, column in columns.items():
+        if isinstance(column, str) and column in seen:
+            message = f"names the same column as monitor.labels.{seen[column]}"
+            found.append(Issue(("monitor", "labels", key), message, column))
+        elif isinstance(column, str):
+            seen[column] = key
     return found
 
 

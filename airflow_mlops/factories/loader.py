@@ -230,18 +230,20 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Relative local sources resolve against the YAML file; a relative artifact root against the working directory.
+    """Relative local sources (``source``, ``monitor.labels``) resolve against the YAML file; a relative artifact root against the working directory.
 
     A null root is ``file://$AIRFLOW_HOME/mlops`` (``~/airflow`` when AIRFLOW_HOME is unset), unless ``conn_id`` names
     a connection that holds it. Jinja is kept as written.
     """
-    source = raw.get("source")
-    if isinstance(source, dict) and isinstance(source.get("uri"), str):
-        uri = source["uri"]
-        if uri and "://" not in uri and not uri.startswith(("/", "{{", "~")):
-            source["uri"] = os.path.normpath(base / uri)
-        elif uri.startswith("~"):
-            source["uri"] = os.path.expanduser(uri)
+    monitor = raw.get("monitor")
+    labels = monitor.get("labels") if isinstance(monitor, dict) else None
+    for source in (raw.get("source"), labels):  # the training source and the label exports, read alike
+        if isinstance(source, dict) and isinstance(source.get("uri"), str):
+            uri = source["uri"]
+            if uri and "://" not in uri and not uri.startswith(("/", "{{", "~")):
+                source["uri"] = os.path.normpath(base / uri)
+            elif uri.startswith("~"):
+                source["uri"] = os.path.expanduser(uri)
     artifacts = raw.get("artifacts")
     if isinstance(artifacts, dict):
         root = artifacts.get("root")

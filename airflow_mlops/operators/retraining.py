@@ -3,9 +3,10 @@ and the close that records how the retraining it started ended."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -20,24 +21,70 @@ def retrain_asset(pipeline: str) -> Asset:
     return Asset(name=f"mlops_{pipeline}_retrain_request")
 
 
+def retrain_reasons(drift: Mapping[str, Any] | None, performance: Mapping[str, Any] | None) -> list[str]:
+    """Why to retrain, from the drift check's and the performance check's results (either may be None: its task did
+    not run); empty when neither found anything. A drift result without ``drifted`` counts (a hand-written DAG's)."""
+    reasons = []
+    if drift and drift.get("drifted", True):
+        reasons.append(f"drift: {drift['reason']}")
+    if performance and performance.get("dropped"):
+        reasons.append(f"performance: {performance['reason']}")
+    return reasons
+
+
+PERFORMANCE_DETAILS = ("trigger", "metric", "realized", "reference", "drop", "estimated", "labels", "window", "report_uri")
+"""What a retrain request records of the performance check that filed it."""
+
+
+class RetrainBranchOperator(BaseBranchOperator):
+    """``true_task_id`` (the one retrain request) when the drift check found drift or the performance check a drop,
+    else ``false_task_id``; runs however its upstream tasks ended (a drift check that never ran leaves the decision
+    to the performance check).
+
+    :param drift: the drift check result (an XComArg, templated; None when it did not run).
+    :param performance: the performance check result (an XComArg, templated; None when it did not run).
+    :param true_task_id: the retrain request task.
+    :param false_task_id: the task followed otherwise.
+    """
+
+    template_fields: Sequence[str] = ("drift", "performance")
+
+    def __init__(self, *, drift: Any, performance: Any, true_task_id: str, false_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.drift = drift
+        self.performance = performance
+        self.true_task_id = true_task_id
+        self.false_task_id = false_task_id
+
+    def choose_branch(self, context: Context) -> str:
+        reasons = retrain_reasons(self.drift, self.performance)
+        chosen = self.true_task_id if reasons else self.false_task_id
+        self.log.info("Following %s (%s)", chosen, "; ".join(reasons) or "no drift, no performance drop")
+        return chosen
+
+
 class RetrainRequestOperator(MlopsBaseOperator):
-    """Request retraining with its reason: emits the pipeline's retrain Asset event, at most one open
-    request per pipeline and none within the cooldown (the task is skipped then, with why). A request recorded
-    by an earlier run whose event was never emitted (the task was killed in between) is closed as ``lost``.
+    """Request retraining with its reason (drift, a performance drop, or both): emits the pipeline's retrain Asset
+    event, at most one open request per pipeline and none within the cooldown (the task is skipped then, with why).
+    A request recorded by an earlier run whose event was never emitted (the task was killed in between) is closed as
+    ``lost``.
 
     :param drift: the drift check result (an XComArg, templated).
+    :param performance: the performance check result (an XComArg, templated), when the monitor judges performance.
     :param cooldown_hours: minimum time between two requests.
     :param max_open_hours: an open request older than this is closed as expired first (its run was lost).
     :param approval: ``auto`` emits the Asset event at once; ``manual`` records the request as pending and emits
         nothing (the task has no outlet): an operator approves it in the ops UI, which emits the event then.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift", "performance")
 
     def __init__(
         self,
         *,
-        drift: Any,
+        drift: Any = None,
+        performance: Any = None,
         cooldown_hours: float = field_default(MonitorConfig, "cooldown_hours"),
         max_open_hours: float = field_default(MonitorConfig, "request_max_open_hours"),
         approval: str = field_default(MonitorConfig, "approval"),
@@ -48,6 +95,7 @@ class RetrainRequestOperator(MlopsBaseOperator):
         kwargs.setdefault("inlets", [retrain_asset(kwargs["pipeline"])])  # its past events: which requests were emitted
         super().__init__(**kwargs)
         self.drift = drift
+        self.performance = performance
         self.cooldown_hours = cooldown_hours
         self.max_open_hours = max_open_hours
         self.approval = approval
@@ -55,15 +103,19 @@ class RetrainRequestOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.retraining import request_retrain
 
-        details = {
-            "columns": self.drift["drifted_columns"],
-            "scores": self.drift["scores"],
-            "report_uri": self.drift["report_uri"],
-        }
+        reasons = retrain_reasons(self.drift, self.performance)
+        if not reasons:
+            raise AirflowSkipException("No retrain request: no drift and no performance drop")
+        details: dict[str, Any] = {}
+        if self.drift and self.drift.get("drifted", True):
+            details |= {k: self.drift[v] for k, v in (("columns", "drifted_columns"), ("scores", "scores"))}
+            details["report_uri"] = self.drift["report_uri"]
+        if self.performance and self.performance.get("dropped"):
+            details["performance"] = {k: self.performance.get(k) for k in PERFORMANCE_DETAILS}
         result = request_retrain(
             self.store,
             self.pipeline,
-            reason=f"drift: {self.drift['reason']}",
+            reason="; ".join(reasons),
             details=details,
             cooldown_hours=self.cooldown_hours,
             run_id=context["run_id"],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops import __version__
 from airflow_mlops.ml.transform import ROW_ID
 from airflow_mlops.stages.features import read_features
+from airflow_mlops.stages.performance import store_reference
 from airflow_mlops.stages.training import load_booster
 from airflow_mlops.store.layout import features_prefix, model_prefix, report_prefix
 from airflow_mlops.store.registry import ModelRegistry
@@ -109,6 +110,10 @@ def evaluate(
     mprefix = model_prefix(pipeline, model_version)
     if not store.exists(f"{mprefix}/metrics.json"):
         store.write_json(f"{mprefix}/metrics.json", {"eval_rows": len(y), "metrics": candidate, "slices": slices})
+    # What the monitor judges realized performance against (with bootstrap replicates), and the calibrator of the
+    # estimate before labels: both from these eval rows, stored with the model.
+    groups = {col: raw[col].astype(str).to_numpy() for col in gate_settings.slices}
+    store_reference(store, pipeline, model_version, task, y, predictions, groups)
     result = {
         "model_version": model_version,
         "metric": gate_settings.metric,

@@ -6,10 +6,13 @@ schemas/<pipeline>/schema.json            the accepted schema; versions/<n>.json
                                           volume.json: row counts of recent accepted datasets
 features/<pipeline>/<features_id>/        train/ eval/ eval_raw/ transform.json profile.json _SUCCESS.json
 models/<pipeline>/<version>/              model.txt transform.json profile.json training.json metrics.json lineage.json card.html
+                                          reference_performance.json calibrator.json
 registry/<pipeline>.json                  versions, statuses, aliases
 reports/<pipeline>/<run_id>/              validation, evaluation and drift reports; tuning.json: the run's tuning trials
 predictions/<pipeline>/<date>/part-*.parquet   the prediction log, as the server writes it; hour-HH.parquet once compacted
 feedback/<pipeline>/<date>/               the labels sent back, laid out the same way
+labels/<pipeline>/                        labels joined to the prediction log: joined/<prediction date>/<batch>.parquet,
+                                          files/<digest>.json per label file read, batches/<batch>.json, state.json
 events/<pipeline>.jsonl                   canary steps and decisions, drift checks, retrain requests
 ```
 """
@@ -74,6 +77,40 @@ def is_report_key(pipeline: str, key: str) -> bool:
     if kind == "reports":
         return report_prefix(pipeline, folder) == f"reports/{pipeline}/{folder}" and bool(re.fullmatch(r"[\w-]+\.html", name))
     return kind == "models" and name == "card.html" and bool(re.fullmatch(r"[\w.-]+", folder))
+
+
+def reference_performance_key(pipeline: str, version: str) -> str:
+    """A model's eval-split metrics with their bootstrap replicates: what its realized performance is judged against."""
+    return f"{model_prefix(pipeline, version)}/reference_performance.json"
+
+
+def calibrator_key(pipeline: str, version: str) -> str:
+    """A classifier's calibrator (JSON), fitted on the eval split: estimated performance before labels."""
+    return f"{model_prefix(pipeline, version)}/calibrator.json"
+
+
+def labels_prefix(pipeline: str) -> str:
+    return f"labels/{pipeline}"
+
+
+def joined_labels_key(pipeline: str, day: str, batch: str) -> str:
+    """The labels one ingest batch joined to predictions logged on ``day`` (UTC, ``YYYY-MM-DD``)."""
+    return f"{labels_prefix(pipeline)}/joined/{day}/{batch}.parquet"
+
+
+def label_file_key(pipeline: str, digest: str) -> str:
+    """The record of one label file read (by name, size and version): it is not read again."""
+    return f"{labels_prefix(pipeline)}/files/{digest}.json"
+
+
+def label_batch_key(pipeline: str, batch: str) -> str:
+    """One ingest batch's plan and counts: a retry finds its files and its arrival time there."""
+    return f"{labels_prefix(pipeline)}/batches/{batch}.json"
+
+
+def labels_state_key(pipeline: str) -> str:
+    """How far the feedback log was read into the labels (epoch seconds of its last row read)."""
+    return f"{labels_prefix(pipeline)}/state.json"
 
 
 def events_key(pipeline: str) -> str:

@@ -11,8 +11,9 @@ from airflow_mlops.operators.monitoring import (
     DriftReportOperator,
     LogCompactionOperator,
 )
+from airflow_mlops.operators.performance import LabelIngestOperator, PerformanceCheckOperator
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
-from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator
+from airflow_mlops.operators.retraining import RetrainBranchOperator, RetrainRequestCloseOperator, RetrainRequestOperator
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.operators.tuning import TrialSelectionOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
@@ -94,7 +95,28 @@ CASES = [
         id="drift-branch",
     ),
     pytest.param(
-        RetrainRequestOperator, {**COMMON, "drift": {"r": "{{ ds }}"}}, {"artifact_root", "drift"}, id="retrain-request"
+        RetrainRequestOperator,
+        {**COMMON, "drift": {"r": "{{ ds }}"}, "performance": {"p": "{{ ds }}"}},
+        {"artifact_root", "drift", "performance"},
+        id="retrain-request",
+    ),
+    pytest.param(
+        RetrainBranchOperator,
+        {"drift": {"r": "{{ ds }}"}, "performance": {"p": "{{ ds }}"}, "true_task_id": "a", "false_task_id": "b"},
+        {"drift", "performance"},
+        id="retrain-branch",
+    ),
+    pytest.param(
+        LabelIngestOperator,
+        {**COMMON, "labels_uri": "labels/{{ ds }}/*.csv", "id_column": "cid", "slices": ["contract"]},
+        {"artifact_root", "labels_uri"},
+        id="label-ingest",
+    ),
+    pytest.param(
+        PerformanceCheckOperator,
+        {**COMMON, "ingest": {"i": "{{ ds }}"}, "problem_type": "classification", "max_drop": 0.1},
+        {"artifact_root", "ingest"},
+        id="performance-check",
     ),
     pytest.param(DriftDataSensor, {**COMMON, "min_rows": 10}, {"artifact_root"}, id="drift-sensor"),
     pytest.param(

@@ -1,0 +1,398 @@
+"""Labels in: label exports (files or an S3 prefix, ``monitor.labels``) and the labels sent to ``/feedback``, read
+incrementally, deduplicated by id (first label wins, as ``/feedback``) and joined to the prediction log by id, one
+log file at a time: memory holds one log file and the new labels, never the log's history.
+
+One batch per DAG run: its plan (``labels/<pipeline>/batches/<batch>.json``: the files not read before, when they
+arrived) is written first, and a retry reads exactly those files again into the same keys, so it neither
+duplicates nor loses a label. A file read gets a record (``files/<digest>.json``, of its name, size and version)
+and is not read again; a changed file is, its ids already labelled counted as such. Arrival order: the feedback
+log's rows by time, then a batch's files by name, each file's rows as written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+from airflow_mlops.serving.predlog_reader import COMPACT_GRACE, HOUR, READ_ATTEMPTS, read_file, read_log
+from airflow_mlops.store.artifacts import dumps
+from airflow_mlops.store.layout import (
+    is_log_part,
+    joined_labels_key,
+    label_batch_key,
+    label_file_key,
+    labels_prefix,
+    labels_state_key,
+    log_file_hour,
+    log_file_name,
+    log_prefix,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+JOINED_COLUMNS = ("_id", "label", "_label_ts", "_event_ts", "_ts", "_version", "_prediction")
+"""A joined row: the id, the label, when it arrived and (optionally) happened, and the prediction it labels: when
+it was logged, by which model version, and its value; then the slice columns as logged (text)."""
+UNKNOWN_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """The config's ``monitor.labels`` section, as the stage needs it (``uri`` None: only the feedback log)."""
+
+    uri: str | None
+    fmt: str = "auto"
+    id_column: str = "id"
+    label_column: str = "label"
+    event_time_column: str | None = None
+    max_delay_days: float = 30.0
+
+
+def ingest_labels(
+    store: ArtifactStore,
+    pipeline: str,
+    source: LabelSource,
+    *,
+    slices: list[str],
+    run_id: str,
+    s3_client: Any = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Read the labels that arrived since the last ingest, join them to the prediction log and store the joined rows.
+
+    Returns the counts (files read, labels read from the feedback log and from files, invalid, duplicates, already
+    labelled, unknown ids, joined) and the prediction days the joined rows fall on. Labels whose id the prediction
+    log of the last ``max_delay_days`` does not hold are counted as unknown (with a few examples), never joined.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    now = time.time() if now is None else now
+    batch = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)  # the run's, safe in a key
+    plan = _plan(store, pipeline, source, batch, s3_client, now)
+    if plan.get("result") is not None:
+        log.info("Label batch %s of %s already ingested; returning its counts", batch, pipeline)
+        return plan["result"]
+    since = now - source.max_delay_days * 86400
+    feedback = read_log(store, pipeline, "feedback", plan["feedback_since"] + 1e-6, columns=["_id", "label"])
+    feedback = feedback.sort_values("_ts", kind="stable")
+    tables = [_table(feedback["_id"].astype(str), feedback["label"], None, feedback["_ts"])]
+    for entry in plan["files"]:
+        tables.append(_read_label_file(entry["name"], source, s3_client, plan["arrived"]))
+        log.info("Read %d labels from %s", len(tables[-1]), entry["name"])
+    labels = pa.concat_tables(tables)
+    read = len(labels)
+    valid = pc.and_(pc.is_valid(labels["_id"]), pc.is_finite(pc.fill_null(labels["label"], float("nan"))))
+    labels = labels.filter(valid)
+    invalid = read - len(labels)
+    unique = first_per_id(labels, None)  # in arrival order already
+    duplicates = len(labels) - len(unique)
+    before = _labelled_before(store, pipeline, unique["_id"], since, batch)
+    fresh = unique.filter(pc.invert(before))
+    predictions = _matching_predictions(store, pipeline, fresh["_id"], since, slices)
+    joined = fresh.join(predictions, keys="_id", join_type="inner")
+    unknown = fresh.filter(pc.invert(pc.is_in(fresh["_id"], value_set=predictions["_id"])))
+    days = _write_joined(store, pipeline, batch, joined, slices)
+    for entry in plan["files"]:
+        store.write_json(label_file_key(pipeline, entry["digest"]), {**entry, "batch": batch, "arrived": plan["arrived"]})
+    until = float(feedback["_ts"].max()) if len(feedback) else plan["feedback_since"]
+    store.write_json(labels_state_key(pipeline), {"feedback_until": until, "batch": batch})
+    result = {
+        "batch": batch,
+        "files": len(plan["files"]),
+        "feedback_labels": len(feedback),
+        "file_labels": read - len(feedback),
+        "invalid": invalid,
+        "duplicates": duplicates,
+        "already_labelled": len(unique) - len(fresh),
+        "unknown": len(unknown),
+        "unknown_examples": unknown["_id"].slice(0, UNKNOWN_EXAMPLES).to_pylist(),
+        "joined": len(joined),
+        "days": days,
+    }
+    store.write_json(label_batch_key(pipeline, batch), {**plan, "result": result})
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items() if isinstance(v, int))
+    log.info("Labels of %s, batch %s: %s", pipeline, batch, counts)
+    return result
+
+
+def _plan(store: ArtifactStore, pipeline: str, source: LabelSource, batch: str, s3_client: Any, now: float) -> dict[str, Any]:
+    """This batch's plan: the one a first attempt wrote, or the files not read before and the feedback log's cursor."""
+    key = label_batch_key(pipeline, batch)
+    existing = store.read_json_if_exists(key)
+    if existing is not None:
+        return existing
+    read_before = {log_file_name(k).removesuffix(".json") for k in store.list(f"{labels_prefix(pipeline)}/files")}
+    files = [f for f in label_files(source.uri, s3_client) if f["digest"] not in read_before] if source.uri else []
+    state = store.read_json_if_exists(labels_state_key(pipeline), {})
+    since = state.get("feedback_until", now - source.max_delay_days * 86400)
+    plan = {"batch": batch, "arrived": now, "files": files, "feedback_since": since, "result": None}
+    if not store.write_if_match(key, dumps(plan), None):  # another attempt of this run planned first
+        return store.read_json(key)
+    return plan
+
+
+def label_files(uri: str, s3_client: Any) -> list[dict[str, Any]]:
+    """The label files at ``uri`` (a path, a glob, or an ``s3://bucket/prefix`` with an optional glob), sorted by
+    name, each with its size, version (mtime or ETag) and digest; none is not an error (no labels yet)."""
+    found = []
+    if uri.startswith("s3://"):
+        if s3_client is None:
+            raise MlopsError(f"Reading labels from {uri} needs an S3 client.")
+        bucket, _, pattern = uri.removeprefix("s3://").partition("/")
+        magic = next((i for i, ch in enumerate(pattern) if ch in "*?["), None)
+        prefix = pattern if magic is None else pattern[:magic]
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/") and (magic is None or fnmatch.fnmatchcase(obj["Key"], pattern)):
+                    found.append((f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), str(obj["ETag"]).strip('"')))
+    else:
+        path = uri.removeprefix("file://")
+        for name in glob.glob(path) if glob.has_magic(path) else [path]:
+            if Path(name).is_file():
+                stat = os.stat(name)
+                found.append((name, stat.st_size, str(stat.st_mtime_ns)))
+    return [
+        {
+            "name": name,
+            "size": size,
+            "version": version,
+            "digest": hashlib.sha256(f"{name}\0{size}\0{version}".encode()).hexdigest()[:32],
+        }
+        for name, size, version in sorted(found)
+    ]
+
+
+def _table(ids: Any, labels: Any, event_ts: Any, label_ts: Any) -> pa.Table:
+    import pyarrow as pa
+
+    n = len(ids)
+    return pa.table(
+        {
+            "_id": pa.array(ids, pa.string()),
+            "label": pa.array(labels, pa.float64()),
+            "_label_ts": pa.array(label_ts, pa.float64()) if n else pa.array([], pa.float64()),
+            "_event_ts": pa.array(event_ts, pa.float64()) if event_ts is not None else pa.nulls(n, pa.float64()),
+        }
+    )
+
+
+def _read_label_file(name: str, source: LabelSource, s3_client: Any, arrived: float) -> pa.Table:
+    """One label file as (id, label, event time, arrival) rows; an S3 object is downloaded to a temporary file."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.store.datasets import _format_of
+
+    wanted = [source.id_column, source.label_column, *([source.event_time_column] if source.event_time_column else [])]
+    with tempfile.TemporaryDirectory(prefix="mlops-labels-") as tmp:
+        path = name
+        if name.startswith("s3://"):
+            bucket, _, key = name.removeprefix("s3://").partition("/")
+            path = str(Path(tmp) / "labels")
+            s3_client.download_file(bucket, key, path)
+        try:
+            if _format_of(name, source.fmt) == "parquet":
+                present = pq.ParquetFile(path).schema_arrow.names
+                table = pq.read_table(path, columns=[c for c in wanted if c in present])
+            else:
+                header = pcsv.open_csv(path).schema.names
+                options = pcsv.ConvertOptions(
+                    include_columns=[c for c in wanted if c in header],
+                    column_types={source.id_column: pa.string()},
+                    strings_can_be_null=True,
+                )
+                table = pcsv.read_csv(path, convert_options=options)
+        except (pa.ArrowException, OSError) as err:
+            raise MlopsError(f"Could not read labels from {name}: {err}") from err
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise MlopsError(f"Label file {name} has no column {missing[0]!r} (monitor.labels names {', '.join(wanted)}).")
+    try:
+        labels = pc.cast(table[source.label_column], pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise MlopsError(f"Label file {name}: column {source.label_column!r} is not numeric: {err}") from err
+    event = _epoch_seconds(table[source.event_time_column], name) if source.event_time_column else None
+    ids = pc.cast(table[source.id_column], pa.string())
+    return _table(ids, labels, event, [arrived] * len(table))
+
+
+def _epoch_seconds(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """An event time column (numbers of epoch seconds, timestamps or ISO text) as float epoch seconds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
+        return pc.cast(column, pa.float64())
+    try:
+        stamps = column if pa.types.is_timestamp(column.type) else pc.cast(column, pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise MlopsError(f"Label file {name}: the event time is neither epoch seconds nor ISO timestamps: {err}") from err
+    micros = pc.cast(pc.cast(stamps, pa.timestamp("us", tz="UTC")), pa.int64())
+    return pc.divide(pc.cast(micros, pa.float64()), 1e6)
+
+
+def _days(since: float, until: float) -> list[str]:
+    start = datetime.fromtimestamp(since, UTC).date()
+    end = datetime.fromtimestamp(until, UTC).date() + timedelta(days=1)  # a server clock a little ahead
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def _labelled_before(store: ArtifactStore, pipeline: str, ids: pa.ChunkedArray, since: float, batch: str) -> pa.Array:
+    """Which of ``ids`` earlier batches joined already (their parts on the prediction days since ``since``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    seen = pa.array([False] * len(ids), pa.bool_())
+    prefix = f"{labels_prefix(pipeline)}/joined"
+    for day in _days(since, time.time()):
+        for key in store.list(f"{prefix}/{day}"):
+            if key.endswith(f"/{batch}.parquet") or not len(ids):
+                continue
+            earlier = pq.read_table(io.BytesIO(store.read_bytes(key)), columns=["_id"])["_id"]
+            seen = pc.or_(seen, pc.is_in(ids, value_set=pc.unique(earlier)))
+    return seen
+
+
+def _matching_predictions(store: ArtifactStore, pipeline: str, ids: pa.ChunkedArray, since: float, slices: list[str]) -> pa.Table:
+    """The logged, answered predictions of ``ids`` since ``since`` (the first logged prediction of an id is the one
+    labelled), read one log file at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pc.unique(ids)
+    columns = ["_ts", "_id", "_version", "_prediction", "_error", *slices]
+    where = lambda t: pc.is_in(t["_id"], value_set=wanted)  # noqa: E731
+    found = scan_predictions(store, pipeline, since, None, columns, where) if len(wanted) else []
+    table = (
+        pa.concat_tables([_joinable(t, slices) for t in found], promote_options="permissive")
+        if found
+        else _joinable(None, slices)
+    )
+    table = table.filter(pc.and_(pc.invert(pc.fill_null(table["_error"], True)), pc.is_valid(table["_prediction"])))
+    return first_per_id(table, "_ts").drop_columns(["_error"])
+
+
+def scan_predictions(
+    store: ArtifactStore, pipeline: str, since: float, until: float | None, columns: list[str], where: Any
+) -> list[pa.Table]:
+    """The prediction log's rows logged in ``[since, until)`` (``until`` None: up to now) that ``where(table)`` (an
+    Arrow mask) keeps, ``columns`` of them (those a file has), read one log file at a time: hourly files first, then
+    the parts none of them holds. A part compacted away meanwhile makes the scan start again."""
+    import pyarrow.compute as pc
+
+    for _attempt in range(READ_ATTEMPTS):
+        found: list[pa.Table] = []
+        end = time.time() if until is None else until
+        keys = [k for day in _days(since, end) for k in store.list(f"{log_prefix('predictions', pipeline)}/{day}")]
+        keys = [k for k in keys if k.endswith(".parquet") and not _outside(k, since, until)]
+        merged: set[str] = set()
+        try:
+            for key in [k for k in keys if not is_log_part(k)] + [k for k in keys if is_log_part(k)]:
+                if is_log_part(key) and log_file_name(key) in merged:
+                    continue
+                table, names = read_file(store, key, ["_ts", *columns])
+                merged.update(names)
+                mask = pc.greater_equal(table["_ts"], since)
+                if until is not None:
+                    mask = pc.and_(mask, pc.less(table["_ts"], until))
+                table = table.filter(pc.and_(mask, where(table)))
+                if len(table):
+                    found.append(table)
+        except ArtifactNotFound:
+            log.debug("A prediction log part went away while it was read (compacted); reading again")
+            continue
+        return found
+    raise MlopsError(f"Could not read the prediction log of {pipeline}: parts kept going away while it was read.")
+
+
+def _outside(key: str, since: float, until: float | None) -> bool:
+    """Whether every row of a log file was written before ``since`` (its hour, plus the grace, ended) or at or
+    after ``until`` (its hour starts later)."""
+    hour = log_file_hour(key)
+    if hour is None:
+        return False
+    return (hour + HOUR + COMPACT_GRACE).timestamp() <= since or (until is not None and hour.timestamp() > until)
+
+
+def _joinable(table: pa.Table | None, slices: list[str]) -> pa.Table:
+    """A log file's rows in the joined schema (slice columns as text, absent ones null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    types = {"_ts": pa.float64(), "_id": pa.string(), "_version": pa.string(), "_prediction": pa.float64(), "_error": pa.bool_()}
+    types |= dict.fromkeys(slices, pa.string())
+    n = 0 if table is None else len(table)
+    out = {}
+    for name, kind in types.items():
+        present = table is not None and name in table.column_names
+        out[name] = pc.cast(table[name], kind) if present else pa.nulls(n, kind)
+    return pa.table(out)
+
+
+def _write_joined(store: ArtifactStore, pipeline: str, batch: str, joined: pa.Table, slices: list[str]) -> list[str]:
+    """The batch's joined rows, one part per UTC day of their predictions; returns those days."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    joined = joined.select([*JOINED_COLUMNS, *slices])
+    day_numbers = np.floor(joined["_ts"].to_numpy() / 86400).astype("int64")
+    days = []
+    for number in np.unique(day_numbers).tolist():
+        day = datetime.fromtimestamp(number * 86400, UTC).date().isoformat()
+        buffer = io.BytesIO()
+        pq.write_table(joined.filter(day_numbers == number), buffer)
+        store.write_bytes(joined_labels_key(pipeline, day, batch), buffer.getvalue())
+        days.append(day)
+    return days
+
+
+def read_joined(store: ArtifactStore, pipeline: str, start: float, end: float, *, batch: str | None = None) -> pa.Table:
+    """Joined labels of predictions logged in ``[start, end)`` (only ``batch``'s, when given), one row per id (the
+    first label to arrive)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    tables = []
+    for day in _days(start, max(start, end - 1e-6)):
+        for key in store.list(f"{labels_prefix(pipeline)}/joined/{day}"):
+            if batch is None or key.endswith(f"/{batch}.parquet"):
+                tables.append(pq.read_table(io.BytesIO(store.read_bytes(key))))
+    if not tables:
+        return pa.table({c: pa.array([], pa.float64() if c not in ("_id", "_version") else pa.string()) for c in JOINED_COLUMNS})
+    table = pa.concat_tables(tables, promote_options="permissive")
+    table = table.filter(pc.and_(pc.greater_equal(table["_ts"], start), pc.less(table["_ts"], end)))
+    return first_per_id(table, "_label_ts")
+
+
+def first_per_id(table: pa.Table, order: str | None) -> pa.Table:
+    """The first row of each ``_id`` by ``order`` (stable: ties and ``order`` None keep the rows' order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if order is not None:
+        table = table.take(pc.sort_indices(table, [(order, "ascending")]))  # stable sort
+    table = table.append_column("_row", pa.array(range(len(table)), pa.int64()))
+    first = table.group_by("_id", use_threads=False).aggregate([("_row", "min")])["_row_min"]
+    return table.filter(pc.is_in(table["_row"], value_set=first)).drop_columns(["_row"])
