@@ -281,7 +281,7 @@ def _decide(
     one in a window without enough labels; the reason names the metric, the figures, the interval, the labels and
     the window."""
     base = {"metric": settings.metric, "production_version": production, "max_drop": settings.max_drop}
-    base |= {"min_labels": settings.min_labels, "windows": len(windows), "estimated_mode": settings.estimated}
+    base |= {"min_labels": settings.min_labels, "window_count": len(windows), "estimated_mode": settings.estimated}
     base |= {"ingest": {k: v for k, v in (ingest or {}).items() if k not in ("days", "unknown_examples")}}
     if production is None or reference is None:
         why = "no production model" if production is None else f"model {production} has no reference performance"

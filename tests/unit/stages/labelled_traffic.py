@@ -22,10 +22,10 @@ DAY0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - ti
 """Midnight (UTC) twelve days ago: traffic is placed in the days after it, inside the labels' join lookback."""
 
 
-def log_at(store, version: str, rows: pd.DataFrame, when: datetime, *, suffix: str = "t") -> pd.DataFrame:
-    """Log ``rows`` (churn rows) as scored by ``version`` one second apart from ``when``, as one log part; returns
-    the rows with their ``_prediction``."""
-    scores = score_raw(store, PIPELINE, version, rows)
+def log_at(store, version: str, rows: pd.DataFrame, when: datetime, *, suffix: str = "t", scores=None) -> pd.DataFrame:
+    """Log ``rows`` (churn rows) as scored by ``version`` (or with ``scores``) one second apart from ``when``, as one
+    log part; returns the rows with their ``_prediction``."""
+    scores = score_raw(store, PIPELINE, version, rows) if scores is None else np.asarray(scores, dtype=float)
     frame = pd.DataFrame(
         {
             "_ts": when.timestamp() + np.arange(len(rows), dtype=float),
