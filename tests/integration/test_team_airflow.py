@@ -50,6 +50,15 @@ def redis_db_of_its_own():
         claims.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end", 1, key, token)
 
 
+@pytest.fixture
+def database():
+    """The name of a PostgreSQL database for this run (demo.sh makes it afresh), dropped afterwards, passed or not."""
+    db = f"mlops_test_{os.getpid()}"
+    yield db
+    drop = f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", drop], check=False, capture_output=True)
+
+
 def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.Event, killed: list) -> None:
     """Wait until the first try of ``task_id`` of the training DAG runs, then SIGKILL the Celery worker (and all its
     processes) whose process tree holds it.
@@ -88,11 +97,11 @@ def kill_worker_running(db: str, task_id: str, pids_file: Path, stop: threading.
                 return
 
 
-def test_closed_loop_on_postgres_and_celery_survives_a_killed_worker(tmp_path, moto_server):
+def test_closed_loop_on_postgres_and_celery_survives_a_killed_worker(tmp_path, moto_server, database):
     import psycopg2
 
     # Everything this run writes is its own: the Airflow home, the exports, the database, the Redis DB, the S3 server.
-    home, db = tmp_path / "airflow", f"mlops_test_{os.getpid()}"
+    home, db = tmp_path / "airflow", database
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MLOPS_", "DEMO_"))}
     env |= {
         "AIRFLOW_HOME": str(home),
@@ -150,6 +159,3 @@ def test_closed_loop_on_postgres_and_celery_survives_a_killed_worker(tmp_path, m
     promoted = [e for e in events if e["kind"] == "promote"]
     assert [e["version"] for e in promoted][-1] == doc["aliases"]["production"]["version"]
     assert "v2 promoted" in done.stdout
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], check=False
-    )
