@@ -9,25 +9,19 @@ from airflow.sdk import DAG, TaskGroup
 
 from airflow_mlops.config.base import dag_id
 from airflow_mlops.exceptions import ConfigError
+from airflow_mlops.factories.monitoring import monitor_tasks
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.notifications import PipelineNotifier
 from airflow_mlops.operators.base import LINEAGE, lineage_asset
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
-from airflow_mlops.operators.monitoring import (
-    DriftBranchOperator,
-    DriftCheckOperator,
-    DriftReportOperator,
-    LogCompactionOperator,
-)
 from airflow_mlops.operators.preprocessing import BeamPreprocessOperator
-from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, RetrainRequestOperator, retrain_asset
+from airflow_mlops.operators.retraining import RetrainRequestCloseOperator, retrain_asset
 from airflow_mlops.operators.training import ModelTrainingOperator
 from airflow_mlops.operators.tuning import TrialSelectionOperator
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
 from airflow_mlops.sensors.data import SourceWaitSensor
-from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
     from airflow_mlops.config.pipeline import PipelineConfig
@@ -294,42 +288,14 @@ def _training_schedule(config: PipelineConfig) -> Any:
 
 def build_monitor_dag(config: PipelineConfig) -> DAG:
     """The monitor DAG: wait for new logged predictions -> drift check -> retrain request (governed) | done;
-    beside the branch (the decision waits for neither) the check's evidently report and the log's compaction."""
+    beside the branch (the decision waits for neither) the check's evidently report and the log's compaction.
+    With ``monitor.labels`` (or ``monitor.performance``) also labels ingest -> performance check, and the one
+    retrain request decides on both checks' results (see :func:`airflow_mlops.factories.monitoring.monitor_tasks`)."""
     monitor = config.monitor
     if monitor is None:
         raise ConfigError(f"{config.config_path}: monitor: the pipeline has no 'monitor' section.")
-    common = _store_kwargs(config)
     with DAG(**_dag_kwargs(config, kind="monitor", schedule=monitor.schedule)) as dag:
-        wait = DriftDataSensor(
-            task_id="wait_for_predictions", min_rows=monitor.min_rows, poke_interval=monitor.check_seconds, **common
-        )
-        check = DriftCheckOperator(
-            task_id="drift_check",
-            method=monitor.drift.method,
-            column_threshold=monitor.drift.column_threshold,
-            share_threshold=monitor.drift.share_threshold,
-            validation=dict(config.validation),
-            **common,
-        )
-        branch = DriftBranchOperator(
-            task_id="branch", result=check.output, true_task_id="request_retrain", false_task_id="no_drift"
-        )
-        request = RetrainRequestOperator(
-            task_id="request_retrain",
-            drift=check.output,
-            cooldown_hours=monitor.cooldown_hours,
-            max_open_hours=monitor.request_max_open_hours,
-            approval=monitor.approval,
-            on_success_callback=_notifiers(config, "retrain_request") or None,
-            **common,
-        )
-        from airflow.providers.standard.operators.empty import EmptyOperator
-
-        done = EmptyOperator(task_id="no_drift")
-        report = DriftReportOperator(task_id="drift_report", **common)
-        compact = LogCompactionOperator(task_id="compact_log", **common)
-        wait >> check >> [branch, report, compact]
-        branch >> [request, done]
+        monitor_tasks(config, _store_kwargs(config), notifiers=lambda event: _notifiers(config, event))
     return dag
 
 
