@@ -10,7 +10,7 @@ point figures equal :func:`airflow_mlops.ml.evaluate.compute_metrics`'s (ties ta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -108,12 +108,14 @@ def bootstrap(
     *,
     confidence: float,
     groups: Any = None,
+    names: Sequence[str] | None = None,
+    overall: bool = True,
     rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = SEED,
 ) -> dict[str, Figure]:
-    """``metric`` with its bootstrap interval over all rows (key ``""``) and, with ``groups`` (one value per row),
-    per group value (its ``str``). Each round resamples all rows, then splits them: every group's replicate comes
-    from the same resample.
+    """``metric`` with its bootstrap interval over all rows (key ``""``, unless ``overall`` is False) and, with
+    ``groups`` (one value per row), per group value (its ``str``). Each round resamples all rows, then splits them:
+    every group's replicate comes from the same resample.
 
     Above ``BOOTSTRAP_MAX_ROWS`` rows a round draws that many rows (with replacement) and its deviation from the
     full figure is scaled by ``sqrt(drawn / rows)`` (the m-out-of-n bootstrap): a million labels cost what 20,000
@@ -123,35 +125,64 @@ def bootstrap(
     :param labels: the true labels (0/1 for classification).
     :param predictions: the logged predictions (probabilities of class 1 for classification).
     :param confidence: of the interval, e.g. 0.95.
-    :param groups: optional group of each row.
+    :param groups: optional group of each row, or with ``names`` its index into them (e.g. Arrow's dictionary codes).
+    :param names: the groups' names, when ``groups`` holds indices.
+    :param overall: also the figure over all rows.
     :param rounds: bootstrap resamples.
     :param seed: the same rows and seed give the same intervals.
     """
     y, p = np.asarray(labels, dtype=float).ravel(), np.asarray(predictions, dtype=float).ravel()
     n = len(y)
-    codes, names = np.zeros(n, dtype=np.int64), [""]
-    if groups is not None:
+    codes = np.zeros(n, dtype=np.int64)
+    if groups is not None and names is not None:
+        codes, names = np.asarray(groups, dtype=np.int64).ravel() + 1, ["", *(str(n) for n in names)]
+    elif groups is not None:
         uniques, inverse = np.unique(np.asarray(groups).astype(str).ravel(), return_inverse=True)
         codes, names = inverse.ravel() + 1, ["", *uniques.tolist()]
+    else:
+        names = [""]
     parts = [None, *(np.flatnonzero(codes == j) for j in range(1, len(names)))]
-    values = [_metric(metric, y if i is None else y[i], p if i is None else p[i]) for i in parts]
-    reps = np.full((len(parts), rounds), np.nan)
+    keep = list(range(0 if overall or groups is None else 1, len(parts)))
+    values = {j: _metric(metric, y if parts[j] is None else y[parts[j]], p if parts[j] is None else p[parts[j]]) for j in keep}
+    reps = {j: np.full(rounds, np.nan) for j in keep}
     rng = np.random.default_rng(seed)
     if 0 < n <= BOOTSTRAP_MAX_ROWS:  # exact: every row counted as often as it was drawn
-        prepared = [_prepared(metric, y if i is None else y[i], p if i is None else p[i]) for i in parts]
+        prepared = {
+            j: _prepared(metric, y if parts[j] is None else y[parts[j]], p if parts[j] is None else p[parts[j]]) for j in keep
+        }
         for r in range(rounds):
             counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-            for j, i in enumerate(parts):
-                reps[j, r] = _weighted(metric, prepared[j], y if i is None else y[i], counts if i is None else counts[i])
-    elif n:
+            for j in keep:
+                i = parts[j]
+                reps[j][r] = _weighted(metric, prepared[j], y if i is None else y[i], counts if i is None else counts[i])
+    elif n:  # m out of n, the rows put in score order once: sorted drawn positions are in score order too
         scale = np.sqrt(BOOTSTRAP_MAX_ROWS / n)
+        per_row = _prepared(metric, y, p)  # the score's rank (roc_auc), or the row's loss or hit
+        order = np.argsort(per_row, kind="stable")
+        per_row, ys, cs = per_row[order], y[order], codes[order]
         for r in range(rounds):
-            drawn = rng.integers(0, n, BOOTSTRAP_MAX_ROWS)
-            for j in range(len(parts)):
-                rows = drawn if j == 0 else drawn[codes[drawn] == j]
-                reps[j, r] = values[j] + scale * (_metric(metric, y[rows], p[rows]) - values[j])
+            drawn = np.sort(rng.integers(0, n, BOOTSTRAP_MAX_ROWS))
+            for j in keep:
+                rows = drawn if j == 0 else drawn[cs[drawn] == j]
+                reps[j][r] = values[j] + scale * (_sorted_metric(metric, per_row[rows], ys[rows]) - values[j])
     sizes = [n if i is None else len(i) for i in parts]
-    return {name: Figure(values[j], *_interval(reps[j], confidence), sizes[j], reps[j]) for j, name in enumerate(names)}
+    return {names[j]: Figure(values[j], *_interval(reps[j], confidence), sizes[j], reps[j]) for j in keep}
+
+
+def _sorted_metric(metric: str, per_row: np.ndarray, y: np.ndarray) -> float:
+    """The metric of drawn rows from their per-row values: ranks in ascending order for roc_auc (no sort here)."""
+    if not len(y):
+        return float("nan")
+    if metric != "roc_auc":
+        mean = float(per_row.mean())
+        return float(np.sqrt(mean)) if metric == "rmse" else mean
+    starts = np.flatnonzero(np.r_[True, per_row[1:] != per_row[:-1]])  # one step per distinct score
+    pos = np.add.reduceat(y, starts)
+    neg = np.diff(np.r_[starts, len(y)]) - pos
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos <= 0 or n_neg <= 0:
+        return float("nan")
+    return float((pos * (np.cumsum(neg) - neg + 0.5 * neg)).sum() / (n_pos * n_neg))
 
 
 BOOTSTRAP_MAX_ROWS = 20_000

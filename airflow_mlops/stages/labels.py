@@ -11,20 +11,16 @@ log's rows by time, then a batch's files by name, each file's rows as written.
 
 from __future__ import annotations
 
-import fnmatch
-import glob
-import hashlib
 import io
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.serving.predlog_reader import COMPACT_GRACE, HOUR, READ_ATTEMPTS, read_file, read_log
+from airflow_mlops.stages.label_exports import label_files, label_table, read_label_file
 from airflow_mlops.store.artifacts import dumps
 from airflow_mlops.store.layout import (
     is_log_part,
@@ -91,9 +87,9 @@ def ingest_labels(
     since = now - source.max_delay_days * 86400
     feedback = read_log(store, pipeline, "feedback", plan["feedback_since"] + 1e-6, columns=["_id", "label"])
     feedback = feedback.sort_values("_ts", kind="stable")
-    tables = [_table(feedback["_id"].astype(str), feedback["label"], None, feedback["_ts"])]
+    tables = [label_table(feedback["_id"].astype(str), feedback["label"], None, feedback["_ts"])]
     for entry in plan["files"]:
-        tables.append(_read_label_file(entry["name"], source, s3_client, plan["arrived"]))
+        tables.append(read_label_file(entry["name"], source, s3_client, plan["arrived"]))
         log.info("Read %d labels from %s", len(tables[-1]), entry["name"])
     labels = pa.concat_tables(tables)
     read = len(labels)
@@ -147,110 +143,6 @@ def _plan(store: ArtifactStore, pipeline: str, source: LabelSource, batch: str, 
     return plan
 
 
-def label_files(uri: str, s3_client: Any) -> list[dict[str, Any]]:
-    """The label files at ``uri`` (a path, a glob, or an ``s3://bucket/prefix`` with an optional glob), sorted by
-    name, each with its size, version (mtime or ETag) and digest; none is not an error (no labels yet)."""
-    found = []
-    if uri.startswith("s3://"):
-        if s3_client is None:
-            raise MlopsError(f"Reading labels from {uri} needs an S3 client.")
-        bucket, _, pattern = uri.removeprefix("s3://").partition("/")
-        magic = next((i for i, ch in enumerate(pattern) if ch in "*?["), None)
-        prefix = pattern if magic is None else pattern[:magic]
-        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if not obj["Key"].endswith("/") and (magic is None or fnmatch.fnmatchcase(obj["Key"], pattern)):
-                    found.append((f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), str(obj["ETag"]).strip('"')))
-    else:
-        path = uri.removeprefix("file://")
-        for name in glob.glob(path) if glob.has_magic(path) else [path]:
-            if Path(name).is_file():
-                stat = os.stat(name)
-                found.append((name, stat.st_size, str(stat.st_mtime_ns)))
-    return [
-        {
-            "name": name,
-            "size": size,
-            "version": version,
-            "digest": hashlib.sha256(f"{name}\0{size}\0{version}".encode()).hexdigest()[:32],
-        }
-        for name, size, version in sorted(found)
-    ]
-
-
-def _table(ids: Any, labels: Any, event_ts: Any, label_ts: Any) -> pa.Table:
-    import pyarrow as pa
-
-    n = len(ids)
-    return pa.table(
-        {
-            "_id": pa.array(ids, pa.string()),
-            "label": pa.array(labels, pa.float64()),
-            "_label_ts": pa.array(label_ts, pa.float64()) if n else pa.array([], pa.float64()),
-            "_event_ts": pa.array(event_ts, pa.float64()) if event_ts is not None else pa.nulls(n, pa.float64()),
-        }
-    )
-
-
-def _read_label_file(name: str, source: LabelSource, s3_client: Any, arrived: float) -> pa.Table:
-    """One label file as (id, label, event time, arrival) rows; an S3 object is downloaded to a temporary file."""
-    import tempfile
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    from airflow_mlops.store.datasets import _format_of
-
-    wanted = [source.id_column, source.label_column, *([source.event_time_column] if source.event_time_column else [])]
-    with tempfile.TemporaryDirectory(prefix="mlops-labels-") as tmp:
-        path = name
-        if name.startswith("s3://"):
-            bucket, _, key = name.removeprefix("s3://").partition("/")
-            path = str(Path(tmp) / "labels")
-            s3_client.download_file(bucket, key, path)
-        try:
-            if _format_of(name, source.fmt) == "parquet":
-                present = pq.ParquetFile(path).schema_arrow.names
-                table = pq.read_table(path, columns=[c for c in wanted if c in present])
-            else:
-                header = pcsv.open_csv(path).schema.names
-                options = pcsv.ConvertOptions(
-                    include_columns=[c for c in wanted if c in header],
-                    column_types={source.id_column: pa.string()},
-                    strings_can_be_null=True,
-                )
-                table = pcsv.read_csv(path, convert_options=options)
-        except (pa.ArrowException, OSError) as err:
-            raise MlopsError(f"Could not read labels from {name}: {err}") from err
-    missing = [c for c in wanted if c not in table.column_names]
-    if missing:
-        raise MlopsError(f"Label file {name} has no column {missing[0]!r} (monitor.labels names {', '.join(wanted)}).")
-    try:
-        labels = pc.cast(table[source.label_column], pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise MlopsError(f"Label file {name}: column {source.label_column!r} is not numeric: {err}") from err
-    event = _epoch_seconds(table[source.event_time_column], name) if source.event_time_column else None
-    ids = pc.cast(table[source.id_column], pa.string())
-    return _table(ids, labels, event, [arrived] * len(table))
-
-
-def _epoch_seconds(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
-    """An event time column (numbers of epoch seconds, timestamps or ISO text) as float epoch seconds."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
-        return pc.cast(column, pa.float64())
-    try:
-        stamps = column if pa.types.is_timestamp(column.type) else pc.cast(column, pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise MlopsError(f"Label file {name}: the event time is neither epoch seconds nor ISO timestamps: {err}") from err
-    micros = pc.cast(pc.cast(stamps, pa.timestamp("us", tz="UTC")), pa.int64())
-    return pc.divide(pc.cast(micros, pa.float64()), 1e6)
-
-
 def _days(since: float, until: float) -> list[str]:
     start = datetime.fromtimestamp(since, UTC).date()
     end = datetime.fromtimestamp(until, UTC).date() + timedelta(days=1)  # a server clock a little ahead
@@ -282,7 +174,12 @@ def _matching_predictions(store: ArtifactStore, pipeline: str, ids: pa.ChunkedAr
 
     wanted = pc.unique(ids)
     columns = ["_ts", "_id", "_version", "_prediction", "_error", *slices]
-    where = lambda t: pc.is_in(t["_id"], value_set=wanted)  # noqa: E731
+
+    def where(t: pa.Table) -> Any:  # the smaller side makes the hash set: a log file, or the labels
+        if len(wanted) <= len(t):
+            return pc.is_in(t["_id"], value_set=wanted)
+        return pc.is_in(t["_id"], value_set=wanted.filter(pc.is_in(wanted, value_set=pc.unique(t["_id"]))))
+
     found = scan_predictions(store, pipeline, since, None, columns, where) if len(wanted) else []
     table = (
         pa.concat_tables([_joinable(t, slices) for t in found], promote_options="permissive")
@@ -388,11 +285,12 @@ def read_joined(store: ArtifactStore, pipeline: str, start: float, end: float, *
 
 def first_per_id(table: pa.Table, order: str | None) -> pa.Table:
     """The first row of each ``_id`` by ``order`` (stable: ties and ``order`` None keep the rows' order)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if order is not None:
         table = table.take(pc.sort_indices(table, [(order, "ascending")]))  # stable sort
-    table = table.append_column("_row", pa.array(range(len(table)), pa.int64()))
-    first = table.group_by("_id", use_threads=False).aggregate([("_row", "min")])["_row_min"]
-    return table.filter(pc.is_in(table["_row"], value_set=first)).drop_columns(["_row"])
+    table = table.append_column("_row", pa.array(np.arange(len(table), dtype=np.int64)))
+    first = table.group_by("_id", use_threads=False).aggregate([("_row", "min")])["_row_min"].to_numpy()
+    return table.take(pa.array(np.sort(first))).drop_columns(["_row"])

@@ -166,41 +166,49 @@ def _window(
     start: float,
 ) -> dict[str, Any]:
     """One window's realized figures: per version, the production model's (overall and per slice) and its drop."""
-    import numpy as np
-
     from airflow_mlops.ml.performance import Figure, bootstrap, realized_drop
 
     end = start + settings.window_hours * 3600
     table = read_joined(store, pipeline, start, end)
     y, p = table["label"].to_numpy(zero_copy_only=False), table["_prediction"].to_numpy(zero_copy_only=False)
-    versions = np.asarray(table["_version"].to_pylist(), dtype=object)
+    codes, names = _codes(table["_version"])
     out: dict[str, Any] = {"start": _iso(start), "end": _iso(end), "labels": len(table), "versions": {}, "slices": {}}
-    if len(table):
-        figures = bootstrap(settings.metric, y, p, confidence=settings.confidence, groups=versions)
-        out["versions"] = {v: f.to_dict() for v, f in figures.items() if v}
-    mine = versions == production
+    figures = bootstrap(settings.metric, y, p, confidence=settings.confidence, groups=codes, names=names, overall=False)
+    out["versions"] = {v: f.to_dict() for v, f in figures.items()}
+    mine = codes == (names.index(production) if production in names else -1)
     ref = Figure.from_dict(reference["metrics"][settings.metric], settings.confidence)
     out["reference"] = ref.to_dict()
     out["production_labels"] = int(mine.sum())
     out["judged"] = out["dropped"] = False
     if not mine.any():
         return out
-    realized = bootstrap(settings.metric, y[mine], p[mine], confidence=settings.confidence)[""]
+    realized = figures[production]
     drop = realized_drop(settings.metric, realized, ref, settings.confidence)
     out |= {"realized": realized.to_dict(), "drop": drop.to_dict(), "judged": realized.rows >= settings.min_labels}
     out["dropped"] = out["judged"] and drop.clears(settings.max_drop)
     for column in settings.slices:
         if column not in table.column_names:
             continue
-        groups = np.asarray(table[column].to_pylist(), dtype=object)[mine].astype(str)
-        per_value = bootstrap(settings.metric, y[mine], p[mine], confidence=settings.confidence, groups=groups)
+        groups, values = _codes(table[column])
+        per_value = bootstrap(
+            settings.metric, y[mine], p[mine], confidence=settings.confidence, groups=groups[mine], names=values, overall=False
+        )
         stored = reference.get("slices", {}).get(column, {})
         out["slices"][column] = {
             value: figure.to_dict() | _slice_reference(settings, figure, stored.get(value, {}).get(settings.metric))
             for value, figure in per_value.items()
-            if value
         }
     return out
+
+
+def _codes(column: Any) -> tuple[Any, list[str]]:
+    """A text column as integer codes and the names they index (Arrow's dictionary encoding; null is ``None``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(column, pa.string())
+    encoded = pc.dictionary_encode(pc.fill_null(text.combine_chunks() if hasattr(text, "combine_chunks") else text, "None"))
+    return encoded.indices.to_numpy(zero_copy_only=False), [str(v) for v in encoded.dictionary.to_pylist()]
 
 
 def _slice_reference(settings: PerformanceSettings, realized: Figure, stored: Mapping[str, Any] | None) -> dict[str, Any]:

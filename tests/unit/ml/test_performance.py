@@ -59,6 +59,7 @@ class TestBootstrap:
         monkeypatch.setattr(performance, "BOOTSTRAP_MAX_ROWS", 1000)
         capped = bootstrap("roc_auc", y, p, confidence=0.95)[""]
         assert capped.value == exact.value and capped.low < capped.value < capped.high
+        assert np.median(capped.replicates) == pytest.approx(exact.value, abs=0.01)
         assert (capped.high - capped.low) == pytest.approx(exact.high - exact.low, rel=0.35)
 
     def test_one_class_has_no_roc_auc(self):

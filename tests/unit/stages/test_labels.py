@@ -12,7 +12,8 @@ from labelled_traffic import DAY0, log_at, write_labels
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.evaluation import evaluate, register
-from airflow_mlops.stages.labels import LabelSource, ingest_labels, label_files, read_joined
+from airflow_mlops.stages.label_exports import label_files
+from airflow_mlops.stages.labels import LabelSource, ingest_labels, read_joined
 from airflow_mlops.store.layout import labels_prefix
 
 
