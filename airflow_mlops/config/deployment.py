@@ -10,10 +10,11 @@ from airflow_mlops.config.base import Fraction, Issue, Percent, Strict, config_i
 class CanaryAnalysisConfig(Strict):
     max_error_rate_increase: Fraction = Field(0.01, description="Canary error rate may exceed production's by at most this.")
     max_p95_latency_ratio: float = Field(1.5, ge=1.0, description="Canary p95 latency / production p95 latency limit.")
-    p95_latency_slack_ms: float = Field(
-        2.0,
+    p95_latency_floor_ms: float = Field(
+        50.0,
         ge=0,
-        description="A canary p95 at most this many ms above production's never fails (sub-ms scoring times are noisy).",
+        description="The latency SLO floor: a p95 at or below this many ms never fails, whatever its ratio to the other "
+        "side's (scoring times of a few ms are noisy and within any online SLO); above it, max_p95_latency_ratio decides.",
     )
     max_prediction_divergence: Fraction = Field(0.2, description="Limit on the divergence of prediction distributions.")
     min_label_quality_ratio: Fraction = Field(
@@ -31,10 +32,21 @@ class PromotionWatchConfig(Strict):
     minutes: float = Field(
         60,
         ge=0,
-        description="How long a promoted model is watched against its canary-time figures (0: not watched). "
-        "The limits are canary.analysis's.",
+        description="How long a promoted model is watched (0: not watched). The limits are canary.analysis's.",
     )
-    min_requests: PositiveInt = Field(100, description="Requests since promotion needed before the watch judges.")
+    min_requests: PositiveInt = Field(
+        100,
+        description="Requests each side (the promoted model, and the holdback when there is one) needs since "
+        "promotion before the watch judges.",
+    )
+    holdback_percent: int = Field(
+        5,
+        ge=0,
+        le=50,
+        description="Traffic percent kept on the replaced model while the watch lasts: the promoted model is judged "
+        "against it over the same window, as a canary is. 0: no holdback; the promoted model is then judged against "
+        "its canary-time figures (before/after, which a change of load between the two can fool).",
+    )
 
 
 class KServeConfig(Strict):
@@ -75,7 +87,7 @@ class CanaryConfig(Strict):
     analysis: CanaryAnalysisConfig = Field(default_factory=CanaryAnalysisConfig, description="Promotion criteria.")
     watch: PromotionWatchConfig = Field(
         default_factory=PromotionWatchConfig,
-        description="After promotion: revert to the replaced model when the new one breaches its canary-time figures.",
+        description="After promotion: revert to the replaced model when the new one is worse than the holdback on it.",
     )
 
     @field_validator("steps")

@@ -320,7 +320,14 @@ def _canary_group(config: PipelineConfig, common: dict[str, Any], model_version:
         decide = CanaryBranchOperator(
             task_id="decide", result=analysis.output, true_task_id="deploy.promote", false_task_id="deploy.rollback"
         )
-        promote = CanaryResolveOperator(task_id="promote", decision="promote", analysis=analysis.output, **serving, **common)
+        promote = CanaryResolveOperator(
+            task_id="promote",
+            decision="promote",
+            analysis=analysis.output,
+            holdback_percent=canary.watch.holdback_percent if canary.watch.minutes else 0,  # the watch ends it
+            **serving,
+            **common,
+        )
         rollback = CanaryResolveOperator(
             task_id="rollback",
             decision="rollback",

@@ -62,21 +62,27 @@ class KServeHook(BaseHook):
             self._apply(manifest(self.spec, version), current)
             return
         on, canary = served(current) if current is not None else (None, None)
-        if current is None or (canary is None and on != production):
-            self.log.warning("%s serves %s, not production %s: rolling production out first", self.spec.where, on, production)
+        held = bool(canary) and on == production  # a post-promotion holdback still beside production
+        if current is None or (canary is None and on != production) or held:
+            self.log.warning("%s serves %s, not production %s alone: rolling it out first", self.spec.where, on, production)
             current = self._wait_rolled_out(self._apply(manifest(self.spec, production), current))
         elif canary is None and rollout_pending(current):
             current = self._wait_rolled_out(current)
         self._apply(manifest(self.spec, version, percent), current)
         self.log.info("%s: %s takes %s%% of the traffic beside %s", self.spec.where, version, percent, production)
 
-    def promote(self, version: str) -> None:
-        """``version`` takes all traffic (``canaryTrafficPercent`` removed)."""
-        self._apply(manifest(self.spec, version), self.get())
-        self.log.info("%s: %s takes all traffic", self.spec.where, version)
+    def promote(self, version: str, holdback: int = 0) -> None:
+        """``version`` takes all traffic (``canaryTrafficPercent`` removed), or all but ``holdback`` percent
+        (``canaryTrafficPercent: 100 - holdback``), which stays on the revision rolled out before the canary: the
+        replaced model's, held back while the post-promotion watch lasts."""
+        self._apply(manifest(self.spec, version, 100 - holdback if holdback else None), self.get())
+        if holdback:
+            self.log.info("%s: %s takes %s%% of the traffic, the rest held back", self.spec.where, version, 100 - holdback)
+        else:
+            self.log.info("%s: %s takes all traffic", self.spec.where, version)
 
     def restore(self, version: str) -> None:
-        """``version`` alone again. While a canary is on, the predictor goes back to ``version`` with
+        """``version`` alone again. While a canary (or a holdback) is on, the predictor goes back to ``version`` with
         ``canaryTrafficPercent: 0``: the revision rolled out before the canary (``version``'s) takes all traffic at
         once, with no new pods to wait for. After a promotion, ``version`` is rolled out again with all traffic."""
         current = self.get()

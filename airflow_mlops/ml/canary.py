@@ -1,4 +1,5 @@
-"""Canary analysis: canary against production over the same window of logged predictions."""
+"""Canary analysis: canary against production over the same window of logged predictions; and the post-promotion
+watch: the promoted model against a holdback on the model it replaced, over the same window too."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Criteria:
 
     max_error_rate_increase: float
     max_p95_latency_ratio: float
-    p95_latency_slack_ms: float
+    p95_latency_floor_ms: float
     max_prediction_divergence: float
     min_label_quality_ratio: float
     min_labels: int
@@ -124,9 +125,9 @@ def label_quality_comparison(
     }
 
 
-def _slower(p95: float, baseline: float, criteria: Criteria) -> bool:
-    """True when ``p95`` passes both the latency ratio and the slack over ``baseline``."""
-    return p95 - baseline > criteria.p95_latency_slack_ms and p95 > baseline * criteria.max_p95_latency_ratio
+def _slower(p95: float, other: float, criteria: Criteria) -> bool:
+    """True when ``p95`` is above the latency SLO floor and more than the latency ratio times ``other``'s."""
+    return p95 > criteria.p95_latency_floor_ms and p95 > other * criteria.max_p95_latency_ratio
 
 
 def _worse_quality(quality: dict[str, Any], criteria: Criteria, against: str) -> str | None:
@@ -140,43 +141,72 @@ def _worse_quality(quality: dict[str, Any], criteria: Criteria, against: str) ->
     )
 
 
+def _compare(
+    rows: pd.DataFrame, control: pd.DataFrame, labels: pd.DataFrame, *, names: tuple[str, str], task: str, criteria: Criteria
+) -> tuple[dict[str, Any], list[str]]:
+    """The figures of ``rows`` and ``control`` (two versions' rows of one window; ``names`` name them in the figures
+    and the reasons) and why ``rows`` fails against ``control``: error rate, p95 latency, and label quality where
+    both sides have ``min_labels`` labelled rows."""
+    (a, a_labelled), (b, b_labelled) = _side(rows, labels), _side(control, labels)
+    figures: dict[str, Any] = {names[0]: a, names[1]: b}
+    against, failures = names[1], []
+    if a["error_rate"] - b["error_rate"] > criteria.max_error_rate_increase:
+        failures.append(f"error rate {a['error_rate']:.3f} vs {against} {b['error_rate']:.3f}")
+    if _slower(a["p95_latency_ms"], b["p95_latency_ms"], criteria):
+        failures.append(f"p95 latency {a['p95_latency_ms']:.1f} ms vs {against} {b['p95_latency_ms']:.1f} ms")
+    if min(len(a_labelled), len(b_labelled)) >= criteria.min_labels:
+        quality = label_quality_comparison(task, a_labelled, b_labelled, criteria.confidence)
+        if quality:
+            a["label_quality"], b["label_quality"] = quality["canary"], quality["production"]
+            figures["label_quality_ratio"], figures["label_quality"] = quality["ratio"], quality
+            if why := _worse_quality(quality, criteria, against):
+                failures.append(why)
+    return figures, failures
+
+
 def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, production: str, task: str, criteria: Criteria) -> Verdict:
     """Compare the two versions' rows of ``frame`` (the prediction log window) and judge the canary."""
     c_rows, p_rows = frame[frame["_version"] == canary], frame[frame["_version"] == production]
-    (c, c_labelled), (p, p_labelled) = _side(c_rows, labels), _side(p_rows, labels)
+    figures, failures = _compare(c_rows, p_rows, labels, names=("canary", "production"), task=task, criteria=criteria)
     c_pred = c_rows.loc[~c_rows["_error"], "_prediction"].to_numpy(float)
     p_pred = p_rows.loc[~p_rows["_error"], "_prediction"].to_numpy(float)
-    divergence = ks_statistic(c_pred, p_pred)
-    figures = {"canary": c, "production": p, "prediction_divergence": divergence}
-    failures = []
-    if c["error_rate"] - p["error_rate"] > criteria.max_error_rate_increase:
-        failures.append(f"error rate {c['error_rate']:.3f} vs production {p['error_rate']:.3f}")
-    if _slower(c["p95_latency_ms"], p["p95_latency_ms"], criteria):
-        failures.append(f"p95 latency {c['p95_latency_ms']:.1f} ms vs production {p['p95_latency_ms']:.1f} ms")
+    divergence = figures["prediction_divergence"] = ks_statistic(c_pred, p_pred)
     if divergence > criteria.max_prediction_divergence:
         failures.append(
             f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})"
         )
-    if min(len(c_labelled), len(p_labelled)) >= criteria.min_labels:
-        quality = label_quality_comparison(task, c_labelled, p_labelled, criteria.confidence)
-        if quality:
-            c["label_quality"], p["label_quality"] = quality["canary"], quality["production"]
-            figures["label_quality_ratio"], figures["label_quality"] = quality["ratio"], quality
-            if why := _worse_quality(quality, criteria, "production"):
-                failures.append(why)
     if failures:
         return Verdict(False, "; ".join(failures), figures)
-    return Verdict(True, f"canary within limits over {c['requests']} requests (KS {divergence:.3f})", figures)
+    requests = figures["canary"]["requests"]
+    return Verdict(True, f"canary within limits over {requests} requests (KS {divergence:.3f})", figures)
 
 
-def watch(rows: pd.DataFrame, labels: pd.DataFrame, *, baseline: dict[str, Any], task: str, criteria: Criteria) -> Verdict:
-    """Judge a promoted model's rows since promotion against ``baseline``: the figures of its last passed canary
-    step (``canary``: this model then, ``production``: the model it replaced, on the same traffic).
+def watch(frame: pd.DataFrame, labels: pd.DataFrame, *, version: str, holdback: str, task: str, criteria: Criteria) -> Verdict:
+    """Judge a promoted ``version`` against the ``holdback`` version (the model it replaced, kept on a small share
+    of the traffic while the watch lasts) over the same window ``frame``, by the canary's rules: error rate, p95
+    latency (ratio and SLO floor) and label quality (the bootstrap interval rule). Both sides see the same load at
+    the same time, so a busier machine slows both and fails neither. Prediction divergence is not judged: it was
+    the canary's question, and the drift monitor watches inputs that move.
+    """
+    rows, control = frame[frame["_version"] == version], frame[frame["_version"] == holdback]
+    figures, failures = _compare(rows, control, labels, names=("now", "holdback"), task=task, criteria=criteria)
+    if failures:
+        return Verdict(False, "; ".join(failures), figures)
+    now, held = figures["now"]["requests"], figures["holdback"]["requests"]
+    return Verdict(True, f"within limits against the holdback over {now} requests since promotion ({held} on it)", figures)
+
+
+def watch_against_canary_time(
+    rows: pd.DataFrame, labels: pd.DataFrame, *, baseline: dict[str, Any], task: str, criteria: Criteria
+) -> Verdict:
+    """Without a holdback (``canary.watch.holdback_percent: 0``): judge a promoted model's rows since promotion
+    against ``baseline``, the figures of its last passed canary step (``canary``: this model then, ``production``:
+    the model it replaced, on the same traffic). Before against after: a change of load in between shows as a
+    change of latency, which is why the watch prefers a holdback.
 
     Error rate and p95 latency may not pass the worse of the two by more than the canary limits allow; label
     quality, where both the rows since promotion (``min_labels``) and the baseline have it, is compared with the
-    replaced model's by the same bootstrap rule as the canary. Prediction divergence is not judged: inputs move
-    after promotion, and that is the drift monitor's question.
+    replaced model's by the same bootstrap rule as the canary.
     """
     now, joined = _side(rows, labels)
     then, before = baseline.get("canary") or {}, baseline.get("production") or {}

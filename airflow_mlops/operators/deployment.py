@@ -83,24 +83,35 @@ class CanaryBranchOperator(ResultBranchOperator):
 class CanaryResolveOperator(ServingTargetMixin, MlopsBaseOperator):
     """Promote the canary (it becomes production; the old production stays in the registry as the
     previous one) or roll it back (canary removed); the decision goes to ``events/<pipeline>.jsonl``.
-    On KServe the promoted canary takes all traffic, or production alone again.
+    On KServe the promoted canary takes all traffic (but the holdback), or production alone again.
 
     :param decision: ``promote`` or ``rollback``.
     :param analysis: the analysis result with reason and figures (templated).
+    :param holdback_percent: with ``promote``, the traffic percent kept on the replaced model until the
+        post-promotion watch (:class:`~airflow_mlops.sensors.canary.PromotionWatchSensor`) ends it; 0: none. Only
+        with a watch downstream: nothing else ends a holdback but the next canary.
     :param target: ``local`` (the model server on this machine) or ``kserve``.
     :param kserve: with ``kserve``, the config's ``canary.kserve`` fields (image, namespace, kubernetes_conn_id, ...).
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "analysis")
 
-    def __init__(self, *, decision: str, analysis: Any, **kwargs: Any) -> None:
+    def __init__(self, *, decision: str, analysis: Any, holdback_percent: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision = decision
         self.analysis = analysis
+        self.holdback_percent = holdback_percent
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.deployment.canary import canary_resolve
 
-        result = canary_resolve(self.store, self.pipeline, self.decision, self.analysis, target=self.serving_target)
+        result = canary_resolve(
+            self.store,
+            self.pipeline,
+            self.decision,
+            self.analysis,
+            target=self.serving_target,
+            holdback_percent=self.holdback_percent,
+        )
         self.log.info("Canary %s: %s; production is %s", result["version"], self.decision, result["production"])
         return result

@@ -135,10 +135,12 @@ class CanaryAnalysisSensor(ServingTargetMixin, DeploymentCheckSensor):
 
 
 class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
-    """Watch a promoted model for ``watch_minutes``: its rows since promotion against the figures of its last
-    canary step (its own and the replaced model's). On a breach, production goes back to the replaced model at
-    once (one compare-and-swap on the alias) with the reason recorded; otherwise the model is kept. Finishes
-    with ``{"decision": "kept" | "reverted" | "breached", ...}``; it files no retrain request.
+    """Watch a promoted model for ``watch_minutes`` against the holdback its promotion kept on the replaced model
+    (``CanaryResolveOperator(holdback_percent=...)``), both over the same window as the canary analysis compares
+    (error rate, p95 latency over the SLO floor, label quality); without a holdback, its rows since promotion
+    against the figures of its last canary step. On a breach, production goes back to the replaced model at
+    once (one compare-and-swap on the alias) with the reason recorded; otherwise the model is kept; either way the
+    holdback ends. Finishes with ``{"decision": "kept" | "reverted" | "breached", ...}``; it files no retrain request.
 
     :param pipeline: pipeline name.
     :param artifact_root: the artifact store (templated).
@@ -146,9 +148,11 @@ class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
         promote has nothing to watch.
     :param problem_type: ``classification`` or ``regression`` (for label quality).
     :param watch_minutes: how long the model is watched.
-    :param min_requests: requests since promotion before the watch judges.
+    :param min_requests: requests each side (the promoted model, the holdback) needs since promotion before the
+        watch judges.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields (the config's ``canary.analysis``).
-    :param target: ``local`` or ``kserve`` (a revert then puts the replaced model back on the InferenceService).
+    :param target: ``local`` or ``kserve`` (the end of the watch then sets the InferenceService's traffic: the
+        kept model alone, or the replaced model back).
     :param kserve: with ``kserve``, the config's ``canary.kserve`` fields.
     """
 

@@ -77,21 +77,42 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class Router:
-    """Production plus an optional canary taking ``canary_percent`` of the traffic.
+    """Production plus an optional canary taking ``canary_percent`` of the traffic, and an optional holdback (the
+    model a promotion replaced, kept while the post-promotion watch lasts) taking ``holdback_percent``.
 
-    A request with an id always goes to the same side (sticky); without one the split is random.
+    A request with an id always goes to the same side (sticky); without one the split is random. The canary takes
+    the bottom of the id range, the holdback the top: an id held back during the watch is one that production
+    answered all through the canary, so its rows never change model until the watch ends.
     """
 
     production: ServedModel | None
     canary: ServedModel | None = None
     canary_percent: float = 0.0
-    versions: tuple[str | None, str | None, float] = field(default=(None, None, 0.0))
+    holdback: ServedModel | None = None
+    holdback_percent: float = 0.0
 
     def choose(self, key: str | None, draw: float) -> ServedModel | None:
-        if self.canary is None or self.canary_percent <= 0:
+        canary = self.canary is not None and self.canary_percent > 0
+        holdback = self.holdback is not None and self.holdback_percent > 0
+        if not (canary or holdback):
             return self.production
-        share = _bucket(key) if key is not None else draw
-        return self.canary if share * 100 < self.canary_percent else self.production
+        share = (_bucket(key) if key is not None else draw) * 100
+        if canary and share < self.canary_percent:
+            return self.canary
+        if holdback and share >= 100 - self.holdback_percent:
+            return self.holdback
+        return self.production
+
+    @property
+    def versions(self) -> dict[str, str | float | None]:
+        """What serves, as ``/health`` shows it: each side's version and share."""
+        return {
+            "production": self.production.version if self.production else None,
+            "canary": self.canary.version if self.canary else None,
+            "canary_percent": self.canary_percent,
+            "holdback": self.holdback.version if self.holdback else None,
+            "holdback_percent": self.holdback_percent,
+        }
 
 
 _CHECK = """

@@ -49,7 +49,6 @@ async def model_metadata(request: Request) -> Response:
     server = ModelServer.of(request)
     if (missing := _unknown_model(server, request)) is not None:
         return missing
-    production, canary, _ = server.router.versions
     model = server.router.production
     if model is None:
         return refusal(503, f"no production model for pipeline {server.pipeline!r} yet")
@@ -57,7 +56,7 @@ async def model_metadata(request: Request) -> Response:
     return JSONResponse(
         {
             "name": server.pipeline,
-            "versions": [v for v in (production, canary) if v],
+            "versions": [m.version for m in (model, server.router.canary, server.router.holdback) if m],
             "platform": "lightgbm",
             "inputs": inputs,
             "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}],

@@ -63,10 +63,10 @@ async def feedback(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     server = ModelServer.of(request)
-    production, canary, percent = server.router.versions
-    status = 200 if production else 503
-    body = {"status": "ok" if production else "no model", "production": production, "canary": canary}
-    body |= {"canary_percent": percent, "load_errors": server.load_errors, "worker": os.getpid()}
+    versions = server.router.versions
+    status = 200 if versions["production"] else 503
+    body = {"status": "ok" if versions["production"] else "no model", **versions}
+    body |= {"load_errors": server.load_errors, "worker": os.getpid()}
     return JSONResponse(body, status_code=status)
 
 

@@ -1,5 +1,5 @@
-"""The model server's state, shared by its routes: the router over the production and canary models (swapped when
-the registry changes), the prediction and feedback logs, the metrics, the tokens and what the workers share."""
+"""The model server's state, shared by its routes: the router over the production, canary and holdback models
+(swapped when the registry changes), the prediction and feedback logs, the metrics, the tokens and what the workers share."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 
@@ -64,37 +65,29 @@ class ModelServer:
         self.feedback_log = PredictionLog(store, pipeline, kind="feedback", **logs)
         self.shared = SharedState(wal_root / "answered.sqlite3", run or uuid.uuid4().hex)
         self._loaded: dict[str, ServedModel] = {}
-        self._wanted: tuple[str | None, str | None, float] | None = None
+        self._wanted: tuple[str | None, str | None, float, str | None, float] | None = None
         self.load_errors: dict[str, str] = {}
         self._supervisor = os.getppid() if supervised else None
 
     def refresh(self) -> bool:
-        """Load the registry's production and canary models (or the pinned ``version``) if they changed; True when
-        swapped.
+        """Load the registry's production, canary and holdback models (or the pinned ``version``) if they changed;
+        True when swapped.
 
-        A version that cannot be loaded is never served: production stays on the model it had, a canary gets no
-        traffic, and the failure is logged, counted and shown by ``/health`` (it is not tried again).
+        A version that cannot be loaded is never served: production stays on the model it had, a canary or a holdback
+        gets no traffic, and the failure is logged, counted and shown by ``/health`` (it is not tried again).
         """
-        if self.version:
-            production, canary, percent = self.version, None, 0.0
-        else:
-            aliases = self.registry.load()["aliases"]
-            production = (aliases.get("production") or {}).get("version")
-            canary_alias = aliases.get("canary") or {}
-            canary, percent = canary_alias.get("version"), float(canary_alias.get("weight", 0) or 0)
-        wanted = (production, canary, percent)
+        wanted = (self.version, None, 0.0, None, 0.0) if self.version else routing(self.registry.load()["aliases"])
         if wanted == self._wanted:
             return False
-        models = {v: model for v in (production, canary) if v and (model := self._load(v))}
+        production, canary, percent, holdback, held = wanted
+        models = {v: model for v in (production, canary, holdback) if v and (model := self._load(v))}
         self._wanted = wanted
         # A production that cannot load leaves the last good one serving; no production alias means none.
         serving = self.router.production if production and production not in models else models.get(production)
-        trial = models.get(canary)
-        self._loaded = {m.version: m for m in (serving, trial) if m}
-        share = percent if trial else 0.0
-        versions = (serving.version if serving else None, trial.version if trial else None, share)
-        self.router = Router(serving, trial, share, versions)
-        log.info("Serving production %s, canary %s at %s%%", *versions)
+        trial, control = models.get(canary), models.get(holdback)
+        self._loaded = {m.version: m for m in (serving, trial, control) if m}
+        self.router = Router(serving, trial, percent if trial else 0.0, control, held if control else 0.0)
+        log.info("Serving %s", self.router.versions)
         return True
 
     def _load(self, version: str) -> ServedModel | None:
@@ -133,3 +126,19 @@ class ModelServer:
     def of(request: Request) -> ModelServer:
         """The server whose app received ``request`` (``create_app`` keeps it in the app's state)."""
         return request.app.state.server
+
+
+def routing(aliases: Mapping[str, Any]) -> tuple[str | None, str | None, float, str | None, float]:
+    """What the registry's aliases say should serve: production, the canary and its percent, the holdback and its
+    (only beside the production it was kept for: a stale one, production having moved, takes no traffic)."""
+    production = (aliases.get("production") or {}).get("version")
+    canary, holdback = aliases.get("canary") or {}, aliases.get("holdback") or {}
+    if holdback.get("beside") != production:
+        holdback = {}
+    return (
+        production,
+        canary.get("version"),
+        float(canary.get("weight") or 0),
+        holdback.get("version"),
+        float(holdback.get("weight") or 0),
+    )

@@ -18,8 +18,10 @@ class ServingTarget(Protocol):
         """Serve ``version`` as the canary with ``percent`` of the traffic beside ``production``, or, when
         ``production`` is None, as the only version with all of it."""
 
-    def promote(self, version: str) -> None:
-        """The canary ``version`` takes all traffic."""
+    def promote(self, version: str, holdback: int = 0) -> None:
+        """The canary ``version`` takes all traffic but ``holdback`` percent, which stays on the model it replaces
+        (the post-promotion watch's control); ``holdback`` 0 (also how the watch ends it when keeping ``version``):
+        all of it."""
 
     def restore(self, version: str) -> None:
         """``version`` alone serves all traffic again: a rolled-back canary stops taking any, or a promoted model

@@ -1,10 +1,13 @@
-"""Canary on a real model server with real HTTP traffic: a good candidate is promoted, broken ones rolled back."""
+"""Canary on a real model server with real HTTP traffic: a good candidate is promoted, broken ones rolled back; the
+post-promotion watch judges against a holdback on the replaced model."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -12,9 +15,13 @@ from conftest import run_dag
 from test_model_server import PIPELINE, train_version
 from test_training_dag import churn_config, store_of, write_day, xcom
 
+from airflow_mlops.config.deployment import CanaryAnalysisConfig
+from airflow_mlops.ml.canary import Criteria, watch_against_canary_time
 from airflow_mlops.ml.synthetic import FEATURES, as_requests, make_churn
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor, PromotionWatchSensor
-from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve
+from airflow_mlops.serving.predlog_reader import read_log
+from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve, first_labels
+from airflow_mlops.stages.deployment.promotion_watch import canary_baseline
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
@@ -24,13 +31,14 @@ pytestmark = pytest.mark.slow
 
 class Traffic:
     """Sends batches of real rows to the server from a thread until stopped; with ``labels``, each answered
-    batch's true labels go to ``/feedback`` too (their opposites while ``flipped`` is set: the world changed)."""
+    batch's true labels go to ``/feedback`` too (their opposites for the rows the ``flipped`` version answered:
+    its live labels went bad)."""
 
     def __init__(self, client, seed: int = 100, labels: bool = False) -> None:
         frame = make_churn(4000, seed=seed)
         self.rows, self.truth = as_requests(frame), dict(zip(frame["customer_id"], frame["churned"], strict=True))
         self.client, self.stop, self.statuses = client, threading.Event(), []
-        self.labels, self.flipped = labels, False
+        self.labels, self.flipped = labels, None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -40,7 +48,8 @@ class Traffic:
             answer = self.client.post("/predict", json={"instances": batch})
             self.statuses.append(answer.status_code)
             if self.labels and answer.status_code == 200:
-                labels = [{"id": r["id"], "label": float(self.truth[r["id"]] != self.flipped)} for r in batch]
+                bad = {p["id"] for p in answer.json()["predictions"] if p["version"] == self.flipped}
+                labels = [{"id": r["id"], "label": float(self.truth[r["id"]] != (r["id"] in bad))} for r in batch]
                 self.client.post("/feedback", json=labels)
             i += 20
             time.sleep(0.02)
@@ -180,36 +189,147 @@ class TestBrokenCandidates:
         assert all(not (e["kind"] == "promote" and e["version"] == bad) for e in read_events(store, PIPELINE))
 
 
+LOAD = """
+import os, sys
+
+if os.environ.get("MLOPS_TEST_LOAD_FILE") and "serve" in sys.argv:  # the model server only
+    import random, time
+    from airflow_mlops.serving.models import ServedModel
+
+    path, predict, state = os.environ["MLOPS_TEST_LOAD_FILE"], ServedModel.predict, {"at": 0.0, "ms": 0.0}
+
+    def loaded(self, rows):
+        now = time.monotonic()
+        if now - state["at"] > 0.1:
+            state["at"] = now
+            try:
+                state["ms"] = float(open(path).read())
+            except (OSError, ValueError):
+                pass
+        if state["ms"]:
+            time.sleep(state["ms"] * random.uniform(0.5, 1.5) / 1000)
+        return predict(self, rows)
+
+    ServedModel.predict = loaded
+"""
+"""``sitecustomize`` for the model server: every scoring call, whichever model makes it, waits as long as the
+milliseconds in the load file say (jittered): the machine got busier, for both sides of the holdback alike."""
+
+
+class Load:
+    """Writes a changing load (ms per scoring call) into the server's load file from a thread, from ``start`` to the
+    end of its with block."""
+
+    def __init__(self, path, levels=(1.0, 4.0, 2.0, 5.0)) -> None:
+        self.path, self.levels, self.stop = path, levels, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.wait(0.4):
+            self.path.write_text(str(self.levels[i % len(self.levels)]))
+            i += 1
+
+    def start(self):
+        self.path.write_text(str(self.levels[0]))
+        self.thread.start()
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.path.write_text("0")
+
+
 class TestPostPromotionWatch:
-    def test_a_model_that_degrades_after_promotion_is_reverted_on_the_live_server(self, served_store, model_server):
+    def test_the_watch_keeps_a_good_model_under_load_and_reverts_one_whose_labels_went_bad(
+        self, served_store, model_server, tmp_path
+    ):
+        """Issue 21 (e): a real server on 127.0.0.1 holds 5% back on the replaced model while the watch lasts; v2 (as
+        good as v1 on labels) is kept though the load rises under both, v3 is reverted when its live labels go bad."""
         store, v1 = served_store
-        v2, _ = train_version(store, store.root.parent / "data.csv", seed=3)
-        client = model_server(store.root_uri, PIPELINE)
-        canary_deploy(store, PIPELINE, v2, 50)
+        data = store.root.parent / "data.csv"
+        v2, v3 = (train_version(store, data, seed=seed)[0] for seed in (3, 4))  # both through the gate
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "sitecustomize.py").write_text(LOAD)
+        load_file = tmp_path / "load"
+        load_file.write_text("0")
+        env = {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])),
+            "MLOPS_TEST_LOAD_FILE": str(load_file),
+        }
+        client = model_server(store.root_uri, PIPELINE, env=env)
         common = {"task_id": "t", "pipeline": PIPELINE, "artifact_root": store.root_uri, "problem_type": "classification"}
-        analysis = CanaryAnalysisSensor(
-            steps=[50], min_requests=40, bake_minutes=1, deferrable=False, poke_interval=0.5, **common
-        )
-        watch = PromotionWatchSensor(
-            promotion={"version": v2}, watch_minutes=5, min_requests=30, deferrable=False, poke_interval=0.5, **common
-        )
-        with Traffic(client, seed=300, labels=True) as traffic:
+        floor = {"p95_latency_floor_ms": 1.0}  # the load lifts both sides above it: only the ratio can save the model
+
+        def promote(version, against):
+            """Canary ``version`` beside ``against`` without load, then promote it with 5% held back on ``against``
+            and the load on from then: the watch's window is loaded on both sides from its start."""
+            canary_deploy(store, PIPELINE, version, 50)
+            analysis = CanaryAnalysisSensor(
+                steps=[50], min_requests=40, bake_minutes=1, deferrable=False, poke_interval=0.5, **common
+            )
             decision = poke_until_done(analysis)
-            assert decision["decision"] == "promote", decision
-            assert decision["figures"]["production"]["labels"] >= 100, "the canary-time baseline has label quality"
-            traffic.flipped = True  # from promotion on, the model's scores mislead
-            canary_resolve(store, PIPELINE, "promote", decision)
-            started = time.monotonic()
-            result = poke_until_done(watch)
+            assert decision["decision"] == "promote" and decision["production"] == against, decision
+            load = Load(load_file).start()  # stopped when its with block ends
+            canary_resolve(store, PIPELINE, "promote", decision, holdback_percent=5)
+            assert _eventually(lambda: client.get("/health").json()["holdback"] == against), "the server holds back"
+            return load
+
+        with Traffic(client, seed=300, labels=True) as traffic:
+            keep = PromotionWatchSensor(
+                promotion={"version": v2}, watch_minutes=0.25, min_requests=30, criteria=floor, deferrable=False,
+                poke_interval=0.5, **common,
+            )  # fmt: skip
+            with promote(v2, v1):
+                kept = poke_until_done(keep)
+            assert _eventually(lambda: client.get("/health").json()["holdback"] is None), "the holdback ends"
+
+            # the default 50 ms floor: under this load's few ms, only label quality can revert v3
+            revert = PromotionWatchSensor(
+                promotion={"version": v3}, watch_minutes=5, min_requests=30, deferrable=False, poke_interval=0.5, **common
+            )
+            with promote(v3, v2):
+                started, traffic.flipped = time.monotonic(), v3  # from promotion on, the new model's live labels go bad
+                reverted = poke_until_done(revert)
             took = time.monotonic() - started
         assert set(traffic.statuses) == {200}
-        assert result["decision"] == "reverted" and result["production"] == v1, result
+
+        assert kept["decision"] == "kept" and kept["production"] == v2, kept
+        [passed] = [e for e in read_events(store, PIPELINE) if e["kind"] == "watch_passed" and e["version"] == v2]
+        now, held = passed["figures"]["now"], passed["figures"]["holdback"]
+        assert now["p95_latency_ms"] > 1.0 and held["p95_latency_ms"] > 1.0, "both sides ran under the load"
+        assert held["requests"] >= 30 and held["labels"] >= 100 and "label_quality_ratio" in passed["figures"]
+        # Before against after on the same rows (the rule without a holdback) would have reverted the good model.
+        start, end = (_at(store, kind, v2) for kind in ("promote", "watch_passed"))
+        frame = read_log(store, PIPELINE, "predictions", start)
+        old_rule = watch_against_canary_time(
+            frame[(frame["_version"] == v2) & (frame["_ts"] <= end)],
+            first_labels(store, PIPELINE, start),
+            baseline=canary_baseline(store, PIPELINE, v2),
+            task="classification",
+            criteria=Criteria(**CanaryAnalysisConfig(**floor).model_dump()),
+        )
+        assert not old_rule.passed and "before promotion" in old_rule.reason, old_rule
+
+        assert reverted["decision"] == "reverted" and reverted["production"] == v2, reverted
         assert took < 60, "the watch reverts as soon as it sees the breach, not when its 5 minutes end"
         registry = ModelRegistry(store, PIPELINE)
-        assert registry.production() == v1 and registry.get(v2)["watch"]["decision"] == "reverted"
-        [revert] = [e for e in read_events(store, PIPELINE) if e["kind"] == "revert"]
-        assert revert["version"] == v2 and "label quality ratio" in revert["reason"]
-        assert _eventually(lambda: client.get("/health").json()["production"] == v1), "the server follows the revert"
+        assert registry.production() == v2 and registry.get(v3)["watch"]["decision"] == "reverted"
+        [event] = [e for e in read_events(store, PIPELINE) if e["kind"] == "revert" and e["version"] == v3]
+        assert "label quality ratio" in event["reason"] and "vs holdback" in event["reason"], event["reason"]
+        assert "p95 latency" not in event["reason"]
+        assert _eventually(lambda: client.get("/health").json()["production"] == v2), "the server follows the revert"
+        assert client.get("/health").json()["holdback"] is None
+
+
+def _at(store, kind: str, version: str) -> float:
+    """When the events log recorded ``version``'s ``kind`` event (epoch seconds)."""
+    [event] = [e for e in read_events(store, PIPELINE) if e["kind"] == kind and e["version"] == version]
+    return datetime.fromisoformat(event["time"]).timestamp()
 
 
 def poke_until_done(sensor, timeout: float = 120.0):

@@ -17,12 +17,13 @@ from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.hooks.kserve import KServeHook
 from airflow_mlops.serving.kserve import InferenceServiceSpec, served
 from airflow_mlops.stages.deployment.canary import canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment.promotion_watch import resolve_watch
 from airflow_mlops.store.artifacts import LocalArtifactStore
 from airflow_mlops.store.events import read_events
 from airflow_mlops.store.registry import ModelRegistry
 
 PIPELINE = "churn"
-OLD, NEW = "0a1b2c3d4e5f", "9f8e7d6c5b4a"
+OLD, NEW, THIRD = "0a1b2c3d4e5f", "9f8e7d6c5b4a", "77aa55cc33ee"
 COLLECTION = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices"
 OBJECT = f"{COLLECTION}/churn"
 SECRETS = {"AWS_ACCESS_KEY_ID": "AKIA-NEVER-SENT", "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-sent"}
@@ -137,6 +138,43 @@ class TestCanaryOnKServe:
         assert served(await call(target.get)) == (OLD, 0)
         assert result["production"] == OLD and [e["kind"] for e in read_events(store, PIPELINE)][-1] == "rollback"
         assert_no_secret_values(kmock)
+
+    @pytest.mark.parametrize(
+        ("passed", "after"),
+        [pytest.param(True, (NEW, None), id="kept"), pytest.param(False, (OLD, 0), id="reverted")],
+    )
+    async def test_a_promotion_holds_back_the_previous_revisions_share_until_the_watch_ends(
+        self, kmock, store, target, passed, after
+    ):
+        await deploy_first_then_canary(store, target)
+        verdict = {"version": NEW, "reason": "canary within limits", "figures": {}}
+        await call(canary_resolve, store, PIPELINE, "promote", verdict, target=target, holdback_percent=5)
+        promoted = bodies(kmock)[-1]
+        # the latest revision (NEW) takes 95%, the one rolled out before the canary (OLD's) keeps 5%: the holdback
+        assert served(promoted) == (NEW, 95) and promoted["spec"]["predictor"]["canaryTrafficPercent"] == 95
+        assert ModelRegistry(store, PIPELINE).load()["aliases"]["holdback"]["version"] == OLD
+
+        watched = {"version": NEW, "passed": passed, "reason": "the watch's verdict", "figures": {}}
+        await call(resolve_watch, store, PIPELINE, watched, target=target)
+        assert requests(kmock)[-2:] == [("GET", OBJECT), ("PATCH", OBJECT)]
+        end = bodies(kmock)[-1]
+        assert served(end) == after and served(await call(target.get)) == after
+        if passed:  # merge patch: null removes canaryTrafficPercent, the kept model takes all traffic
+            assert "canaryTrafficPercent" in end["spec"]["predictor"] and end["spec"]["predictor"]["canaryTrafficPercent"] is None
+        assert "holdback" not in ModelRegistry(store, PIPELINE).load()["aliases"]
+        assert ModelRegistry(store, PIPELINE).production() == after[0]
+
+    async def test_a_canary_after_an_unfinished_holdback_rolls_production_out_alone_first(self, kmock, store, target):
+        await deploy_first_then_canary(store, target)
+        verdict = {"version": NEW, "reason": "canary within limits", "figures": {}}
+        await call(canary_resolve, store, PIPELINE, "promote", verdict, target=target, holdback_percent=5)
+        ModelRegistry(store, PIPELINE).register(THIRD, status="blessed", metrics={}, lineage={}, reason="gate passed")
+        sent = len(requests(kmock))
+        await call(canary_deploy, store, PIPELINE, THIRD, 10, target=target)
+
+        assert requests(kmock)[sent:] == [("GET", OBJECT), ("PATCH", OBJECT), ("PATCH", OBJECT)]
+        alone, step = bodies(kmock)[-2:]
+        assert served(alone) == (NEW, None) and served(step) == (THIRD, 10), "else OLD would take the other 90%"
 
     async def test_a_retried_step_changes_nothing(self, kmock, store, target):
         await deploy_first_then_canary(store, target)

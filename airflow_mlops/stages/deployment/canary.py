@@ -61,6 +61,7 @@ def canary_deploy(
             return  # an operator promoted or rolled it back from the ops UI: the canary analysis ends on that
         _check_accepted(doc, pipeline, version)
         doc["aliases"]["canary"] = {"version": version, "weight": percent, "since": since}
+        doc["aliases"].pop("holdback", None)  # a new canary ends a holdback an unfinished watch left behind
         doc.pop("decided_canary", None)
 
     current = registry.update(step)["aliases"].get("canary")
@@ -153,11 +154,16 @@ def canary_resolve(
     verdict: Mapping[str, Any],
     *,
     target: ServingTarget | None = None,
+    holdback_percent: int = 0,
 ) -> dict[str, Any]:
     """Promote the canary to production or roll it back; the decision and its figures go to the events log.
 
+    A promotion with ``holdback_percent`` keeps that share of the traffic on the model it replaces (the registry's
+    ``holdback`` alias, in the same compare-and-swap): the post-promotion watch's control, which
+    :func:`airflow_mlops.stages.deployment.promotion_watch.resolve_watch` ends.
     ``target`` (None: the local model server) follows once the registry changed: the promoted canary takes all
-    traffic, or production serves alone again. A retry repeats that call, which changes nothing the second time.
+    traffic (but the holdback), or production serves alone again. A retry repeats that call, which changes nothing
+    the second time.
     A canary an operator already decided on from the ops UI
     (:func:`airflow_mlops.stages.deployment.operator_actions.operator_action`) keeps that decision: the registry
     and the events log stay as the operator left them, and the result names the operator's decision.
@@ -172,6 +178,8 @@ def canary_resolve(
         seen["decided"] = decided if version and decided.get("version") == version else None
         if seen["decided"] is None:
             apply_decision(doc, pipeline, decision, version, verdict["reason"])
+        promoted = (seen["decided"] or {}).get("decision", decision) == "promote"  # an operator's promote too
+        seen["holdback"] = hold_back(doc, version, holdback_percent) if promoted and holdback_percent else None
 
     registry.update(mutate)
     if decided := seen["decided"]:
@@ -188,7 +196,7 @@ def canary_resolve(
             reason=reason,
             figures=verdict.get("figures", {}),
         )
-    follow_decision(target, decision, version, seen["previous"])
+    follow_decision(target, decision, version, seen["previous"], holdback=holdback_percent if seen["holdback"] else 0)
     log.info("Canary %s of %s: %s (%s)", version, pipeline, decision.upper(), reason)
     return {
         "decision": decision,
@@ -213,11 +221,29 @@ def apply_decision(doc: dict[str, Any], pipeline: str, decision: str, version: s
         doc["versions"][version]["canary"] = {"decision": decision, "reason": reason, **who}
 
 
-def follow_decision(target: ServingTarget | None, decision: str, version: str | None, previous: str | None) -> None:
-    """Tell ``target`` (None: the local server, which follows the registry) what serves after a canary decision."""
+def hold_back(doc: dict[str, Any], version: str | None, percent: int) -> str | None:
+    """In a registry document where ``version`` was just promoted: keep ``percent`` of the traffic on the model it
+    replaced, until its watch ends (the ``holdback`` alias: ``version``, ``weight``, ``beside`` and ``since``, when
+    the window of the watch's comparison starts). Returns the held-back version, or None where there is none (no
+    model was replaced, production moved on, the watch already decided)."""
+    production = (doc["aliases"].get("production") or {}).get("version")
+    previous = doc.get("previous_production")
+    if not version or production != version or previous in (None, version) or "watch" in doc["versions"][version]:
+        return None
+    held = doc["aliases"].get("holdback") or {}
+    if held.get("beside") != version:  # a retry keeps the holdback it started, and its window
+        held = doc["aliases"]["holdback"] = {"version": previous, "weight": percent, "beside": version, "since": time.time()}
+    return held["version"]
+
+
+def follow_decision(
+    target: ServingTarget | None, decision: str, version: str | None, previous: str | None, *, holdback: int = 0
+) -> None:
+    """Tell ``target`` (None: the local server, which follows the registry) what serves after a canary decision:
+    a promoted ``version`` takes all traffic but ``holdback`` percent, left on the model it replaced."""
     if target is not None and version:
         if decision == "promote":
-            target.promote(version)
+            target.promote(version, holdback)
         elif previous:
             target.restore(previous)
 

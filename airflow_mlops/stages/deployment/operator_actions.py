@@ -146,3 +146,4 @@ def _rollback_production(doc: dict[str, Any], pipeline: str, who: dict[str, Any]
     }
     doc["previous_production"] = production
     doc["aliases"]["production"] = {"version": back, "promoted_at": who["at"], "reason": f"{production} {why}"}
+    doc["aliases"].pop("holdback", None)  # the watch's control ends with the model it was kept beside

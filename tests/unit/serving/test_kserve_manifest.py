@@ -29,6 +29,7 @@ class TestManifest:
             pytest.param(NEW, 10, id="canary-step-10"),
             pytest.param(NEW, 50, id="canary-step-50"),
             pytest.param(NEW, 100, id="canary-step-100"),
+            pytest.param(NEW, 95, id="promoted-with-a-5-percent-holdback"),
             pytest.param(OLD, 0, id="rollback"),
         ],
     )

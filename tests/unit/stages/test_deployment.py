@@ -17,6 +17,7 @@ from airflow_mlops.config.deployment import CanaryAnalysisConfig
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy, canary_resolve
+from airflow_mlops.stages.deployment.operator_actions import operator_action
 from airflow_mlops.stages.deployment.promotion_watch import promotion_watch_check, resolve_watch
 from airflow_mlops.stages.evaluation import score_raw
 from airflow_mlops.store.events import append_event, read_events
@@ -155,7 +156,7 @@ class TestCanaryCheck:
         ("challenger", "log_kwargs", "failure"),
         [
             pytest.param(True, {}, "prediction distribution diverges from production", id="diverging"),
-            pytest.param(False, {"latency_ms": 50.0}, "p95 latency 50.0 ms vs production 5.0 ms", id="slow"),
+            pytest.param(False, {"latency_ms": 60.0}, "p95 latency 60.0 ms vs production 5.0 ms", id="slow"),
         ],
     )
     def test_failing_canary(self, store, versions, traffic, challenger, log_kwargs, failure):
@@ -264,8 +265,8 @@ class RecordingTarget:
     def deploy(self, version, percent, production):
         self._record("deploy", version, percent, production)
 
-    def promote(self, version):
-        self._record("promote", version)
+    def promote(self, version, holdback=0):
+        self._record("promote", version, holdback)
 
     def restore(self, version):
         self._record("restore", version)
@@ -283,7 +284,7 @@ class TestServingTarget:
             ("deploy", production, 10, None),
             ("deploy", candidate, 10, production),
             ("deploy", candidate, 50, production),
-            ("promote", candidate),
+            ("promote", candidate, 0),
         ]
 
     def test_rollback_restores_production(self, store, versions, canary):
@@ -370,3 +371,82 @@ class TestPromotionWatch:
         assert moved["passed"] and moved["reason"] == f"{candidate} is no longer production ({production} is): nothing to watch"
         first = watch_check(store, production, promoted + 1)  # promoted as the first model: no canary figures
         assert first["passed"] and first["reason"] == f"{production} has no canary-time figures to compare with"
+
+
+@pytest.fixture
+def held_back(store, versions, canary):
+    """The candidate promoted with 5% of the traffic held back on the model it replaced; returns the holdback alias."""
+    time.sleep(0.01)  # nothing logged before the promotion is in the holdback's window
+    canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": versions[1]}, holdback_percent=5)
+    return ModelRegistry(store, PIPELINE).load()["aliases"]["holdback"]
+
+
+class TestHoldback:
+    def test_a_promotion_holds_back_a_share_on_the_replaced_model(self, store, versions, canary):
+        production, candidate, _ = versions
+        target = RecordingTarget()
+        canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate}, target=target, holdback_percent=5)
+        aliases = ModelRegistry(store, PIPELINE).load()["aliases"]
+        held = aliases["holdback"]
+        assert aliases["production"]["version"] == candidate and "canary" not in aliases
+        assert {k: held[k] for k in ("version", "weight", "beside")} == {"version": production, "weight": 5, "beside": candidate}
+        assert time.time() - 60 < held["since"] <= time.time()
+        canary_resolve(store, PIPELINE, "promote", {**PASSED, "version": candidate}, target=target, holdback_percent=5)
+        assert ModelRegistry(store, PIPELINE).load()["aliases"]["holdback"] == held, "a retry keeps its window"
+        assert target.calls == [("promote", candidate, 5)] * 2, "on KServe: canaryTrafficPercent 95"
+
+    def test_no_holdback_without_a_replaced_model_or_when_rolled_back(self, store, versions, canary):
+        canary_resolve(store, PIPELINE, "rollback", {**PASSED, "version": versions[1]}, holdback_percent=5)
+        assert "holdback" not in ModelRegistry(store, PIPELINE).load()["aliases"]
+
+    def test_the_watch_compares_with_the_holdback_and_keeps_a_model_as_good(self, store, versions, held_back, traffic):
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0], latency_ms=9.0)  # busier now than at canary time: both sides
+        serve(store, production, traffic[1], latency_ms=9.0)
+        log_feedback(store, traffic[0])
+        log_feedback(store, traffic[1])
+        assert watch_check(store, candidate, held_back["since"] + 60) is None, "within limits: it goes on watching"
+        verdict = watch_check(store, candidate, held_back["since"] + 601)
+        assert verdict["passed"], verdict
+        assert verdict["reason"] == "within limits against the holdback over 20 requests since promotion (20 on it)"
+        assert verdict["figures"]["holdback"]["labels"] == 200 and verdict["figures"]["label_quality_ratio"] > 0.9
+        target = RecordingTarget()
+        result = resolve_watch(store, PIPELINE, verdict, target=target)
+        assert (result["decision"], result["production"]) == ("kept", candidate)
+        assert "holdback" not in ModelRegistry(store, PIPELINE).load()["aliases"], "the holdback ends with the watch"
+        assert target.calls == [("promote", candidate, 0)], "on KServe: all traffic to the kept model"
+
+    def test_labels_gone_bad_on_the_new_model_alone_revert_it(self, store, versions, held_back, traffic):
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0])
+        serve(store, production, traffic[1])
+        log_feedback(store, traffic[0].assign(churned=1 - traffic[0]["churned"]))
+        log_feedback(store, traffic[1])
+        verdict = watch_check(store, candidate, held_back["since"] + 60)  # long before the watch ends
+        assert verdict["passed"] is False and "label quality ratio" in verdict["reason"] and "vs holdback" in verdict["reason"]
+        target = RecordingTarget()
+        result = resolve_watch(store, PIPELINE, verdict, target=target)
+        assert (result["decision"], result["production"]) == ("reverted", production)
+        aliases = ModelRegistry(store, PIPELINE).load()["aliases"]
+        assert aliases["production"]["version"] == production and "holdback" not in aliases
+        assert target.calls == [("restore", production)]
+
+    def test_each_side_needs_its_requests(self, store, versions, held_back, traffic):
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0])
+        serve(store, production, traffic[1].iloc[:50])  # 5 requests on the holdback
+        assert watch_check(store, candidate, held_back["since"] + 60) is None
+        verdict = watch_check(store, candidate, held_back["since"] + 601)
+        assert verdict["passed"] and verdict["reason"] == (
+            "20 requests since promotion (5 on the holdback), fewer than the 15 needed on each side to judge: kept"
+        )
+
+    def test_a_new_canary_ends_it(self, store, versions, held_back):
+        canary_deploy(store, PIPELINE, versions[2], 10)
+        aliases = ModelRegistry(store, PIPELINE).load()["aliases"]
+        assert aliases["canary"]["version"] == versions[2] and "holdback" not in aliases
+
+    def test_an_operators_rollback_ends_it(self, store, versions, held_back):
+        operator_action(store, PIPELINE, "rollback", user="bob", reason="not this one")
+        aliases = ModelRegistry(store, PIPELINE).load()["aliases"]
+        assert aliases["production"]["version"] == versions[0] and "holdback" not in aliases
