@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import TypeVar
 
+T = TypeVar("T")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
 
 
@@ -20,8 +22,18 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Band:
+    """A shaded range: its name (legend and tooltip) and its (x, low, high) points; a None bound is a gap."""
+
+    name: str
+    points: Sequence[tuple[float, float | None, float | None]]
+    color: str = "#7f7f7f"
+
+
+@dataclass(frozen=True)
 class Panel:
-    """One plot area: a title, its lines, an optional horizontal limit line, and how x values read."""
+    """One plot area: a title, its lines, an optional horizontal limit line, shaded bands, how x and y values read,
+    and whether the y axis starts at zero (else at the values' own range)."""
 
     title: str
     series: Sequence[Series]
@@ -29,8 +41,11 @@ class Panel:
     limit_label: str = ""
     x_label: Callable[[float], str] = lambda x: f"{x:g}"
     y_label: Callable[[float], str] = lambda y: f"{y:.3g}"
+    bands: Sequence[Band] = ()
+    from_zero: bool = True
 
 
+BAND_OPACITY = ' fill-opacity="0.25"'
 PANEL_W, PANEL_H, PAD_L, PAD_R, PAD_T, PAD_B, LEGEND_ROW = 440, 200, 56, 16, 26, 34, 16
 
 
@@ -53,11 +68,11 @@ def svg_chart(svg_id: str, title: str, panels: Sequence[Panel], *, columns: int 
     )
 
 
-def _legend(panel: Panel, width: int) -> list[list[tuple[int, Series]]]:
+def _legend(panel: Panel, width: int) -> list[list[tuple[int, Series | Band]]]:
     """The legend's rows: each series with its x offset, wrapped within ``width``."""
-    rows: list[list[tuple[int, Series]]] = [[]]
+    rows: list[list[tuple[int, Series | Band]]] = [[]]
     x = PAD_L
-    for series in panel.series:
+    for series in (*panel.bands, *panel.series):
         item = 24 + 7 * len(series.name)
         if rows[-1] and x + item > width - PAD_R:
             rows.append([])
@@ -69,6 +84,7 @@ def _legend(panel: Panel, width: int) -> list[list[tuple[int, Series]]]:
 
 def _panel(panel: Panel, width: int, height: int) -> str:
     points = [(x, y) for s in panel.series for x, y in s.points if y is not None]
+    points += [(x, y) for b in panel.bands for x, low, high in b.points for y in (low, high) if y is not None]
     legend = _legend(panel, width)
     top = PAD_T + LEGEND_ROW * len(legend)
     inner_w, inner_h = width - PAD_L - PAD_R, height - top - PAD_B
@@ -79,7 +95,8 @@ def _panel(panel: Panel, width: int, height: int) -> str:
     for row, items in enumerate(legend):
         y = PAD_T + LEGEND_ROW * row
         parts.extend(
-            f'<rect x="{x}" y="{y - 4}" width="10" height="10" fill="{s.color}"/><text x="{x + 14}" y="{y + 5}">{escape(s.name)}</text>'
+            f'<rect x="{x}" y="{y - 4}" width="10" height="10" fill="{s.color}"{BAND_OPACITY if isinstance(s, Band) else ""}/>'
+            f'<text x="{x + 14}" y="{y + 5}">{escape(s.name)}</text>'
             for x, s in items
         )
     if not points:
@@ -88,8 +105,13 @@ def _panel(panel: Panel, width: int, height: int) -> str:
     xs = [x for x, _ in points]
     ys = [y for _, y in points] + ([panel.limit] if panel.limit is not None else [])
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(0.0, min(ys)), max(ys)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 * 1.1 if y1 > y0 else y0 + 1)
+    if panel.from_zero:
+        y0, y1 = min(0.0, min(ys)), max(ys)
+        y1 = y1 * 1.1 if y1 > y0 else y0 + 1
+    else:  # the values' own range, a tenth wider each side
+        pad = (max(ys) - min(ys)) / 10 or abs(max(ys)) / 10 or 1.0
+        y0, y1 = min(ys) - pad, max(ys) + pad
+    x1 = x1 if x1 > x0 else x0 + 1
 
     def sx(x: float) -> float:
         return PAD_L + (x - x0) / (x1 - x0) * inner_w
@@ -103,6 +125,14 @@ def _panel(panel: Panel, width: int, height: int) -> str:
         parts.append(
             f'<text x="{sx(tick):.1f}" y="{height - PAD_B + 16}" text-anchor="{anchor}">{escape(panel.x_label(tick))}</text>'
         )
+    for band in panel.bands:
+        for run in _runs([(x, None if low is None or high is None else (low, high)) for x, low, high in band.points]):
+            outline = [(x, high) for x, (_, high) in run] + [(x, low) for x, (low, _) in reversed(run)]
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in outline)
+            parts.append(
+                f'<polygon class="band" fill="{band.color}"{BAND_OPACITY} stroke="none" points="{path}">'
+                f"<title>{escape(band.name)}</title></polygon>"
+            )
     for series in panel.series:
         label = escape(series.name)
         for run in _runs(series.points):
@@ -124,9 +154,9 @@ def _panel(panel: Panel, width: int, height: int) -> str:
     return "".join(parts)
 
 
-def _runs(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+def _runs(points: Sequence[tuple[float, T | None]]) -> list[list[tuple[float, T]]]:
     """The stretches of ``points`` between gaps (None values)."""
-    runs: list[list[tuple[float, float]]] = [[]]
+    runs: list[list[tuple[float, T]]] = [[]]
     for x, y in points:
         if y is None:
             runs.append([])

@@ -71,6 +71,7 @@ class TestPages:
         assert "canary within limits over 20 requests" in page.locator("#canary").inner_text()
         drift = page.locator("svg#drift-chart")
         assert drift.count() == 1 and drift.locator("polyline, path, circle").count() > 0, "the two checks are drawn"
+        assert "judges no performance" in page.locator("section#performance").inner_text(), "its config has no monitor.labels"
         assert page.locator(f'a[href*="/dags/{TRAINING_DAG}/runs/"]').count() >= 1, "links to the DAG run"
         publish(screenshot(page, "pipeline"))
         screenshot(page, "pipeline-full", full_page=True)

@@ -1,4 +1,4 @@
-"""One pipeline's page: status and controls, retrain requests, canary, drift, versions, runs and events."""
+"""One pipeline's page: status and controls, retrain requests, canary, drift, performance, versions, runs and events."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from airflow_mlops.plugins.pages.canary import canary_section
 from airflow_mlops.plugins.pages.cells import code, percent, row, run_link, short_time, state, table, version_since, when
 from airflow_mlops.plugins.pages.drift import drift_section
 from airflow_mlops.plugins.pages.layout import Urls, layout
+from airflow_mlops.plugins.pages.performance import performance_section
 from airflow_mlops.plugins.pages.versions import versions_section
 from airflow_mlops.plugins.readers.pipelines import monitor_dag_id, training_dag_id
 
@@ -21,12 +22,14 @@ if TYPE_CHECKING:
 
 
 def pipeline_page(view: PipelineView, urls: Urls) -> str:
-    """One pipeline's page: status and controls, retrain requests, canary, drift, versions, runs and events."""
+    """One pipeline's page: status and controls, retrain requests, canary, drift, performance, versions, runs and
+    events."""
     sections = [
         _status(view, urls),
         _requests(view, urls),
         canary_section(view),
         drift_section(view, urls),
+        performance_section(view, urls),
         versions_section(view, urls),
         _runs(view.runs, urls),
         _events(view, urls),

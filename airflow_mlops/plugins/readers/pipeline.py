@@ -1,5 +1,5 @@
-"""Everything one pipeline's page shows: its versions, the canary's timeline, the drift checks, the events log and
-the runs."""
+"""Everything one pipeline's page shows: its versions, the canary's timeline, the drift and performance checks, the
+events log and the runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.plugins.readers.canary import CanaryStep, canary_steps, canary_version, paused
 from airflow_mlops.plugins.readers.drift import DriftPoint, drift_checks, drift_settings
 from airflow_mlops.plugins.readers.events import read_events
+from airflow_mlops.plugins.readers.performance import PerformanceView, performance_view
 from airflow_mlops.plugins.readers.pipelines import RunState
 from airflow_mlops.plugins.readers.retrain_requests import RetrainRequest, open_requests
 from airflow_mlops.plugins.readers.versions import VersionRow, version_rows
@@ -41,6 +42,7 @@ class PipelineView:
     drift: list[DriftPoint]
     drift_threshold: float | None
     drift_method: str | None
+    performance: PerformanceView
     events: list[dict[str, Any]]
     events_total: int
     open_requests: list[RetrainRequest]
@@ -50,7 +52,7 @@ class PipelineView:
 def pipeline_view(
     store: ArtifactStore, config: PipelineConfig, runs: list[RunState], *, events_shown: int = EVENTS_SHOWN
 ) -> PipelineView:
-    """One pipeline's page: versions, the canary's timeline, the drift checks, the events log and the runs.
+    """One pipeline's page: versions, the canary's timeline, the drift and performance checks, the events log and the runs.
 
     :param runs: the pipeline's latest DAG runs (Airflow's DB), newest first.
     :param events_shown: newest events listed.
@@ -79,6 +81,7 @@ def pipeline_view(
         drift=drift,
         drift_threshold=threshold,
         drift_method=method,
+        performance=performance_view(config, events),
         events=events[::-1][:events_shown],
         events_total=len(events),
         open_requests=open_requests(events),

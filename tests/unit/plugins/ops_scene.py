@@ -1,7 +1,9 @@
 """A churn pipeline's store as the ops pages see it, filled by the stage functions.
 
-Three versions (production, a canary at 20% with one analysed step, one rejected by the gate), two drift checks
-(the second drifted) and the open retrain request it filed, plus the pipeline's YAML pointing at that store.
+Three versions (production, a canary at 20% with one analysed step, one rejected by the gate), two monitor runs
+(the second's drift check drifted and its performance check found a drop: three days of labelled production traffic,
+the third's labels flipped for month-to-month contracts) and the open retrain request they filed, plus the
+pipeline's YAML pointing at that store (with monitor.labels).
 Not a conftest.py (see tests/unit/stages/churn_setup.py, whose session fixture builds the models): a test module
 takes the fixtures with ``built, scene = ops_scene.built, ops_scene.scene_fixture``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 
 import churn_setup
 from churn_setup import GATE, PIPELINE, copy_store, log_predictions
+from labelled_traffic import DAY0, log_at, write_labels
 
 from airflow_mlops.config.deployment import CanaryAnalysisConfig
-from airflow_mlops.config.monitoring import DriftConfig
+from airflow_mlops.config.monitoring import DriftConfig, PerformanceConfig
 from airflow_mlops.ml.synthetic import make_churn
+from airflow_mlops.operators.retraining import PERFORMANCE_DETAILS, retrain_reasons
 from airflow_mlops.stages.deployment.canary import canary_check, canary_deploy
 from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.stages.labels import LabelSource, ingest_labels
 from airflow_mlops.stages.monitoring import drift_check
+from airflow_mlops.stages.performance import PerformanceSettings, performance_check
 from airflow_mlops.stages.retraining import request_retrain
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.events import append_event
@@ -39,6 +46,10 @@ FIRST_RUN = "scheduled__2026-11-20T00:00:00+00:00"
 RETRAIN_RUN = "asset_triggered__2026-11-22T10:00:00+00:00"
 MONITOR_RUNS = ("scheduled__2026-11-21T01:00:00+00:00", "scheduled__2026-11-22T09:00:00+00:00")
 HOSTILE = '<script>alert("x")</script>'
+PERFORMANCE = PerformanceSettings(
+    task="classification", metric="roc_auc", slices=["contract"], **PerformanceConfig().model_dump(exclude={"metric"})
+)
+"""The monitor's performance settings for the scene's config (monitor.labels, performance defaults)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class Scene:
     canary: str
     rejected: str
     request_id: str
+    performance: list[dict[str, Any]]
 
 
 def build_scene(models: Any, folder: Path) -> Scene:
@@ -64,7 +76,12 @@ def build_scene(models: Any, folder: Path) -> Scene:
     register(store, PIPELINE, first, lineage=_lineage(models, FIRST_RUN), promote=False)
     canary_deploy(store, PIPELINE, production["model_version"], 20)  # the first model: straight to production
     serve(production["model_version"], make_churn(300, seed=31), "day1")
+    labels = folder / "labels"
+    days = [_labelled_day(store, production["model_version"], day, flip=day == 2) for day in range(3)]
+    for day, (ids, outcome) in enumerate(days[:2]):  # the third day's labels arrive before the second monitor run
+        write_labels(labels, f"day-{day}.csv", ids, outcome)
     drift_check(store, PIPELINE, **DriftConfig().model_dump(), run_id=MONITOR_RUNS[0])
+    performance = [_performance_check(store, labels, MONITOR_RUNS[0])]
 
     why = {"request_id": f"retrain-{MONITOR_RUNS[0]}", "reason": "drift: monthly_charges"}
     candidate = evaluate(store, PIPELINE, canary["model_version"], features_id, GATE, run_id=RETRAIN_RUN)
@@ -89,11 +106,16 @@ def build_scene(models: Any, folder: Path) -> Scene:
     serve(production["model_version"], make_churn(900, seed=33, drift=1.0), "day2")
     drifted = drift_check(store, PIPELINE, **DriftConfig().model_dump(), run_id=MONITOR_RUNS[1])
     assert drifted["drifted"], "the scene needs a drifted check"
+    write_labels(labels, "day-2.csv", *days[2])
+    performance.append(_performance_check(store, labels, MONITOR_RUNS[1]))
+    assert performance[-1]["dropped"], performance[-1]["reason"]
+    # What RetrainRequestOperator files on both checks' results.
     details = {"columns": drifted["drifted_columns"], "scores": drifted["scores"], "report_uri": drifted["report_uri"]}
+    details["performance"] = {k: performance[-1].get(k) for k in PERFORMANCE_DETAILS}
     request = request_retrain(
         store,
         PIPELINE,
-        reason=f"drift: {drifted['reason']}",
+        reason="; ".join(retrain_reasons(drifted, performance[-1])),
         details=details,
         cooldown_hours=0,
         run_id=MONITOR_RUNS[1],
@@ -105,12 +127,34 @@ def build_scene(models: Any, folder: Path) -> Scene:
     config = yaml.safe_load((REPO / "dags" / "configs" / "churn.yaml").read_text())
     config["artifacts"] = {"root": store.root_uri}
     config["source"]["uri"] = str(models.csv)
+    config["monitor"]["labels"] = {"uri": str(labels / "*.csv"), "label_column": "churned"}
     path = folder / "configs" / "churn.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return Scene(
-        store, path, production["model_version"], canary["model_version"], rejected["model_version"], request["request_id"]
+        store,
+        path,
+        production["model_version"],
+        canary["model_version"],
+        rejected["model_version"],
+        request["request_id"],
+        performance,
     )
+
+
+def _labelled_day(store: ArtifactStore, version: str, day: int, *, flip: bool) -> tuple[Any, Any]:
+    """400 predictions of ``version`` on ``day`` (days after DAY0) and their labels (ids, outcomes); ``flip``: the
+    month-to-month contracts' labels flipped (concept drift: the inputs stay as in training)."""
+    frame = log_at(store, version, make_churn(400, seed=40 + day), DAY0 + timedelta(days=day, hours=1))
+    outcome = frame["churned"].astype(float)
+    return frame["customer_id"], outcome.where(frame["contract"] != "month-to-month", 1 - outcome) if flip else outcome
+
+
+def _performance_check(store: ArtifactStore, labels: Path, run_id: str) -> dict[str, Any]:
+    """One monitor run's performance path: ingest the label files that arrived, then the performance check."""
+    source = LabelSource(uri=str(labels / "*.csv"), label_column="churned")
+    ingest = ingest_labels(store, PIPELINE, source, slices=PERFORMANCE.slices, run_id=run_id)
+    return performance_check(store, PIPELINE, PERFORMANCE, run_id=run_id, ingest=ingest)
 
 
 def _lineage(models: Any, run_id: str, **extra: Any) -> dict[str, Any]:

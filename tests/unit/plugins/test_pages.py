@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
+from html import escape
 
 import ops_scene
 import pytest
@@ -15,6 +17,7 @@ from airflow_mlops.plugins.pages.overview import overview_page
 from airflow_mlops.plugins.pages.pipeline import pipeline_page
 from airflow_mlops.plugins.readers.events import read_events
 from airflow_mlops.plugins.readers.overview import overview_row
+from airflow_mlops.plugins.readers.performance import performance_view
 from airflow_mlops.plugins.readers.pipeline import pipeline_view
 from airflow_mlops.plugins.readers.pipelines import RunState, find_pipelines, pipeline_of_dag
 from airflow_mlops.store.layout import report_prefix
@@ -85,6 +88,40 @@ class TestPipelinePage:
         assert 'class="limit"' in chart and "threshold 0.2" in chart
         drift_report = f"/base/mlops/reports/churn/{report_prefix(PIPELINE, MONITOR_RUNS[1])}/drift.html"
         assert drift_report in section(page, "drift")
+
+    def test_performance_chart_and_windows_with_band_threshold_and_request(self, scene, view, page):
+        first, drop = scene.performance
+        performance = section(page, "performance")
+        dropped = next(w for w in view.performance.windows if w.dropped)
+        assert drop["window"][0] == dropped.start.isoformat() and dropped.verdict == "drop"
+        assert sum(w.judged for w in view.performance.windows) == 3, "three days of labels, each window judged"
+        assert dropped.threshold == pytest.approx(drop["reference"]["value"] - 0.05)
+        tr = re.search(rf'<tr data-start="{re.escape(dropped.start.isoformat())}">(.*?)</tr>', performance, re.S).group(1)
+        realized, reference = drop["realized"], drop["reference"]
+        assert f"{realized['value']:.4f} [{realized['interval'][0]:.4f}, {realized['interval'][1]:.4f}]" in tr
+        assert f"{reference['value']:.4f} [{reference['interval'][0]:.4f}, {reference['interval'][1]:.4f}]" in tr
+        assert f"{reference['value'] - 0.05:.4f}" in tr and '<span class="bad">drop</span>' in tr
+        assert f"{dropped.estimated:.4f} [" in tr, "the estimate (CBPE) beside the realized figure"
+        assert "above max_drop 0.05" in tr and "400" in tr
+        assert first["reason"].startswith("no drop above max_drop 0.05") and '<span class="good">within</span>' in performance
+        chart = re.search(r'<svg id="performance-chart".*?</svg>', performance, re.S).group(0)
+        assert chart.count("<polyline") >= 2 and "realized roc_auc" in chart and "estimated roc_auc (CBPE)" in chart
+        assert chart.count('class="band"') >= 2 and "reference interval" in chart
+        assert 'class="limit"' in chart and f"threshold {dropped.threshold:.4f} (reference − max_drop 0.05)" in chart
+        latest = re.search(r'<p id="performance-latest">(.*?)</p>', performance, re.S).group(1)
+        assert '<span class="bad">drop</span>' in latest and escape(drop["reason"]) in latest
+        request = re.search(r'<p id="performance-request">(.*?)</p>', performance, re.S).group(1)
+        assert scene.request_id in request and "open" in request and escape(drop["reason"]) in request
+
+    def test_performance_says_when_there_is_nothing_to_show(self, scene, view):
+        empty = dataclasses.replace(view.performance, windows=[], latest=None, request=None)
+        html = section(pipeline_page(dataclasses.replace(view, performance=empty), URLS), "performance")
+        assert "No performance check yet." in html and "No retrain request filed for performance." in html
+        config = load_pipeline_config(scene.config_path)
+        unjudged = config.model_copy(update={"monitor": config.monitor.model_copy(update={"labels": None})})
+        assert performance_view(unjudged, []) == dataclasses.replace(empty, configured=False)
+        html = section(pipeline_page(dataclasses.replace(view, performance=performance_view(unjudged, [])), URLS), "performance")
+        assert "its config has no monitor.labels or monitor.performance" in html and "<svg" not in html
 
     def test_open_request_has_approve_and_dismiss(self, scene, page):
         requests = section(page, "requests")
