@@ -63,7 +63,9 @@ class DataValidationOperator(ColumnsOperator):
     Anomalies (missing or extra column, type change, null ratio jump, out-of-range values, unseen
     categories, too few rows, a row count far from the usual once ``min_volume_history`` datasets were
     accepted) fail the task, so nothing downstream runs; the HTML report is saved under ``reports/`` and
-    linked from the task, with a note on what the volume was compared with or why it was not.
+    linked from the task, with a note on what the volume was compared with or why it was not. In a run started by a
+    retrain request that names a performance drop (concept drift), a feature's lost correlation with the label
+    (``label_association``) is a warning: that run is there to learn the new relation.
 
     :param dataset_id: the snapshot to check (templated).
     Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.
@@ -91,7 +93,15 @@ class DataValidationOperator(ColumnsOperator):
 
         thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
         try:
-            result = validate(self.store, self.pipeline, self.dataset_id, self.columns, thresholds, run_id=context["run_id"])
+            result = validate(
+                self.store,
+                self.pipeline,
+                self.dataset_id,
+                self.columns,
+                thresholds,
+                run_id=context["run_id"],
+                label_change=self._label_change(context),
+            )
         except DataValidationError as err:
             ReportLink.persist(context, err.report_uri)
             self.log.error("Validation failed; report: %s", err.report_uri)
@@ -99,3 +109,16 @@ class DataValidationOperator(ColumnsOperator):
         ReportLink.persist(context, result["report_uri"])
         self.log.info("Dataset %s passed validation; report: %s", self.dataset_id, result["report_uri"])
         return result
+
+    def _label_change(self, context: Context) -> str | None:
+        """Why the label's relation to the features may have moved: the retrain request naming a performance drop
+        that started this run (its realized labels changed meaning), else None."""
+        from airflow_mlops.operators.retraining import retrain_requests
+        from airflow_mlops.store.events import read_events
+
+        ids = {r["request_id"] for r in retrain_requests(context)}
+        if not ids:
+            return None
+        requests = [e for e in read_events(self.store, self.pipeline) if e["kind"] == "retrain_request" and e["event_id"] in ids]
+        found = next((r for r in reversed(requests) if (r.get("details") or {}).get("performance")), None)
+        return f"retrain request {found['event_id']} found a performance drop (concept drift)" if found else None

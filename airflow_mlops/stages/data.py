@@ -48,13 +48,25 @@ def acquire(store: ArtifactStore, pipeline: str, source_uri: str, *, fmt: str = 
 
 
 def validate(
-    store: ArtifactStore, pipeline: str, dataset_id: str, columns: Columns, thresholds: Mapping[str, Any], *, run_id: str
+    store: ArtifactStore,
+    pipeline: str,
+    dataset_id: str,
+    columns: Columns,
+    thresholds: Mapping[str, Any],
+    *,
+    run_id: str,
+    label_change: str | None = None,
 ) -> dict[str, Any]:
     """Check the dataset against the accepted schema (inferred and stored on the first run).
 
     ``thresholds`` holds every :class:`airflow_mlops.ml.validation.Thresholds` field (the config's
     ``validation`` section). Writes ``validation.html`` and ``validation.json`` under reports/ and
     raises :class:`DataValidationError` naming the report when anything is anomalous.
+
+    ``label_change`` says why the label's relation to the features is expected to have moved (the run answers a
+    retrain request naming a performance drop: concept drift, found on realized labels): ``label_association``
+    findings are then warnings, with that note, not anomalies, so the retraining meant to learn the new relation is
+    not stopped by it. The accepted schema is unchanged (accept a new one to move its correlations).
     """
     from airflow_mlops.ml.schema import infer_schema
     from airflow_mlops.ml.validation import Thresholds
@@ -92,6 +104,11 @@ def validate(
         )
     for col in [c for c in [columns.label, *columns.features] if c not in schema["columns"]]:
         report.anomalies.append(Anomaly(col, "missing_column", "configured column is not in the accepted schema"))
+    expected = [a for a in report.anomalies if a.kind == "label_association"] if label_change else []
+    if expected:
+        report.anomalies = [a for a in report.anomalies if a.kind != "label_association"]
+        report.warnings.extend(expected)
+        report.notes.append(f"label_association reported as a warning: {label_change}")
     prefix = report_prefix(pipeline, run_id)
     store.write_text(
         f"{prefix}/validation.html",

@@ -32,11 +32,13 @@ pytestmark = pytest.mark.slow
 class Traffic:
     """Sends batches of real rows to the server from a thread until stopped; with ``labels``, each answered
     batch's true labels go to ``/feedback`` too (their opposites for the rows the ``flipped`` version answered:
-    its live labels went bad)."""
+    its live labels went bad). ``outcome`` gives the true labels of the rows' frame when they are not its
+    ``churned`` column (the world changed since training)."""
 
-    def __init__(self, client, seed: int = 100, labels: bool = False) -> None:
+    def __init__(self, client, seed: int = 100, labels: bool = False, outcome=None) -> None:
         frame = make_churn(4000, seed=seed)
-        self.rows, self.truth = as_requests(frame), dict(zip(frame["customer_id"], frame["churned"], strict=True))
+        truth = frame["churned"] if outcome is None else outcome(frame)
+        self.rows, self.truth = as_requests(frame), dict(zip(frame["customer_id"], truth, strict=True))
         self.client, self.stop, self.statuses = client, threading.Event(), []
         self.labels, self.flipped = labels, None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -170,6 +170,25 @@ class TestValidate:
         anomalies = json.loads(store.read_text(f"reports/{PIPELINE}/first/validation.json"))["anomalies"]
         assert [a["column"] for a in anomalies] == ["age"]
 
+    def test_a_retrain_for_a_performance_drop_warns_of_the_label_relation_it_came_to_learn(self, store, tmp_path):
+        """Concept drift (month-to-month customers churn the other way now): the lost label correlations stop a run,
+        but not one told the relation moved (the retrain a performance drop requested); other checks still apply."""
+        self.check(store, make_churn(1500, seed=5), tmp_path, run_id="first")
+        drifted = make_churn(1500, seed=6)
+        drifted["churned"] = drifted["churned"].where(drifted["contract"] != "month-to-month", 1 - drifted["churned"])
+        with pytest.raises(DataValidationError, match="tenure_months: label_association"):
+            self.check(store, drifted, tmp_path, run_id="scheduled")
+        dataset_id = acquire(store, PIPELINE, write_csv(drifted, tmp_path / "retrain.csv"))["dataset_id"]
+        why = "retrain request retrain-x found a performance drop (concept drift)"
+        result = validate(store, PIPELINE, dataset_id, COLUMNS, THRESHOLDS, run_id="retrain", label_change=why)
+        assert result["anomalies"] == 0
+        report = store.read_json(f"reports/{PIPELINE}/retrain/validation.json")
+        assert "tenure_months" in {w["column"] for w in report["warnings"] if w["kind"] == "label_association"}
+        assert f"label_association reported as a warning: {why}" in report["notes"]
+        broken = acquire(store, PIPELINE, write_csv(corrupt_range(drifted), tmp_path / "bad.csv"))["dataset_id"]
+        with pytest.raises(DataValidationError, match="monthly_charges: out_of_range"):
+            validate(store, PIPELINE, broken, COLUMNS, THRESHOLDS, run_id="bad", label_change=why)
+
 
 class TestVolumeHistory:
     """The volume check fails a run only against a real history (issue 21: the retrain blocked by a default)."""
