@@ -66,7 +66,8 @@ def validate(
     ``label_change`` says why the label's relation to the features is expected to have moved (the run answers a
     retrain request naming a performance drop: concept drift, found on realized labels): ``label_association``
     findings are then warnings, with that note, not anomalies, so the retraining meant to learn the new relation is
-    not stopped by it. The accepted schema is unchanged (accept a new one to move its correlations).
+    not stopped by it; and when nothing else is anomalous the dataset is accepted as the next schema version (by
+    ``retrain``, why: ``label_change``), so the scheduled runs after it judge the new relation, not the old one.
     """
     from airflow_mlops.ml.schema import infer_schema
     from airflow_mlops.ml.validation import Thresholds
@@ -122,7 +123,9 @@ def validate(
         "schema_uri": store.uri(key),
         "schema_created": created,
     }
-    if report.ok and not accepted_before:
+    if report.ok and expected:
+        result["schema_accepted"] = accept_schema(store, pipeline, columns, report_uri=report_uri, by="retrain", why=label_change)
+    elif report.ok and not accepted_before:
         _record_volume(store, pipeline, dataset_id, len(frame))
     if not report.ok:
         lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])

@@ -86,6 +86,17 @@ def copy_store(built: Built, tmp_path: Path) -> ArtifactStore:
     return ArtifactStore.from_uri(str(tmp_path / "store"))
 
 
+def production_store(built: Built, tmp_path: Path, gate: Any = GATE) -> ArtifactStore:
+    """A private copy of the built store with its first model evaluated by ``gate`` and in production (lineage
+    naming its features)."""
+    from airflow_mlops.stages.evaluation import evaluate, register
+
+    store = copy_store(built, tmp_path)
+    result = evaluate(store, PIPELINE, built.model["model_version"], built.features["features_id"], gate, run_id="train")
+    register(store, PIPELINE, result, lineage={"features_id": built.features["features_id"]}, promote=True)
+    return store
+
+
 def blessed_store(built: Built, tmp_path: Path) -> ArtifactStore:
     """A private copy of the built store with its three models evaluated and registered as blessed, in order
     (production, close candidate, diverging challenger); none deployed."""

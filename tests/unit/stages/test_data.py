@@ -185,6 +185,14 @@ class TestValidate:
         report = store.read_json(f"reports/{PIPELINE}/retrain/validation.json")
         assert "tenure_months" in {w["column"] for w in report["warnings"] if w["kind"] == "label_association"}
         assert f"label_association reported as a warning: {why}" in report["notes"]
+        schema = store.read_json(f"schemas/{PIPELINE}/schema.json")
+        assert (schema["number"], schema["accepted"]["by"], schema["accepted"]["why"]) == (2, "retrain", why)
+        assert result["schema_accepted"]["number"] == 2
+        later = make_churn(1500, seed=7)  # the next scheduled run, in the new world: judged by the new relation
+        later["churned"] = later["churned"].where(later["contract"] != "month-to-month", 1 - later["churned"])
+        assert self.check(store, later, tmp_path, run_id="later")["anomalies"] == 0
+        again = validate(store, PIPELINE, dataset_id, COLUMNS, THRESHOLDS, run_id="retrain", label_change=why)
+        assert "schema_accepted" not in again and store.read_json(f"schemas/{PIPELINE}/schema.json")["number"] == 2, "a retry"
         broken = acquire(store, PIPELINE, write_csv(corrupt_range(drifted), tmp_path / "bad.csv"))["dataset_id"]
         with pytest.raises(DataValidationError, match="monthly_charges: out_of_range"):
             validate(store, PIPELINE, broken, COLUMNS, THRESHOLDS, run_id="bad", label_change=why)

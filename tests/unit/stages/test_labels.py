@@ -6,12 +6,11 @@ from datetime import timedelta
 
 import pyarrow.compute as pc
 import pytest
-from churn_setup import GATE, PIPELINE, built, copy_store, log_feedback  # noqa: F401 (pytest fixtures)
+from churn_setup import GATE, PIPELINE, built, log_feedback, production_store  # noqa: F401 (pytest fixtures)
 from labelled_traffic import DAY0, log_at, write_labels
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.synthetic import make_churn
-from airflow_mlops.stages.evaluation import evaluate, register
 from airflow_mlops.stages.label_exports import label_files
 from airflow_mlops.stages.labels import LabelSource, ingest_labels, read_joined
 from airflow_mlops.store.layout import labels_prefix
@@ -20,10 +19,7 @@ from airflow_mlops.store.layout import labels_prefix
 @pytest.fixture
 def store(built, tmp_path):
     """A copy of the pipeline store with its first model in production."""
-    store = copy_store(built, tmp_path)
-    result = evaluate(store, PIPELINE, built.model["model_version"], built.features["features_id"], GATE, run_id="train")
-    register(store, PIPELINE, result, lineage={"features_id": built.features["features_id"]}, promote=True)
-    return store
+    return production_store(built, tmp_path)
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 import pytest
-from churn_setup import COLUMNS, GATE, PIPELINE, built, copy_store, log_predictions  # noqa: F401 (pytest fixtures)
+from churn_setup import COLUMNS, GATE, PIPELINE, built, copy_store, log_predictions, production_store  # noqa: F401 (pytest fixtures)
 
 from airflow_mlops.config.monitoring import DriftConfig
 from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.serving.predlog_reader import read_log
-from airflow_mlops.stages.evaluation import evaluate, register, score_raw
+from airflow_mlops.stages.evaluation import score_raw
 from airflow_mlops.stages.monitoring import drift_check, drift_report, last_drift_check, new_logged_rows
 from airflow_mlops.store.events import read_events
 
@@ -15,10 +15,7 @@ DRIFT = DriftConfig().model_dump()  # psi, column 0.2, share 0.3
 @pytest.fixture
 def store(built, tmp_path):
     """A copy of the pipeline store with its first model in production (lineage naming its features)."""
-    store = copy_store(built, tmp_path)
-    result = evaluate(store, PIPELINE, built.model["model_version"], built.features["features_id"], GATE, run_id="train")
-    register(store, PIPELINE, result, lineage={"features_id": built.features["features_id"]}, promote=True)
-    return store
+    return production_store(built, tmp_path)
 
 
 @pytest.fixture

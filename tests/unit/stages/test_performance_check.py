@@ -7,12 +7,11 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from churn_setup import GATE, PIPELINE, built, copy_store  # noqa: F401 (pytest fixtures)
+from churn_setup import GATE, PIPELINE, built, copy_store, production_store  # noqa: F401 (pytest fixtures)
 from labelled_traffic import DAY0, log_at, write_labels
 
 from airflow_mlops.ml.synthetic import make_churn
 from airflow_mlops.stages import performance as stage
-from airflow_mlops.stages.evaluation import evaluate, register
 from airflow_mlops.stages.labels import LabelSource, ingest_labels
 from airflow_mlops.stages.monitoring import drift_check
 from airflow_mlops.stages.performance import PerformanceSettings, load_reference, performance_check
@@ -34,11 +33,7 @@ SETTINGS = PerformanceSettings(
 @pytest.fixture
 def store(built, tmp_path):
     """A copy of the pipeline store with its first model evaluated (slices by contract) and in production."""
-    store = copy_store(built, tmp_path)
-    gate = dataclasses.replace(GATE, slices=["contract"])
-    result = evaluate(store, PIPELINE, built.model["model_version"], built.features["features_id"], gate, run_id="train")
-    register(store, PIPELINE, result, lineage={"features_id": built.features["features_id"]}, promote=True)
-    return store
+    return production_store(built, tmp_path, dataclasses.replace(GATE, slices=["contract"]))
 
 
 @pytest.fixture
