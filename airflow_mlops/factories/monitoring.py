@@ -13,12 +13,12 @@ from airflow_mlops.operators.monitoring import (
     DriftReportOperator,
     LogCompactionOperator,
 )
-from airflow_mlops.operators.performance import LabelIngestOperator, PerformanceCheckOperator
 from airflow_mlops.operators.retraining import RetrainBranchOperator, RetrainRequestOperator
 from airflow_mlops.sensors.drift import DriftDataSensor
 
 if TYPE_CHECKING:
     from airflow_mlops.config.pipeline import PipelineConfig
+    from airflow_mlops.operators.performance import PerformanceCheckOperator
 
 
 def monitor_tasks(config: PipelineConfig, common: dict[str, Any], *, notifiers: Callable[[str], list[Any]]) -> None:
@@ -78,6 +78,8 @@ def monitor_tasks(config: PipelineConfig, common: dict[str, Any], *, notifiers: 
 def performance_tasks(config: PipelineConfig, common: dict[str, Any], *, notify: list[Any]) -> PerformanceCheckOperator:
     """ingest_labels (label files and the /feedback log, joined to the prediction log) -> performance_check; returns
     the check. ``notify``: the pipeline's ``performance_drop`` notifiers (sent when the check found a drop)."""
+    from airflow_mlops.operators.performance import LabelIngestOperator, PerformanceCheckOperator  # with labels only
+
     monitor = config.monitor
     performance, labels, gate = monitor.performance_check, monitor.labels, config.evaluation
     slices = list(gate.slices) if gate else []
