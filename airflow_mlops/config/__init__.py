@@ -12,6 +12,7 @@ import from it, never from each other upward. One module per section family:
 - :mod:`.evaluation`: ``evaluation`` (the gate, slices, fairness);
 - :mod:`.deployment`: ``canary`` (analysis, post-promotion watch, KServe);
 - :mod:`.monitoring`: ``monitor`` (drift, retrain requests);
+- :mod:`.scoring`: ``scoring`` (the batch scoring DAG);
 - :mod:`.operations`: ``operations`` (retries, timeouts, notifications);
 - :mod:`.pipeline`: ``artifacts`` and the whole file, with the rules that span sections.
 

@@ -12,6 +12,7 @@ from airflow_mlops.config.deployment import CanaryConfig
 from airflow_mlops.config.evaluation import EvaluationConfig
 from airflow_mlops.config.monitoring import MonitorConfig
 from airflow_mlops.config.operations import OperationsConfig
+from airflow_mlops.config.scoring import ScoringConfig
 from airflow_mlops.config.training import ComputeConfig, ModelConfig
 from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERVAL_METRICS
 
@@ -64,6 +65,7 @@ class PipelineConfig(Strict):
     evaluation: EvaluationConfig | None = Field(None, description="The evaluation gate.")
     canary: CanaryConfig | None = Field(None, description="Canary deployment; needs an evaluation gate.")
     monitor: MonitorConfig | None = Field(None, description="Drift monitoring.")
+    scoring: ScoringConfig | None = Field(None, description="Batch scoring of a table with the production model.")
     operations: OperationsConfig = Field(
         default_factory=OperationsConfig, description="Retries, timeouts and notifications, per pipeline and per stage."
     )
@@ -91,6 +93,10 @@ class PipelineConfig(Strict):
     @property
     def monitor_dag_id(self) -> str:
         return dag_id(self.pipeline, "monitor")
+
+    @property
+    def scoring_dag_id(self) -> str:
+        return dag_id(self.pipeline, "scoring")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -142,6 +148,9 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[Issue]:
         if isinstance(column, str) and column not in categorical:
             found.append(Issue(("evaluation", "fairness", "column"), _not_categorical(categorical), column))
     found += _monitor_issues(data, label)
+    for i, col in enumerate(_strings(_mapping(data.get("scoring")).get("id_columns"))):
+        if col is not None and col in seen:
+            found.append(Issue(("scoring", "id_columns", i), "is a feature (features are scored, not copied)", col))
     artifacts = _mapping(data.get("artifacts"))
     root = artifacts.get("root")  # a root in a connection (conn_id) is checked when the task opens it
     local_root = not artifacts.get("conn_id") and not (isinstance(root, str) and root.startswith("s3://"))

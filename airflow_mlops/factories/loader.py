@@ -230,20 +230,25 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Relative local sources (``source``, ``monitor.labels``) resolve against the YAML file; a relative artifact root against the working directory.
+    """Relative local sources (``source``, ``monitor.labels``, ``scoring.input``) and a relative ``scoring.output``
+    resolve against the YAML file; a relative artifact root against the working directory.
 
     A null root is ``file://$AIRFLOW_HOME/mlops`` (``~/airflow`` when AIRFLOW_HOME is unset), unless ``conn_id`` names
     a connection that holds it. Jinja is kept as written.
     """
     monitor = raw.get("monitor")
     labels = monitor.get("labels") if isinstance(monitor, dict) else None
-    for source in (raw.get("source"), labels):  # the training source and the label exports, read alike
+    scoring = raw.get("scoring") if isinstance(raw.get("scoring"), dict) else {}
+    output = {"uri": scoring["output"]} if isinstance(scoring.get("output"), str) else None
+    for source in (raw.get("source"), labels, scoring.get("input"), output):  # sources, label exports, scoring input, output
         if isinstance(source, dict) and isinstance(source.get("uri"), str):
             uri = source["uri"]
             if uri and "://" not in uri and not uri.startswith(("/", "{{", "~")):
                 source["uri"] = os.path.normpath(base / uri)
             elif uri.startswith("~"):
                 source["uri"] = os.path.expanduser(uri)
+    if output is not None:
+        scoring["output"] = output["uri"]
     artifacts = raw.get("artifacts")
     if isinstance(artifacts, dict):
         root = artifacts.get("root")

@@ -14,6 +14,8 @@ feedback/<pipeline>/<date>/               the labels sent back, laid out the sam
 labels/<pipeline>/                        labels joined to the prediction log: joined/<prediction date>/<batch>.parquet,
                                           files/<digest>.json per label file read, batches/<batch>.json, state.json
 events/<pipeline>.jsonl                   canary steps and decisions, drift checks, retrain requests
+scores/<pipeline>/<dataset>-<version>/    batch scores of one input snapshot by one model version: part-NNNNN.parquet
+                                          (unless scoring.output names another folder), _SUCCESS.json, scoring.json, log.json
 ```
 """
 
@@ -111,6 +113,16 @@ def label_batch_key(pipeline: str, batch: str) -> str:
 def labels_state_key(pipeline: str) -> str:
     """How far the feedback log was read into the labels (epoch seconds of its last row read)."""
     return f"{labels_prefix(pipeline)}/state.json"
+
+
+def scoring_id(dataset_id: str, model_version: str) -> str:
+    """What batch scores are keyed by: the input snapshot's content and the model version (a rerun rewrites them)."""
+    return f"{dataset_id[:16]}-{model_version}"
+
+
+def scores_prefix(pipeline: str, scoring: str) -> str:
+    """The folder of one :func:`scoring_id`'s scores and records in the store."""
+    return f"scores/{pipeline}/{scoring}"
 
 
 def events_key(pipeline: str) -> str:
