@@ -13,6 +13,11 @@ BATCH_ROWS = 131_072
 """``scoring.batch_rows``' default: rows per Arrow batch, and per output shard (the snapshot's row group size)."""
 
 
+def input_asset_name(pipeline: str, asset: str | None) -> str:
+    """The Asset whose events start a scoring run (``scoring.schedule`` null): ``scoring.input.asset`` or the default."""
+    return asset or f"mlops_{pipeline}_scoring_input"
+
+
 class ScoringInputConfig(SourceConfig):
     """The table to score, written like ``source`` (its label may be absent), and the Asset that says it is new."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_monitor_dag", "build_training_dag", "load_pipeline_config", "load_pipelines"]
+__all__ = ["build_monitor_dag", "build_scoring_dag", "build_training_dag", "load_pipeline_config", "load_pipelines"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from airflow_mlops.factories import builders
 
         return getattr(builders, name)
+    if name == "build_scoring_dag":
+        from airflow_mlops.factories.scoring import build_scoring_dag
+
+        return build_scoring_dag
     if name == "load_pipelines":
         from airflow_mlops.factories.folder import load_pipelines
 

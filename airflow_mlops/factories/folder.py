@@ -41,15 +41,20 @@ def duplicate_pipeline(path: Path, config: PipelineConfig, owners: dict[str, Pat
 
 
 def pipeline_dags(config: PipelineConfig) -> list[DAG]:
-    """Every DAG of one pipeline: the training DAG, and the monitor DAG when the config has a ``monitor`` section.
+    """Every DAG of one pipeline: the training DAG, the monitor DAG when the config has a ``monitor`` section, and
+    the scoring DAG when it has a ``scoring`` section.
 
-    The one place that says which DAGs a pipeline has: a new kind (the scoring DAG) joins the list here.
+    The one place that says which DAGs a pipeline has: a new kind joins the list here.
     """
     from airflow_mlops.factories.builders import build_monitor_dag, build_training_dag
 
     dags = [build_training_dag(config)]
     if config.monitor is not None:
         dags.append(build_monitor_dag(config))
+    if config.scoring is not None:
+        from airflow_mlops.factories.scoring import build_scoring_dag
+
+        dags.append(build_scoring_dag(config))
     return dags
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import yaml
@@ -65,3 +66,35 @@ class TestScoringConfig:
         with pytest.raises(ConfigError) as err:
             load_pipeline_config(write(tmp_path, scoring))
         assert f"{tmp_path / 'churn.yaml'}: {expected}" in str(err.value)
+
+
+class TestScoringDag:
+    def test_the_tasks_their_order_and_the_schedule(self, tmp_path):
+        from airflow_mlops.factories import build_scoring_dag
+        from airflow_mlops.factories.folder import pipeline_dags
+
+        wait = {"uri": "t/{{ ds }}.csv", "wait": {"poke_seconds": 5}, "asset": "warehouse_churn_table"}
+        config = load_pipeline_config(write(tmp_path, {"input": wait, "output": "s3://b/s", "on_anomaly": "skip_rows"}))
+        dag = build_scoring_dag(config)
+        assert dag.dag_id == "mlops_churn_scoring" and "scoring" in dag.tags
+        order = ["resolve_model", "data.wait_for_input", "data.acquire", "data.validate", "scoring.score", "scoring.publish"]
+        assert {t.task_id for t in dag.tasks} == set(order)
+        for upstream, downstream in itertools.pairwise(order):
+            assert upstream in dag.get_task(downstream).upstream_task_ids, (upstream, downstream)
+        assert [a.name for a in dag.timetable.asset_condition.objects] == ["warehouse_churn_table"]
+        score = dag.get_task("scoring.score")
+        assert (score.destination, dag.get_task("data.validate").on_anomaly) == ("s3://b/s", "skip_rows")
+        assert [d.dag_id for d in pipeline_dags(config)] == ["mlops_churn_training", "mlops_churn_scoring"]
+
+        cron = load_pipeline_config(write(tmp_path, {"schedule": "0 3 * * *"}))
+        dag = build_scoring_dag(cron)
+        assert "data.wait_for_input" not in dag.task_dict and dag.get_task("data.acquire").upstream_task_ids == {"resolve_model"}
+        assert dag.schedule == "0 3 * * *"
+
+        without = copy.deepcopy(BASE)
+        del without["scoring"]
+        (tmp_path / "plain.yaml").write_text(yaml.safe_dump(without))
+        plain = load_pipeline_config(tmp_path / "plain.yaml")
+        assert [d.dag_id for d in pipeline_dags(plain)] == ["mlops_churn_training"]
+        with pytest.raises(ConfigError, match="scoring: the pipeline has no 'scoring' section"):
+            build_scoring_dag(plain)

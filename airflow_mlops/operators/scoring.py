@@ -1,0 +1,221 @@
+"""Batch scoring: resolve the model once, validate the input in serving mode, score it, publish the scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
+from airflow_mlops.config.scoring import ScoringConfig
+from airflow_mlops.links.report import ReportLink
+from airflow_mlops.operators.base import MlopsBaseOperator, lineage_asset, source_client
+
+
+def scores_asset(pipeline: str) -> Any:
+    """The Asset a scoring run's ``publish`` task emits: ``mlops_<pipeline>_scores``, its extra the rows, model
+    version, input dataset and output folder."""
+    return lineage_asset(pipeline, "scores")
+
+
+class ScoringModelResolveOperator(MlopsBaseOperator):
+    """Resolve the model a scoring run uses, once, at its start: the production alias's version, or a pinned one.
+
+    Returns ``{"model_version", "model", "resolved_at"}``; the later tasks take the version from here, so a promotion
+    during the run does not change it.
+
+    :param model: ``production`` or a model version id (templated).
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "model")
+
+    def __init__(self, *, model: str = field_default(ScoringConfig, "model"), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.scoring import resolve_model
+
+        result = resolve_model(self.store, self.pipeline, self.model)
+        self.log.info("Scoring with model %s of %s (asked for %s)", result["model_version"], self.pipeline, self.model)
+        return result
+
+
+class ScoringValidationOperator(MlopsBaseOperator):
+    """Check a scoring input against the pipeline's accepted schema in serving mode (no label needed: types, nulls,
+    ranges, unseen categories), always writing ``scoring_validation.html`` (linked from the task).
+
+    Returns ``{"anomalies", "report_uri", "skip", "skipped_rows", "rows"}``.
+
+    :param dataset_id: the input snapshot (templated).
+    :param thresholds: the config's ``validation`` fields; those not given take their defaults.
+    :param on_anomaly: ``fail`` (the task fails), ``warn`` (every row is scored) or ``skip_rows`` (rows carrying an
+        anomalous value are left out, returned in ``skip``).
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id")
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(
+        self,
+        *,
+        dataset_id: str,
+        thresholds: dict[str, Any] | None = None,
+        on_anomaly: str = field_default(ScoringConfig, "on_anomaly"),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset_id = dataset_id
+        self.thresholds = thresholds or {}
+        self.on_anomaly = on_anomaly
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.config.data import ValidationConfig
+        from airflow_mlops.exceptions import DataValidationError
+        from airflow_mlops.stages.scoring import validate_input
+
+        thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
+        try:
+            result = validate_input(
+                self.store, self.pipeline, self.dataset_id, thresholds, on_anomaly=self.on_anomaly, run_id=context["run_id"]
+            )
+        except DataValidationError as err:
+            ReportLink.persist(context, err.report_uri)
+            self.log.error("Scoring input failed validation; report: %s", err.report_uri)
+            raise
+        ReportLink.persist(context, result["report_uri"])
+        self.log.info(
+            "Input %s: %d anomalies (%s), %d rows left out; report: %s",
+            self.dataset_id,
+            result["anomalies"],
+            self.on_anomaly,
+            result["skipped_rows"],
+            result["report_uri"],
+        )
+        return result
+
+
+class _DestinationMixin:
+    destination: str | None
+    destination_aws_conn_id: str
+
+    def destination_client(self) -> Any:
+        return source_client(self.destination, self.destination_aws_conn_id) if self.destination else None
+
+
+class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
+    """Score an input snapshot with one model version in Arrow batches, through that model's transform, into
+    sharded Parquet keyed by (input content, model version): a retry or a repeated run rewrites the same parts.
+
+    Returns ``{"scoring_id", "output_uri", "parts", "rows", "skipped_rows", "model_version", "dataset_id",
+    "logged_rows", "log_key"}``.
+
+    :param dataset_id: the input snapshot (templated).
+    :param model_version: the version resolved at the run's start (templated).
+    :param destination: null (the store's ``scores/<pipeline>/``) or a folder, ``s3://`` or local (templated).
+    :param destination_aws_conn_id: AWS connection for an ``s3://`` output.
+    :param id_columns: input columns copied to every scored row (None: every non-feature, non-label column).
+    :param skip: the validation's rows to leave out (templated).
+    :param batch_rows: rows per batch and per part.
+    :param log_sample: share of the scored rows written into the prediction log; ``log_max_rows`` at most.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id", "model_version", "destination", "skip")
+
+    def __init__(
+        self,
+        *,
+        dataset_id: str,
+        model_version: str,
+        destination: str | None = None,
+        destination_aws_conn_id: str = DEFAULT_AWS_CONN_ID,
+        id_columns: list[str] | None = None,
+        skip: Any = None,
+        batch_rows: int = field_default(ScoringConfig, "batch_rows"),
+        log_sample: float = field_default(ScoringConfig, "log_sample"),
+        log_max_rows: int = field_default(ScoringConfig, "log_max_rows"),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset_id = dataset_id
+        self.model_version = model_version
+        self.destination = destination
+        self.destination_aws_conn_id = destination_aws_conn_id
+        self.id_columns = id_columns
+        self.skip = skip
+        self.batch_rows = batch_rows
+        self.log_sample = log_sample
+        self.log_max_rows = log_max_rows
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.scoring import score
+
+        result = score(
+            self.store,
+            self.pipeline,
+            self.dataset_id,
+            self.model_version,
+            output=self.destination or None,
+            output_client=self.destination_client(),
+            id_columns=None if self.id_columns is None else list(self.id_columns),
+            skip=self.skip or None,
+            batch_rows=self.batch_rows,
+            log_sample=self.log_sample,
+            log_max_rows=self.log_max_rows,
+        )
+        self.log.info("Scored %d rows with %s into %s", result["rows"], result["model_version"], result["output_uri"])
+        return result
+
+
+class ScoresPublishOperator(_DestinationMixin, MlopsBaseOperator):
+    """Mark a scoring complete (``_SUCCESS.json`` in its folder, ``scoring.json`` in the store, a ``batch_scored``
+    event) and put its rows, model version, input and output on the ``mlops_<pipeline>_scores`` Asset event.
+
+    :param scores: the scoring task's result (templated).
+    :param validation: the validation task's result (templated): its anomalies and report are recorded.
+    :param source: the input as read (templated).
+    :param destination: as the scoring task had it (templated).
+    :param destination_aws_conn_id: AWS connection for an ``s3://`` output.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "scores", "validation", "source", "destination")
+
+    def __init__(
+        self,
+        *,
+        scores: Any,
+        validation: Any = None,
+        source: str | None = None,
+        destination: str | None = None,
+        destination_aws_conn_id: str = DEFAULT_AWS_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("outlets", [scores_asset(kwargs["pipeline"])])
+        super().__init__(**kwargs)
+        self.scores = scores
+        self.validation = validation
+        self.source = source
+        self.destination = destination
+        self.destination_aws_conn_id = destination_aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.stages.scoring import publish
+
+        validation = self.validation or {}
+        record = publish(
+            self.store,
+            self.pipeline,
+            self.scores,
+            run_id=context["run_id"],
+            output=self.destination or None,
+            output_client=self.destination_client(),
+            source=self.source,
+            anomalies=validation.get("anomalies"),
+            report_uri=validation.get("report_uri"),
+        )
+        extra = {k: record[k] for k in ("rows", "model_version", "dataset_id", "output_uri", "scoring_id", "skipped_rows")}
+        self.record_lineage(context, "scores", extra)
+        self.openlineage_io([record["source"]] if record.get("source") else [], [record["output_uri"]])
+        self.log.info("Published %d scored rows (model %s) at %s", record["rows"], record["model_version"], record["output_uri"])
+        return {k: v for k, v in record.items() if k != "parts"} | {"parts": len(record["parts"])}

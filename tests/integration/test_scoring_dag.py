@@ -1,0 +1,105 @@
+"""The scoring DAG built from YAML, run for real with dag.test() on a local root after a real training run; its
+scores compared with a real ``airflow-mlops serve`` answering /predict for the same rows."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import DAGS, run_dag
+from test_training_dag import asset_events, churn_config, store_of, write_day, xcom
+
+from airflow_mlops.ml.synthetic import FEATURES, make_churn
+from airflow_mlops.store.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+
+SCORING_DAG_FILE = """from airflow_mlops.factories import build_scoring_dag, load_pipeline_config
+
+scoring = build_scoring_dag(load_pipeline_config({path!r}))
+"""
+SCORING_TASKS = ["resolve_model", "data.wait_for_input", "data.acquire", "data.validate", "scoring.score", "scoring.publish"]
+
+
+@pytest.fixture
+def scoring_dag_file():
+    written = []
+
+    def write(config) -> None:
+        path = DAGS / f"test_{config.pipeline}_scoring.py"
+        path.write_text(SCORING_DAG_FILE.format(path=str(config.config_path)))
+        written.append(path)
+
+    yield write
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+class TestScoringDag:
+    def test_train_then_score_a_table_idempotently_and_equal_to_the_server(
+        self, pipeline, scoring_dag_file, tmp_path, model_server
+    ):
+        from airflow_mlops.factories import build_scoring_dag
+
+        scoring = {
+            "input": {"uri": str(tmp_path / "tables" / "{{ ds }}.parquet"), "wait": {"timeout_minutes": 2, "poke_seconds": 0.5}},
+            "id_columns": ["customer_id"],
+            "log_sample": 0.1,
+            "batch_rows": 1024,
+        }
+        overrides = {"model": {"num_boost_round": 30, "params": {"num_leaves": 7}}, "scoring": scoring}
+        config, training = pipeline(churn_config("churn_batch", tmp_path, **overrides))
+        write_day(tmp_path, "2026-11-01", make_churn(1200, seed=1))
+        run, states = run_dag(training, "2026-11-01")
+        assert run.state == "success", states
+        store = store_of(config)
+        version = ModelRegistry(store, "churn_batch").production()
+        assert version == xcom(run, "training.train")["model_version"]
+
+        table = make_churn(2500, seed=4).drop(columns=["churned"])
+        (tmp_path / "tables").mkdir()
+        table.to_parquet(tmp_path / "tables" / "2026-11-02.parquet", index=False)
+        scoring_dag_file(config)
+        dag = build_scoring_dag(config)
+        assert dag.dag_id == "mlops_churn_batch_scoring" and {t.task_id for t in dag.tasks} == set(SCORING_TASKS)
+        run, states = run_dag(dag, "2026-11-02")
+        assert run.state == "success", states
+        published = xcom(run, "scoring.publish")
+        assert (published["rows"], published["model_version"], published["parts"]) == (2500, version, 3)
+        event = asset_events(run)["mlops_churn_batch_scores"]
+        assert (event["rows"], event["model_version"]) == (2500, version)
+        assert event["dataset_id"] == xcom(run, "data.acquire")["dataset_id"]
+        prefix = f"scores/churn_batch/{published['scoring_id']}"
+        assert event["output_uri"] == store.uri(prefix)
+        parts = sorted(k for k in store.list(prefix) if "/part-" in k)
+        scored = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in parts], ignore_index=True)
+        assert scored["customer_id"].tolist() == table["customer_id"].tolist()
+        validation = xcom(run, "data.validate")
+        assert (validation["anomalies"], validation["skipped_rows"]) == (0, 0)
+        assert store.exists(validation["report_uri"].removeprefix(store.root_uri.rstrip("/") + "/"))
+        logged = [k for k in store.list("predictions/churn_batch") if k.endswith(".parquet")]
+        assert logged == [published["log_key"]]
+        before = {k: store.read_bytes(k) for k in parts}
+
+        run2, states2 = run_dag(dag, "2026-11-02")  # the same run again: the same files, nothing appended
+        assert run2.state == "success", states2
+        assert sorted(k for k in store.list(prefix) if "/part-" in k) == parts
+        assert {k: store.read_bytes(k) for k in parts} == before
+        assert [k for k in store.list("predictions/churn_batch") if k.endswith(".parquet")] == logged
+
+        client = model_server(store.root_uri, "churn_batch")
+        rows = [
+            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items() if k in FEATURES}
+            | {"id": r["customer_id"]}
+            for r in table.to_dict("records")
+        ]
+        answer = [
+            p
+            for i in range(0, len(rows), 1000)
+            for p in client.post("/predict", json={"instances": rows[i : i + 1000]}).json()["predictions"]
+        ]
+        assert [p["id"] for p in answer] == scored["customer_id"].tolist() and {p["version"] for p in answer} == {version}
+        served = np.array([p["prediction"] for p in answer], dtype=float)
+        assert served.tobytes() == scored["score"].to_numpy().tobytes(), "to the last bit of every float"
