@@ -1,5 +1,6 @@
-"""The scoring DAG built from YAML, run for real with dag.test() on a local root after a real training run; its
-scores compared with a real ``airflow-mlops serve`` answering /predict for the same rows."""
+"""The scoring DAG built from YAML, run for real with dag.test() on a local root after a real training run, writing
+to an s3:// destination on a moto server through an Airflow connection; its scores compared with a real
+``airflow-mlops serve`` answering /predict for the same rows."""
 
 from __future__ import annotations
 
@@ -38,16 +39,25 @@ def scoring_dag_file():
 
 
 class TestScoringDag:
-    def test_train_then_score_a_table_idempotently_and_equal_to_the_server(
-        self, pipeline, scoring_dag_file, tmp_path, model_server
+    def test_train_then_score_a_table_to_s3_idempotently_and_equal_to_the_server(
+        self, pipeline, scoring_dag_file, tmp_path, model_server, s3_bucket, aws_connection
     ):
+        """The scores go to an s3:// destination on the moto server, reached only through the Airflow connection."""
+        import boto3
+
         from airflow_mlops.factories import build_scoring_dag
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        endpoint, bucket = s3_bucket
+        destination = ArtifactStore.from_uri(f"s3://{bucket}/scores", boto3.client("s3", endpoint_url=endpoint))
 
         scoring = {
             "input": {"uri": str(tmp_path / "tables" / "{{ ds }}.parquet"), "wait": {"timeout_minutes": 2, "poke_seconds": 0.5}},
             "id_columns": ["customer_id"],
             "log_sample": 0.1,
             "batch_rows": 1024,
+            "output": f"s3://{bucket}/scores",
+            "output_aws_conn_id": aws_connection,
         }
         overrides = {"model": {"num_boost_round": 30, "params": {"num_leaves": 7}}, "scoring": scoring}
         config, training = pipeline(churn_config("churn_batch", tmp_path, **overrides))
@@ -71,22 +81,23 @@ class TestScoringDag:
         event = asset_events(run)["mlops_churn_batch_scores"]
         assert (event["rows"], event["model_version"]) == (2500, version)
         assert event["dataset_id"] == xcom(run, "data.acquire")["dataset_id"]
-        prefix = f"scores/churn_batch/{published['scoring_id']}"
-        assert event["output_uri"] == store.uri(prefix)
-        parts = sorted(k for k in store.list(prefix) if "/part-" in k)
-        scored = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in parts], ignore_index=True)
+        prefix = published["scoring_id"]
+        assert event["output_uri"] == f"s3://{bucket}/scores/{prefix}" and destination.exists(f"{prefix}/_SUCCESS.json")
+        assert store.exists(f"scores/churn_batch/{prefix}/scoring.json")
+        parts = sorted(k for k in destination.list(prefix) if "/part-" in k)
+        scored = pd.concat([pd.read_parquet(io.BytesIO(destination.read_bytes(k))) for k in parts], ignore_index=True)
         assert scored["customer_id"].tolist() == table["customer_id"].tolist()
         validation = xcom(run, "data.validate")
         assert (validation["anomalies"], validation["skipped_rows"]) == (0, 0)
         assert store.exists(validation["report_uri"].removeprefix(store.root_uri.rstrip("/") + "/"))
         logged = [k for k in store.list("predictions/churn_batch") if k.endswith(".parquet")]
         assert logged == [published["log_key"]]
-        before = {k: store.read_bytes(k) for k in parts}
+        before = {k: destination.read_bytes(k) for k in parts}
 
         run2, states2 = run_dag(dag, "2026-11-02")  # the same run again: the same files, nothing appended
         assert run2.state == "success", states2
-        assert sorted(k for k in store.list(prefix) if "/part-" in k) == parts
-        assert {k: store.read_bytes(k) for k in parts} == before
+        assert sorted(k for k in destination.list(prefix) if "/part-" in k) == parts
+        assert {k: destination.read_bytes(k) for k in parts} == before
         assert [k for k in store.list("predictions/churn_batch") if k.endswith(".parquet")] == logged
 
         client = model_server(store.root_uri, "churn_batch")
