@@ -34,6 +34,18 @@ FEEDBACK_COLUMNS: dict[str, str] = {"_ts": "float64", "_id": "object", "label": 
 
 LOG_COLUMNS = {"predictions": PREDICTION_COLUMNS, "feedback": FEEDBACK_COLUMNS}
 
+BATCH_REQUEST_PREFIX = "batch-"
+"""``_request`` of the rows batch scoring logs (a server's request ids are uuid hex): the drift and performance
+monitors read them as traffic, the canary analysis and the post-promotion watch never (no request latency, and
+scored by the version the batch run resolved, not by the router's split)."""
+
+
+def served_rows(frame: Any) -> Any:
+    """The rows of a prediction log frame that the model server answered (batch scoring's rows left out)."""
+    if "_request" not in frame or frame.empty:
+        return frame
+    return frame[~frame["_request"].astype(str).str.startswith(BATCH_REQUEST_PREFIX)]
+
 
 def prediction_row(
     *, row_id: str, version: str, prediction: float | None, latency_ms: float, request_id: str, features: dict[str, Any]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError, MlopsError
+from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX, PREDICTION_COLUMNS
 from airflow_mlops.store.layout import (
     dataset_prefix,
     log_part_key,
@@ -353,7 +354,7 @@ def _log_rows(
         "_prediction": scores,
         "_error": False,
         "_latency_ms": 0.0,
-        "_request": f"batch-{batch:05d}",
+        "_request": f"{BATCH_REQUEST_PREFIX}{batch:05d}",
     }
     numeric = set(transform.spec["numeric"])
     for name in transform.features:
@@ -370,8 +371,6 @@ def _write_log_sample(store: ArtifactStore, pipeline: str, scoring: str, parts: 
     rerun rewrites the same part with the same rows, never a second copy."""
     import pandas as pd
 
-    from airflow_mlops.serving.predlog import PREDICTION_COLUMNS
-
     plan_key = f"{scores_prefix(pipeline, scoring)}/log.json"
     plan = store.read_json_if_exists(plan_key)
     if plan is None:
@@ -380,7 +379,7 @@ def _write_log_sample(store: ArtifactStore, pipeline: str, scoring: str, parts: 
         store.write_json(plan_key, plan)
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(0, "_ts", plan["ts"])
-    frame["_request"] = f"batch-{scoring}-" + frame["_request"]
+    frame["_request"] = frame["_request"].str.replace(BATCH_REQUEST_PREFIX, f"{BATCH_REQUEST_PREFIX}{scoring}-", n=1)
     frame = frame.astype({c: t for c, t in PREDICTION_COLUMNS.items() if c in frame})
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.serving.predlog import served_rows
 from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.store.events import append_event
 from airflow_mlops.store.registry import ModelRegistry
@@ -121,7 +122,7 @@ def canary_check(
     if float(canary.get("weight") or 0) >= 100:  # every request is the canary's: nothing to compare it with
         verdict = Verdict(True, f"{canary['version']} took all traffic after the previous step passed", {})
         return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
-    frame = read_log(store, pipeline, "predictions", canary["since"])
+    frame = served_rows(read_log(store, pipeline, "predictions", canary["since"]))
     served = requests_of(frame[frame["_version"] == canary["version"]])
     if served < min_requests and now - canary["since"] < bake_seconds:
         log.info(

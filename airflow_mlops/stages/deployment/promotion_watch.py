@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.serving.predlog import served_rows
 from airflow_mlops.serving.predlog_reader import read_log
 from airflow_mlops.stages.deployment.canary import first_labels
 from airflow_mlops.store.events import append_event, read_events
@@ -82,7 +83,7 @@ def promotion_watch_check(
             rows = frame[frame["_version"] == version]
             return watch_against_canary_time(rows, labels, baseline=baseline, task=task, criteria=limits)
 
-    frame = read_log(store, pipeline, "predictions", start)
+    frame = served_rows(read_log(store, pipeline, "predictions", start))
     counts = {side: requests_of(frame[frame["_version"] == v]) for side, v in sides.items()}
     ended = now - since >= watch_seconds
     if min(counts.values()) < min_requests:

@@ -152,6 +152,17 @@ class TestCanaryCheck:
         assert figures["prediction_divergence"] < CRITERIA["max_prediction_divergence"]
         assert figures["label_quality_ratio"] >= CRITERIA["min_label_quality_ratio"]
 
+    def test_batch_scored_rows_are_not_the_canary_analysis_traffic(self, store, versions, canary, traffic):
+        """Rows a batch scoring run logs (for the monitors) during a canary were not routed by the server: they count
+        on neither side, so production's figures (requests, 0 ms latency) are its served traffic alone."""
+        production, candidate, _ = versions
+        serve(store, candidate, traffic[0])
+        serve(store, production, traffic[0])
+        serve(store, production, traffic[1], latency_ms=0.0, request="batch-0123abcd-00000")
+        verdict = canary_check(store, PIPELINE, **CHECK, now=canary["since"] + 1)
+        figures = verdict["figures"]["production"]
+        assert (figures["requests"], figures["rows"], figures["p95_latency_ms"]) == (20, 200, 5.0), figures
+
     @pytest.mark.parametrize(
         ("challenger", "log_kwargs", "failure"),
         [
