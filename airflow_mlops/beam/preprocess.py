@@ -1,28 +1,29 @@
 """The preprocessing pipeline: fit the transform and the reference profile in one full pass, split rows
-deterministically, and write transformed train/eval features as Parquet.
+deterministically, and write transformed train/eval features as Parquet, all in the artifact store.
 
-Every step works on Arrow record batches (one ``pyarrow.Table`` per element, as the Parquet source reads
-them), never on rows one by one: row ids, the split, the statistics and the transform are vectorized.
+The work is two Beam pipelines over the snapshot's row groups (``Create`` of row-group indexes, then ``ParDo``: a
+row group is read by range from the store, wherever the worker runs; see :mod:`.storage`). The *analyze* pipeline
+summarizes each row group (mergeable statistics and a quantile sketch), merges the summaries in row-group order
+(so the result does not depend on how a runner bundles or orders them) and writes ``transform.json`` and
+``profile.json``. The *transform* pipeline reads each row group again with the fitted transform: row ids from
+content, the train/eval split, the features, each split's rows written as ``<split>/part-<row group>.parquet``.
+Every step works on a row group at once (Arrow and numpy), never on rows one by one. Each pipeline ends in one
+transform, as the DaskRunner computes only the last one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from airflow_mlops.beam import storage
 from airflow_mlops.ml import transform as tf
 from airflow_mlops.ml.profile import build_profile
 from airflow_mlops.ml.transform import ROW_ID
@@ -75,54 +76,6 @@ def pipeline_options(spec: PreprocessSpec) -> PipelineOptions:
     return PipelineOptions(option_flags(spec.pipeline_options))
 
 
-def _batch_size(value: Any) -> int:
-    if isinstance(value, pa.Table):
-        return value.nbytes
-    if isinstance(value, pd.DataFrame):
-        return int(value.memory_usage(index=False).sum())
-    if isinstance(value, tuple):
-        return sum(_batch_size(v) for v in value)
-    return value.nbytes if isinstance(value, np.ndarray) else len(pickle.dumps(value))
-
-
-class BatchCoder(beam.coders.Coder):
-    """Pickles a batch (Arrow table, pandas frame, or ``(column, array)``) and estimates its size from its buffers.
-
-    Beam's counters sample element sizes; through the default coder each sample pickles a whole batch, which
-    costs more than the work done on it.
-    """
-
-    def _create_impl(self):
-        return beam.coders.coder_impl.CallbackCoderImpl(
-            lambda value: pickle.dumps(value, pickle.HIGHEST_PROTOCOL), pickle.loads, _batch_size
-        )
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def to_type_hint(self):
-        return Any
-
-
-class StatsCombineFn(beam.CombineFn):
-    """Beam wrapper around the mergeable statistics of :mod:`airflow_mlops.ml.transform`, one batch at a time."""
-
-    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
-        self.numeric, self.categorical = numeric, categorical
-
-    def create_accumulator(self) -> dict[str, Any]:
-        return tf.new_stats(self.numeric, self.categorical)
-
-    def add_input(self, acc: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
-        return tf.add_frame(acc, frame)
-
-    def merge_accumulators(self, accs: Any) -> dict[str, Any]:
-        return tf.merge_stats(list(accs))
-
-    def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
-        return acc
-
-
 class QuantileSketchFn(beam.CombineFn):
     """An approximate, mergeable quantile sketch of one column, fed whole batches of values.
 
@@ -168,28 +121,123 @@ class QuantileSketchFn(beam.CombineFn):
         return [low, *inner.tolist(), high]
 
 
-class SplitTransform(beam.DoFn):
-    """One batch, converted to pandas once: row ids from content, the train/eval split, and the fitted transform
-    (a side input). Tagged outputs: ``train`` and ``eval`` (row id, label, features of the labelled rows; rows
-    without a label cannot train or evaluate) and ``eval_raw`` (the raw eval rows with their row ids)."""
+def runner_for(spec: PreprocessSpec) -> Any:
+    """The Beam runner of ``spec.runner``: ``DirectRunner`` as its in-process engine (it would first try to download
+    the Prism binary), ``dask`` as the DaskRunner (a ``dask.distributed`` cluster at ``--dask_client_address``),
+    any other by its name (``FlinkRunner``, ``SparkRunner``, ``DataflowRunner``, ``PrismRunner``)."""
+    if spec.runner == "DirectRunner":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    def __init__(self, label: str, eval_fraction: float, features_schema: pa.Schema, raw_schema: pa.Schema) -> None:
-        self.label, self.eval_fraction = label, eval_fraction
-        self.features_schema, self.raw_schema = features_schema, raw_schema
-        self._spec: Any = None
+        return FnApiRunner()
+    if spec.runner == "dask":
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return DaskRunner()
+    return spec.runner
+
+
+def _run(pipeline: beam.Pipeline) -> None:
+    result = pipeline.run()
+    result.wait_until_finish()
+    client = getattr(result, "client", None)  # the DaskRunner's distributed.Client: leave the cluster, not stop it
+    if client is not None:
+        client.close()
+
+
+def _sketch_columns(frame: Any, columns: list[str], fn: QuantileSketchFn) -> dict[str, Any]:
+    """One row group's quantile summary per numeric column (nulls left out; a column without values has none)."""
+    parts = {}
+    for col in columns:
+        values = tf.numbers_of(frame[col] if col in frame.columns else None, len(frame))
+        values = values[~np.isnan(values)]
+        if len(values):
+            parts[col] = fn.add_input(fn.create_accumulator(), values)
+    return parts
+
+
+class SummarizeRowGroup(beam.DoFn):
+    """Row group index -> ``(index, statistics, quantile summaries)`` of its feature columns."""
+
+    def __init__(self, dataset_uri: str, spec: PreprocessSpec, columns: list[str], flags: list[str]) -> None:
+        self.dataset_uri, self.spec, self.columns, self.flags = dataset_uri, spec, columns, flags
+
+    def setup(self) -> None:
+        storage.use_options(self.flags)
+
+    def process(self, index: int):
+        frame = storage.read_row_group(self.dataset_uri, index, self.columns).to_pandas()
+        stats = tf.add_frame(tf.new_stats(self.spec.numeric, self.spec.categorical), frame)
+        yield index, stats, _sketch_columns(frame, self.spec.numeric, QuantileSketchFn(self.spec.histogram_bins + 1))
+
+
+class MergeSummaries(beam.CombineFn):
+    """All row groups' summaries, merged in row-group order: ``(statistics, quantile edges per column)``.
+
+    The statistics are exact sums (any order gives the same); the quantile sketch is folded one row group after
+    the other in index order, so the edges are the same on every runner, however it bundled the row groups."""
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        self.spec = spec
+
+    def create_accumulator(self) -> list:
+        return []
+
+    def add_input(self, acc: list, summary: Any) -> list:
+        acc.append(summary)
+        return acc
+
+    def merge_accumulators(self, accs: Any) -> list:
+        return [summary for acc in accs for summary in acc]
+
+    def extract_output(self, acc: list) -> tuple[dict[str, Any], dict[str, list[float]]]:
+        acc = sorted(acc, key=lambda summary: summary[0])
+        stats = tf.merge_stats([tf.new_stats(self.spec.numeric, self.spec.categorical), *(s[1] for s in acc)])
+        fn = QuantileSketchFn(self.spec.histogram_bins + 1)
+        quantiles = {}
+        for col in self.spec.numeric:
+            parts = [s[2][col] for s in acc if col in s[2]]
+            if parts:
+                sketch = fn.create_accumulator()
+                for part in parts:
+                    sketch = fn.merge_accumulators([sketch, part])
+                quantiles[col] = fn.extract_output(sketch)
+        return stats, quantiles
+
+
+def _write_fitted(merged: tuple[dict[str, Any], dict[str, list[float]]], output_uri: str, spec: PreprocessSpec, flags: list[str]):
+    storage.use_options(flags)
+    stats, quantiles = merged
+    fitted = tf.fit(stats, label=spec.label, task=spec.task)
+    storage.write_json(storage.join(output_uri, "transform.json"), fitted)
+    storage.write_json(storage.join(output_uri, "profile.json"), build_profile(stats, quantiles))
+    yield stats["rows"]
+
+
+class SplitTransformWrite(beam.DoFn):
+    """Row group index -> its rows split, transformed and written: ``train`` and ``eval`` (row id, label, features
+    of the labelled rows; rows without a label cannot train or evaluate) and ``eval_raw`` (the raw eval rows with
+    their row ids), each as ``<split>/part-<index>.parquet``; yields ``(split, rows)``. The row group is converted to
+    pandas once."""
+
+    def __init__(self, dataset_uri: str, output_uri: str, spec: PreprocessSpec, transform: dict, schemas: dict, flags: list[str]):
+        self.dataset_uri, self.output_uri, self.spec, self.transform_spec = dataset_uri, output_uri, spec, transform
+        self.schemas, self.flags = schemas, flags
         self._transform: tf.FeatureTransform | None = None
 
-    def process(self, batch: pa.Table, spec: dict[str, Any]):
-        if spec is not self._spec:  # the side input object is reused across batches: build once
-            self._spec, self._transform = spec, tf.FeatureTransform(spec)
+    def setup(self) -> None:
+        storage.use_options(self.flags)
+        self._transform = tf.FeatureTransform(self.transform_spec)
+
+    def process(self, index: int):
+        batch = storage.read_row_group(self.dataset_uri, index)
         frame = batch.to_pandas()
         hashes = row_hashes(frame)
         ids = row_ids(hashes)
-        evaluation = is_eval(hashes, self.eval_fraction)
-        labels = tf.numbers_of(frame[self.label], len(frame))
+        evaluation = is_eval(hashes, self.spec.eval_fraction)
+        labels = tf.numbers_of(frame[self.spec.label], len(frame))
         labelled = ~np.isnan(labels)
         features = None
-        for tag, mask in (("train", ~evaluation & labelled), ("eval", evaluation & labelled)):
+        for split, mask in (("train", ~evaluation & labelled), ("eval", evaluation & labelled)):
             if not mask.any():
                 continue
             if features is None:
@@ -197,87 +245,76 @@ class SplitTransform(beam.DoFn):
             chosen = np.asfortranarray(features[mask[labelled]])  # column by column, each contiguous
             columns = [ids.filter(pa.array(mask)), pa.array(labels[mask])]
             columns += [pa.array(chosen[:, j]) for j in range(chosen.shape[1])]
-            yield beam.pvalue.TaggedOutput(tag, pa.Table.from_arrays(columns, schema=self.features_schema))
+            yield self._write(split, index, pa.Table.from_arrays(columns, schema=self.schemas["features"]))
         if evaluation.any():
             raw = batch.replace_schema_metadata(None).append_column(ROW_ID, ids)
-            yield beam.pvalue.TaggedOutput("eval_raw", raw.filter(pa.array(evaluation)).cast(self.raw_schema))
+            yield self._write("eval_raw", index, raw.filter(pa.array(evaluation)).cast(self.schemas["raw"]))
+
+    def _write(self, split: str, index: int, table: pa.Table) -> tuple[str, int]:
+        schema = self.schemas["raw" if split == "eval_raw" else "features"]
+        storage.write_parquet(storage.join(self.output_uri, split, f"part-{index:05d}.parquet"), table, schema)
+        return split, table.num_rows
 
 
-def _numeric_values(frame: pd.DataFrame, columns: list[str]):
-    """``(column, values)`` per numeric column of a batch, for the batched quantile sketch (nulls left out)."""
-    for col in columns:
-        values = tf.numbers_of(frame[col] if col in frame.columns else None, len(frame))
-        values = values[~np.isnan(values)]
-        if len(values):
-            yield col, values
-
-
-for _type in (pa.Table, pd.DataFrame, np.ndarray):
-    beam.coders.registry.register_coder(_type, BatchCoder)
-
-
-def run_preprocess(input_path: str, out_dir: Path, spec: PreprocessSpec) -> dict[str, Any]:
-    """Run the Beam pipeline over one Parquet dataset and write into ``out_dir``:
+def run_preprocess(input_uri: str, output_uri: str, spec: PreprocessSpec) -> dict[str, Any]:
+    """Run the Beam pipelines over the Parquet snapshot at ``input_uri`` and write under ``output_uri`` (URIs of the
+    store, ``file://``, ``s3://`` or local paths; ``s3://`` reached with the ``s3_*`` options of ``spec``):
 
     ``transform.json``, ``profile.json``, ``train/*.parquet``, ``eval/*.parquet`` (model input)
     and ``eval_raw/*.parquet`` (the raw eval rows, for scoring other models with their own transform).
     """
-    out_dir = Path(out_dir)
-    raw_schema = pq.read_schema(input_path).remove_metadata().append(pa.field(ROW_ID, pa.string()))
-    features_schema = pa.schema(
-        [(ROW_ID, pa.string()), (spec.label, pa.float64())] + [(c, pa.float64()) for c in spec.numeric + spec.categorical]
-    )
-    options = pipeline_options(spec)
-    # DirectRunner would first try to download the Prism binary; run its in-process engine directly.
-    runner = FnApiRunner() if spec.runner == "DirectRunner" else spec.runner
+    input_uri, output_uri = str(input_uri), str(output_uri)
+    flags = option_flags(spec.pipeline_options)
+    storage.use_options(flags)
+    schema = storage.read_schema(input_uri).remove_metadata()
+    groups = storage.row_group_count(input_uri)
+    schemas = {
+        "raw": schema.append(pa.field(ROW_ID, pa.string())),
+        "features": pa.schema(
+            [(ROW_ID, pa.string()), (spec.label, pa.float64())] + [(c, pa.float64()) for c in spec.numeric + spec.categorical]
+        ),
+    }
+    columns = [c for c in schema.names if c in set(spec.numeric + spec.categorical)]
+    options = spec.pipeline_options
+    if spec.runner == "dask" and not {"dask_npartitions", "dask_partition_size"} & set(options):
+        options = {**options, "dask_npartitions": groups}  # one row group per partition: spread over the workers
     log.info(
-        "Starting Beam pipeline on %s (runner %s, options %s)", input_path, spec.runner, shown_options(spec.pipeline_options)
+        "Starting Beam pipelines on %s (%d row groups) -> %s (runner %s, options %s)",
+        input_uri,
+        groups,
+        output_uri,
+        spec.runner,
+        shown_options(options),
     )
+    beam_options = PipelineOptions(option_flags(options))
 
-    def write_parquet(pcoll: beam.PCollection, name: str, schema: pa.Schema) -> None:
-        _ = pcoll | f"Write{name}" >> beam.io.WriteToParquetBatched(
-            str(out_dir / name / "part"), schema, file_name_suffix=".parquet"
-        )  # one file per bundle, written as the bundle streams: no grouping of the whole split in memory
+    analyze = beam.Pipeline(runner=runner_for(spec), options=beam_options)
+    _ = (
+        analyze
+        | "RowGroups" >> beam.Create(list(range(groups)), reshuffle=False)
+        | "Summarize" >> beam.ParDo(SummarizeRowGroup(input_uri, spec, columns, flags))
+        | "Merge" >> beam.CombineGlobally(MergeSummaries(spec))
+        | "WriteFitted" >> beam.FlatMap(_write_fitted, output_uri, spec, flags)
+    )
+    _run(analyze)
+    fitted = storage.read_json(storage.join(output_uri, "transform.json"))
 
-    def write_json(pcoll: beam.PCollection, name: str) -> None:
-        _ = (
-            pcoll
-            | f"Dump{name}" >> beam.Map(lambda obj: json.dumps(obj, sort_keys=True, indent=2))
-            | f"Write{name}" >> beam.io.WriteToText(str(out_dir / name), shard_name_template="", num_shards=1)
-        )
-
-    with beam.Pipeline(runner=runner, options=options) as pipeline:
-        frames = pipeline | "Read" >> beam.io.ReadFromParquetBatched(input_path) | "ToPandas" >> beam.Map(lambda t: t.to_pandas())
-        stats = frames | "Stats" >> beam.CombineGlobally(StatsCombineFn(spec.numeric, spec.categorical))
-        quantiles = (
-            frames
-            | "NumericValues" >> beam.FlatMap(_numeric_values, spec.numeric).with_output_types(tuple[str, np.ndarray])
-            | "Quantiles" >> beam.CombinePerKey(QuantileSketchFn(spec.histogram_bins + 1))
-        )
-        fitted = stats | "Fit" >> beam.Map(tf.fit, label=spec.label, task=spec.task)
-        profile = stats | "Profile" >> beam.Map(build_profile, quantiles=beam.pvalue.AsDict(quantiles))
-        # The second pass waits for the fitted transform (a side input). It reads the dataset again, in the same
-        # fused stage as the split, transform and writes, so batches stream through it instead of being held.
-        split = (
-            pipeline
-            | "ReadAgain" >> beam.io.ReadFromParquetBatched(input_path).with_output_types(pa.Table)
-            | "SplitTransform"
-            >> beam.ParDo(
-                SplitTransform(spec.label, spec.eval_fraction, features_schema, raw_schema), beam.pvalue.AsSingleton(fitted)
-            )
-            .with_output_types(pa.Table)
-            .with_outputs("train", "eval", "eval_raw")
-        )
-        write_parquet(split.train, "train", features_schema)
-        write_parquet(split.eval, "eval", features_schema)
-        write_parquet(split.eval_raw, "eval_raw", raw_schema)
-        write_json(fitted, "transform.json")
-        write_json(profile, "profile.json")
+    # The second pass, with the fitted transform as data of its DoFn (a side input would be recomputed per
+    # partition on the DaskRunner), streams each row group from read to write.
+    transform = beam.Pipeline(runner=runner_for(spec), options=beam_options)
+    _ = (
+        transform
+        | "RowGroups" >> beam.Create(list(range(groups)), reshuffle=False)
+        | "SplitTransformWrite" >> beam.ParDo(SplitTransformWrite(input_uri, output_uri, spec, fitted, schemas, flags))
+    )
+    _run(transform)
 
     summary = {
-        "rows": json.loads((out_dir / "profile.json").read_text())["rows"],
-        "train_rows": sum(pq.read_metadata(p).num_rows for p in (out_dir / "train").glob("*.parquet")),
-        "eval_rows": sum(pq.read_metadata(p).num_rows for p in (out_dir / "eval").glob("*.parquet")),
+        "rows": storage.read_json(storage.join(output_uri, "profile.json"))["rows"],
+        **{
+            f"{split}_rows": sum(storage.parquet_rows(p) for p in storage.list_files(storage.join(output_uri, split), ".parquet"))
+            for split in ("train", "eval")
+        },
     }
-    log.info("Beam pipeline done: %(rows)d rows -> %(train_rows)d train, %(eval_rows)d eval", summary)
+    log.info("Beam pipelines done: %(rows)d rows -> %(train_rows)d train, %(eval_rows)d eval", summary)
     return summary

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import __version__
@@ -52,6 +49,7 @@ def preprocess(
         return {**store.read_json(f"{prefix}/{DONE}"), "cached": True}
 
     from airflow_mlops.beam.preprocess import PreprocessSpec, run_preprocess
+    from airflow_mlops.beam.storage import s3_options
 
     spec = PreprocessSpec(
         numeric=columns.numeric,
@@ -61,15 +59,12 @@ def preprocess(
         eval_fraction=eval_fraction,
         histogram_bins=histogram_bins,
         runner=runner,
-        pipeline_options=dict(pipeline_options or {}),
+        # the store's S3 endpoint, region and credentials as Beam's s3_* options; the config's own options win
+        pipeline_options={**s3_options(store.connection_settings()), **(pipeline_options or {})},
     )
-    with tempfile.TemporaryDirectory(prefix="mlops-preprocess-") as tmp:
-        data = Path(tmp) / "data.parquet"
-        store.download_file(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet", data)
-        out = Path(tmp) / "out"
-        summary = run_preprocess(str(data), out, spec)
-        transform = json.loads((out / "transform.json").read_text())
-        store.upload_dir(out, prefix)
+    # The pipeline reads the snapshot from the store and writes the features into it: only URIs go to Beam.
+    summary = run_preprocess(store.uri(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet"), store.uri(prefix), spec)
+    transform = store.read_json(f"{prefix}/transform.json")
     done = {
         "features_id": features_id,
         "features_uri": store.uri(prefix),

@@ -100,6 +100,12 @@ class ArtifactStore(ABC):
         """The filesystem path of ``key`` when the store is a local directory, else None."""
         return None
 
+    def connection_settings(self) -> dict[str, Any]:
+        """How another S3 client reaches this store (Beam's workers): ``endpoint_url``, ``region_name`` and the
+        client's credentials (``access_key_id``, ``secret_access_key``, ``session_token``) where it has them;
+        empty for a local directory. Secrets: never log these."""
+        return {}
+
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode()
 
@@ -251,6 +257,17 @@ class S3ArtifactStore(ArtifactStore):
 
     def _key(self, key: str) -> str:
         return _join(self.prefix, _check_key(key))
+
+    def connection_settings(self) -> dict[str, Any]:
+        settings = {"endpoint_url": self.client.meta.endpoint_url, "region_name": self.client.meta.region_name}
+        # botocore has no public accessor for a client's credentials; without them the other client falls back
+        # to the standard AWS credential chain.
+        credentials = getattr(self.client, "_get_credentials", lambda: None)()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            settings |= {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key}
+            settings |= {"session_token": frozen.token} if frozen.token else {}
+        return settings
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
