@@ -55,6 +55,7 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
                 dataset_id=acquire.output["dataset_id"],
                 thresholds=dict(config.validation),
                 on_anomaly=scoring.on_anomaly,
+                batch_rows=scoring.batch_rows,
                 **common,
             )
         with _stage(config, "scoring", "Score in Arrow batches with the model's transform, then publish"):

@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 
 MIN_ASSOCIATION = 0.15
 """A numeric feature's correlation with the label is checked only where the schema's is at least this strong."""
-MIN_TRAFFIC_OUTLIERS = 5
-"""Out-of-range values a window of requests needs before its share counts: a few hundred requests would
-otherwise flag the two or three values just past a small training set's extremes."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +68,11 @@ def check_traffic(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thres
     """The data-quality checks of :func:`validate` that apply to logged requests, on the schema's features:
     missing_column, type_change, all_null, null_ratio, infinite_values, out_of_range (with at least
     ``MIN_TRAFFIC_OUTLIERS`` values) and unseen_categories. A window of traffic has no label, and its rows
-    need not look like a dataset's (volume, duplicates, constant values, shifts are not checked)."""
-    report = ValidationReport(rows=len(frame))
-    for name, spec in schema["columns"].items():
-        if spec["role"] not in ("numeric", "categorical") or name == schema.get("label"):
-            continue
-        if name not in frame.columns:
-            report.anomalies.append(Anomaly(name, "missing_column", f"requests do not send this {spec['role']} feature"))
-            continue
-        report.columns[name] = _column_stats(frame[name])
-        _check_column(frame, name, spec, None, thresholds, report, traffic=True)
-    return report
+    need not look like a dataset's (volume, duplicates, constant values, shifts are not checked). One frame through
+    :class:`~airflow_mlops.ml.traffic.TrafficChecks`, which batch scoring feeds batch by batch."""
+    from airflow_mlops.ml.traffic import TrafficChecks
+
+    return TrafficChecks(schema, thresholds).add(frame).report()
 
 
 def _check_table(frame: pd.DataFrame, schema: dict[str, Any], thresholds: Thresholds, report: ValidationReport) -> None:
@@ -184,10 +175,8 @@ def _check_column(
     label: str | None,
     thresholds: Thresholds,
     report: ValidationReport,
-    *,
-    traffic: bool = False,
 ) -> None:
-    """The checks of one feature; for ``traffic``, only those :func:`check_traffic` lists."""
+    """The checks of one feature."""
     import numpy as np
 
     series = frame[name]
@@ -212,7 +201,7 @@ def _check_column(
             beyond = (finite < spec["min"]) | (finite > spec["max"])
             outside = float(beyond.mean())
             stats["out_of_range_share"] = outside
-            if outside > thresholds.max_out_of_range_share and (not traffic or beyond.sum() >= MIN_TRAFFIC_OUTLIERS):
+            if outside > thresholds.max_out_of_range_share:
                 add(
                     Anomaly(
                         name,
@@ -220,8 +209,6 @@ def _check_column(
                         f"{outside:.1%} of values outside [{spec['min']:g}, {spec['max']:g}] (observed [{finite.min():g}, {finite.max():g}])",
                     )
                 )
-        if traffic:
-            return
         if len(finite) and spec.get("distinct", 0) > 1 and len(np.unique(finite)) == 1:
             add(
                 Anomaly(
@@ -232,7 +219,7 @@ def _check_column(
         _check_association(frame, name, spec, label, thresholds, report)
     elif spec["role"] == "categorical":
         keys = category_keys(series).dropna()
-        if not traffic and spec.get("distinct", 0) > 1 and len(keys) and keys.nunique() == 1:
+        if spec.get("distinct", 0) > 1 and len(keys) and keys.nunique() == 1:
             add(
                 Anomaly(name, "constant_column", f"every value is {keys.iloc[0]!r}; the schema saw {spec['distinct']} categories")
             )

@@ -52,6 +52,7 @@ class ScoringValidationOperator(MlopsBaseOperator):
     :param thresholds: the config's ``validation`` fields; those not given take their defaults.
     :param on_anomaly: ``fail`` (the task fails), ``warn`` (every row is scored) or ``skip_rows`` (rows carrying an
         anomalous value are left out, returned in ``skip``).
+    :param batch_rows: rows read per batch: validation holds one batch of the features at a time.
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id")
@@ -63,12 +64,14 @@ class ScoringValidationOperator(MlopsBaseOperator):
         dataset_id: str,
         thresholds: dict[str, Any] | None = None,
         on_anomaly: str = field_default(ScoringConfig, "on_anomaly"),
+        batch_rows: int = field_default(ScoringConfig, "batch_rows"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_id = dataset_id
         self.thresholds = thresholds or {}
         self.on_anomaly = on_anomaly
+        self.batch_rows = batch_rows
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.config.data import ValidationConfig
@@ -78,7 +81,13 @@ class ScoringValidationOperator(MlopsBaseOperator):
         thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
         try:
             result = validate_input(
-                self.store, self.pipeline, self.dataset_id, thresholds, on_anomaly=self.on_anomaly, run_id=context["run_id"]
+                self.store,
+                self.pipeline,
+                self.dataset_id,
+                thresholds,
+                on_anomaly=self.on_anomaly,
+                run_id=context["run_id"],
+                batch_rows=self.batch_rows,
             )
         except DataValidationError as err:
             ReportLink.persist(context, err.report_uri)

@@ -1,32 +1,25 @@
 """Batch scoring: resolve the model once, validate the input in serving mode, score it in Arrow batches with the
 model's own transform, write sharded Parquet keyed by (input content, model version), log a sample of the rows.
 
-The input is acquired by :func:`airflow_mlops.stages.data.acquire` (a snapshot needs no label). Scores equal the
-model server's to the last bit: the same transform (``apply_frame``, proven equal to the server's ``apply``) and the
-same ``Booster.predict`` call on float64 rows.
+The input is acquired by :func:`airflow_mlops.stages.data.acquire` (a snapshot needs no label) and validated, in
+Arrow batches, by :func:`~airflow_mlops.stages.scoring_input.validate_input` (also importable from here). Scores
+equal the model server's to the last bit: the same transform (``apply_frame``, proven equal to the server's
+``apply``) and the same ``Booster.predict`` call on float64 rows.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError, MlopsError
+from airflow_mlops.config.scoring import BATCH_ROWS
+from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX, PREDICTION_COLUMNS
-from airflow_mlops.store.layout import (
-    dataset_prefix,
-    log_part_key,
-    model_prefix,
-    report_prefix,
-    schema_key,
-    scores_prefix,
-    scoring_id,
-)
+from airflow_mlops.stages.scoring_input import ON_ANOMALY, ROW_KINDS, skipped_rows, snapshot_file, validate_input
+from airflow_mlops.store.layout import log_part_key, model_prefix, schema_key, scores_prefix, scoring_id
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,13 +27,23 @@ if TYPE_CHECKING:
 
     from airflow_mlops.store.artifacts import ArtifactStore
 
+__all__ = [
+    "DONE",
+    "ON_ANOMALY",
+    "PRODUCTION",
+    "ROW_KINDS",
+    "SCORE_THREADS",
+    "output_folder",
+    "publish",
+    "resolve_model",
+    "score",
+    "skipped_rows",
+    "validate_input",
+]
+
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
-ON_ANOMALY = ("fail", "warn", "skip_rows")
-ROW_KINDS = ("type_change", "null_ratio", "infinite_values", "out_of_range", "unseen_categories")
-"""Anomalies a row carries (its value is the wrong type, null, +-inf, out of range or unseen): ``skip_rows`` leaves
-those rows out. A missing or all-null column is in every row: it fails the run whatever ``on_anomaly`` says."""
 SCORE_THREADS = 1
 """LightGBM threads per predict, as the server and evaluation call it."""
 DONE = "_SUCCESS.json"
@@ -68,98 +71,6 @@ def resolve_model(store: ArtifactStore, pipeline: str, model: str = PRODUCTION) 
     return {"model_version": version, "model": model, "resolved_at": datetime.now(UTC).isoformat()}
 
 
-def validate_input(
-    store: ArtifactStore,
-    pipeline: str,
-    dataset_id: str,
-    thresholds: Mapping[str, Any],
-    *,
-    on_anomaly: str = "fail",
-    run_id: str,
-) -> dict[str, Any]:
-    """The traffic checks of the accepted schema (types, nulls, ranges, unseen categories; no label needed) on the
-    input snapshot's features, with a report always written (``scoring_validation.html`` and ``.json``).
-
-    ``on_anomaly``: ``fail`` raises :class:`DataValidationError` on any anomaly; ``warn`` reports them as warnings;
-    ``skip_rows`` makes row anomalies (:data:`ROW_KINDS`) warnings and returns, in ``skip``, what the score stage
-    leaves out (column -> kinds); any other anomaly still fails.
-    """
-    from airflow_mlops.ml.validation import Thresholds, check_traffic
-    from airflow_mlops.ml.validation_report import render_report_html
-
-    if on_anomaly not in ON_ANOMALY:
-        raise MlopsError(f"on_anomaly must be one of {ON_ANOMALY}; got {on_anomaly!r}.")
-    schema = store.read_json_if_exists(schema_key(pipeline))
-    if schema is None:
-        raise ArtifactNotFound(f"Pipeline {pipeline} has no accepted schema yet: run its training DAG first.")
-    path, cleanup = _snapshot_file(store, pipeline, dataset_id)
-    try:
-        frame = _read_columns(path, [n for n, s in schema["columns"].items() if s["role"] in ("numeric", "categorical")])
-    finally:
-        cleanup()
-    report = check_traffic(frame, schema, Thresholds(**thresholds))
-    found = len(report.anomalies)
-    skip: dict[str, list[str]] = {}
-    skipped = 0
-    if on_anomaly == "warn" and report.anomalies:
-        report.warnings.extend(report.anomalies)
-        report.notes.append(f"{found} anomalies reported as warnings (scoring.on_anomaly: warn): every row is scored")
-        report.anomalies = []
-    elif on_anomaly == "skip_rows":
-        rows = [a for a in report.anomalies if a.kind in ROW_KINDS]
-        for a in rows:
-            skip.setdefault(a.column, []).append(a.kind)
-        report.anomalies = [a for a in report.anomalies if a.kind not in ROW_KINDS]
-        report.warnings.extend(rows)
-        if skip:
-            skipped = int(skipped_rows(frame, schema, skip).sum())
-            report.notes.append(
-                f"{skipped} of {len(frame)} rows left out (scoring.on_anomaly: skip_rows): "
-                + "; ".join(f"{c}: {', '.join(k)}" for c, k in skip.items())
-            )
-    prefix = report_prefix(pipeline, run_id)
-    store.write_text(
-        f"{prefix}/scoring_validation.html",
-        render_report_html(report, pipeline=pipeline, dataset_id=dataset_id, schema_uri=store.uri(schema_key(pipeline))),
-    )
-    store.write_json(f"{prefix}/scoring_validation.json", {"dataset_id": dataset_id, "mode": "serving", **report.to_dict()})
-    report_uri = store.uri(f"{prefix}/scoring_validation.html")
-    if report.anomalies:
-        lines = "; ".join(f"{a.column}: {a.kind}: {a.message}" for a in report.anomalies[:10])
-        raise DataValidationError(
-            f"{len(report.anomalies)} anomalies in scoring input {dataset_id[:12]} ({lines}). Report: {report_uri}", report_uri
-        )
-    return {"anomalies": found, "report_uri": report_uri, "skip": skip, "skipped_rows": skipped, "rows": len(frame)}
-
-
-def skipped_rows(frame: pd.DataFrame, schema: Mapping[str, Any], skip: Mapping[str, list[str]]) -> np.ndarray:
-    """Which rows of ``frame`` carry a value of a kind in ``skip`` (column -> anomaly kinds), as a boolean mask."""
-    import numpy as np
-
-    from airflow_mlops.ml.transform import category_keys, numbers_of
-
-    mask = np.zeros(len(frame), dtype=bool)
-    for column, kinds in skip.items():
-        spec = schema["columns"][column]
-        series = frame[column]
-        nulls = series.isna().to_numpy()
-        if "null_ratio" in kinds:
-            mask |= nulls
-        if spec["role"] == "numeric":
-            values = numbers_of(series, len(series))
-            if "type_change" in kinds:
-                mask |= ~nulls & np.isnan(values)
-            if "infinite_values" in kinds:
-                mask |= np.isinf(values)
-            if "out_of_range" in kinds and spec.get("min") is not None:
-                with np.errstate(invalid="ignore"):
-                    mask |= np.isfinite(values) & ((values < spec["min"]) | (values > spec["max"]))
-        elif "unseen_categories" in kinds and "domain" in spec:
-            keys = category_keys(series)
-            mask |= (keys.notna() & ~keys.isin(set(spec["domain"]))).to_numpy()
-    return mask
-
-
 def score(
     store: ArtifactStore,
     pipeline: str,
@@ -170,7 +81,7 @@ def score(
     output_client: Any = None,
     id_columns: list[str] | None = None,
     skip: Mapping[str, list[str]] | None = None,
-    batch_rows: int = 131_072,
+    batch_rows: int = BATCH_ROWS,
     log_sample: float = 0.0,
     log_max_rows: int = 100_000,
 ) -> dict[str, Any]:
@@ -198,7 +109,7 @@ def score(
     transform, booster = FeatureTransform(spec), load_booster(store, pipeline, model_version)
     schema = store.read_json_if_exists(schema_key(pipeline)) if skip else None
     target, prefix = output_folder(store, pipeline, scoring, output, output_client)
-    path, cleanup = _snapshot_file(store, pipeline, dataset_id)
+    path, cleanup = snapshot_file(store, pipeline, dataset_id)
     try:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
@@ -300,28 +211,6 @@ def output_folder(
     if output is None:
         return store, scores_prefix(pipeline, scoring)
     return ArtifactStore.from_uri(output, client), scoring
-
-
-def _snapshot_file(store: ArtifactStore, pipeline: str, dataset_id: str) -> tuple[Path, Any]:
-    """A local path of the snapshot's data.parquet (downloaded from a remote store), and what removes the download."""
-    key = f"{dataset_prefix(pipeline, dataset_id)}/data.parquet"
-    local = store.local_path(key)
-    if local is not None:
-        if not local.is_file():
-            raise ArtifactNotFound(f"No dataset {dataset_id} at {store.uri(key)}.")
-        return local, lambda: None
-    folder = tempfile.TemporaryDirectory(prefix="mlops-score-")
-    path = Path(folder.name) / "data.parquet"
-    store.download_file(key, path)
-    return path, folder.cleanup
-
-
-def _read_columns(path: Path, wanted: list[str]) -> pd.DataFrame:
-    """Only the ``wanted`` columns the file has (a missing one is reported by the checks)."""
-    import pyarrow.parquet as pq
-
-    names = pq.ParquetFile(path).schema_arrow.names
-    return pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
 
 
 def _scored_table(ids: Any, scores: np.ndarray, task: str, model_version: str, dataset_id: str) -> Any:

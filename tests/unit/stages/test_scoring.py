@@ -171,3 +171,25 @@ class TestValidateInput:
         frame.to_parquet(path)
         with pytest.raises(DataValidationError, match="region: missing_column"):
             scoring.validate_input(store, PIPELINE, acquired(store, path), THRESHOLDS, on_anomaly="skip_rows", run_id="s4")
+
+    def test_batches_report_what_the_whole_input_reports(self, store, tmp_path):
+        """Validation streams the input in batches: any batch size gives the report of the whole at once, and
+        skip_rows counts the rows the score stage leaves out."""
+        from airflow_mlops.ml.validation import Thresholds, check_traffic
+
+        dataset_id, _ = self.bad_input(store, tmp_path)
+        schema = store.read_json(f"schemas/{PIPELINE}/schema.json")
+        whole = check_traffic(pd.read_parquet(data_file(store, dataset_id)), schema, Thresholds(**THRESHOLDS)).to_dict()
+        reports = []
+        for i, rows in enumerate((7, 128, 100_000)):
+            checked = scoring.validate_input(
+                store, PIPELINE, dataset_id, THRESHOLDS, on_anomaly="skip_rows", run_id=f"b{i}", batch_rows=rows
+            )
+            reports.append((checked["skipped_rows"], store.read_json(f"reports/churn/b{i}/scoring_validation.json")))
+        assert all(r == reports[0] for r in reports)
+        report = reports[0][1]
+        assert report["columns"] == whole["columns"] and report["warnings"] == whole["anomalies"]
+
+
+def data_file(store, dataset_id: str):
+    return store.local_path(f"datasets/{PIPELINE}/{dataset_id}/data.parquet")
