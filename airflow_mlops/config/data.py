@@ -1,10 +1,10 @@
 """The data sections: ``source`` (and its wait), ``features``, ``validation`` and ``preprocess``."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
-from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Scalar, Strict
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Issue, Scalar, Strict, config_issues
 
 
 class SourceWaitConfig(Strict):
@@ -76,10 +76,51 @@ class ValidationConfig(Strict):
     )
 
 
+class DaskConfig(Strict):
+    scheduler_address: str = Field(
+        ...,
+        pattern=r"^(tcp|tls|ws|wss|ucx)://[^\s/]+:\d+$",
+        description="The dask.distributed scheduler the DaskRunner submits to, e.g. tcp://dask-scheduler:8786 "
+        "(Beam's --dask_client_address). Its workers need airflow-mlops installed and must reach the artifact store.",
+    )
+    npartitions: PositiveInt | None = Field(
+        None, description="Dask partitions per pipeline (Beam's --dask_npartitions). None: one per row group of the snapshot."
+    )
+
+
+DASK_ADDRESS_OPTIONS = ("dask_client_address", "dask_scheduler_file")
+"""Beam options that also name the Dask cluster (instead of ``preprocess.dask``)."""
+
+
 class PreprocessConfig(Strict):
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of rows in the eval split (split by row content).")
-    runner: Literal["DirectRunner", "PrismRunner", "FlinkRunner", "SparkRunner", "DataflowRunner"] = Field(
-        "DirectRunner", description="Apache Beam runner."
+    runner: Literal["DirectRunner", "PrismRunner", "FlinkRunner", "SparkRunner", "DataflowRunner", "dask"] = Field(
+        "DirectRunner",
+        description="Apache Beam runner; dask: Beam's DaskRunner on the dask.distributed cluster of preprocess.dask.",
+    )
+    dask: DaskConfig | None = Field(
+        None, description="The Dask cluster of runner: dask (or give dask_client_address in pipeline_options)."
     )
     pipeline_options: dict[str, Scalar] = Field(default_factory=dict, description="Beam pipeline options, passed as --key=value.")
     histogram_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric column in the reference profile.")
+
+    @model_validator(mode="after")
+    def _dask_cluster(self) -> Self:
+        named = [k for k in DASK_ADDRESS_OPTIONS if k in self.pipeline_options]
+        if self.runner == "dask" and self.dask is None and not named:
+            message = "required when runner is 'dask' (scheduler_address), unless pipeline_options gives dask_client_address"
+            raise config_issues([Issue(("dask",), message)])
+        if self.dask is not None and self.runner != "dask":
+            raise config_issues([Issue(("dask",), f"only for runner 'dask'; runner is {self.runner!r}")])
+        if self.dask is not None and named:
+            raise config_issues([Issue(("pipeline_options", named[0]), "give the cluster once: in dask or in pipeline_options")])
+        return self
+
+    def beam_options(self) -> dict[str, Scalar]:
+        """``pipeline_options`` with the ``dask`` section as the DaskRunner's options."""
+        if self.dask is None:
+            return dict(self.pipeline_options)
+        dask: dict[str, Scalar] = {"dask_client_address": self.dask.scheduler_address}
+        if self.dask.npartitions is not None:
+            dask["dask_npartitions"] = self.dask.npartitions
+        return {**self.pipeline_options, **dask}

@@ -134,7 +134,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                 eval_fraction=config.preprocess.eval_fraction,
                 histogram_bins=config.preprocess.histogram_bins,
                 runner=config.preprocess.runner,
-                pipeline_options=dict(config.preprocess.pipeline_options),
+                pipeline_options=config.preprocess.beam_options(),
                 inlets=[assets["dataset"]],
                 outlets=[assets["features"]],
                 **columns,

@@ -24,8 +24,10 @@ class BeamPreprocessOperator(ColumnsOperator):
     Column roles (``label_column``, ``problem_type``, ``numeric``, ``categorical``) as in :class:`ColumnsOperator`.
     :param eval_fraction: share of rows in the eval split.
     :param histogram_bins: number of quantile bins in the reference profile.
-    :param runner: the Beam runner (``DirectRunner`` here; Flink, Spark or Dataflow at scale).
-    :param pipeline_options: Beam pipeline options, passed as ``--key=value``.
+    :param runner: the Beam runner (``DirectRunner`` here; ``dask`` for Beam's DaskRunner on a dask.distributed cluster,
+        at ``dask_client_address`` in ``pipeline_options``; Flink, Spark or Dataflow by name) (templated).
+    :param pipeline_options: Beam pipeline options, passed as ``--key=value`` (templated). For an ``s3://`` store the
+        AWS connection's endpoint, region and credentials are added as Beam's ``s3_*`` options (masked in the log).
     """
 
     template_fields: Sequence[str] = (*ColumnsOperator.template_fields, "dataset_id", "runner", "pipeline_options")

@@ -62,6 +62,25 @@ class TestPipelineConfig:
         assert config.evaluation is None and config.canary is None and config.monitor is None
         assert config.artifacts.root is None, "the loader, not the model, resolves the default root"
 
+    @pytest.mark.parametrize(
+        ("preprocess", "options"),
+        [
+            pytest.param({}, {}, id="direct"),
+            pytest.param(
+                {"runner": "dask", "dask": {"scheduler_address": "tcp://dask-scheduler:8786", "npartitions": 16}},
+                {"dask_client_address": "tcp://dask-scheduler:8786", "dask_npartitions": 16},
+                id="dask-section",
+            ),
+            pytest.param(
+                {"runner": "dask", "pipeline_options": {"dask_client_address": "tls://dask:8786"}},
+                {"dask_client_address": "tls://dask:8786"},
+                id="dask-in-options",
+            ),
+        ],
+    )
+    def test_beam_options_name_the_dask_cluster(self, preprocess, options):
+        assert PipelineConfig.model_validate(with_keys(preprocess=preprocess)).preprocess.beam_options() == options
+
     def test_convenience_properties(self):
         config = PipelineConfig.model_validate(with_keys(evaluation={"metric": "log_loss", "threshold": 0.5}))
         assert config.feature_columns == ["tenure", "contract"]
@@ -262,6 +281,26 @@ BAD = [
     pytest.param(with_keys(preprocess={"eval_fraction": 1.0}), ("preprocess", "eval_fraction"), id="eval-fraction-exclusive"),
     pytest.param(with_keys(preprocess={"runner": "LocalRunner"}), ("preprocess", "runner"), id="unknown-runner"),
     pytest.param(with_keys(preprocess={"histogram_bins": 101}), ("preprocess", "histogram_bins"), id="too-many-bins"),
+    pytest.param(with_keys(preprocess={"runner": "dask"}), ("preprocess", "dask"), id="dask-without-cluster"),
+    pytest.param(
+        with_keys(preprocess={"dask": {"scheduler_address": "tcp://dask:8786"}}), ("preprocess", "dask"), id="dask-not-the-runner"
+    ),
+    pytest.param(
+        with_keys(preprocess={"runner": "dask", "dask": {"scheduler_address": "dask:8786"}}),
+        ("preprocess", "dask", "scheduler_address"),
+        id="dask-address-without-scheme",
+    ),
+    pytest.param(
+        with_keys(
+            preprocess={
+                "runner": "dask",
+                "dask": {"scheduler_address": "tcp://dask:8786"},
+                "pipeline_options": {"dask_client_address": "tcp://other:8786"},
+            }
+        ),
+        ("preprocess", "pipeline_options", "dask_client_address"),
+        id="dask-cluster-given-twice",
+    ),
     pytest.param(with_keys(model={"type": "xgboost"}), ("model", "type"), id="unknown-model-type"),
     pytest.param(with_keys(model={"num_boost_round": 0}), ("model", "num_boost_round"), id="zero-rounds"),
     pytest.param(with_keys(schedule="@dayly"), ("schedule",), id="schedule-preset-typo"),
