@@ -12,6 +12,11 @@ then runs, each in its own process (so each peak RSS is its own):
               evidently report on a sample)  vs  evidently's DataDriftPreset over every row, same method and threshold
 and prints seconds, the ratio to the baseline (below 1: faster), peak RSS, and whether both drift checks
 found the same drifted columns.
+
+    .venv/bin/python benchmarks/scale.py 10000000 --drift-only [--train-rows 100000]
+
+runs only the drift pair over ROWS logged requests, after training on ``--train-rows`` rows (acquire, preprocess
+and evaluate run untimed on them, to put a model with its reference profile in production).
 """
 
 from __future__ import annotations
@@ -198,15 +203,31 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--stage":
         print(json.dumps(run_stage(sys.argv[2], Path(sys.argv[3]))))
         return 0
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = sys.argv[1:]
+    drift_only = "--drift-only" in args
+    train_rows = 100_000
+    if "--train-rows" in args:
+        at = args.index("--train-rows")
+        train_rows = int(args[at + 1])
+        del args[at : at + 2]
+    args = [a for a in args if a != "--drift-only"]
+    rows = int(args[0]) if args else 100_000
     with tempfile.TemporaryDirectory(prefix="mlops-scale-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        make_data(rows, work / "data.csv")
+        generated = train_rows if drift_only else rows
+        make_data(generated, work / "data.csv")
         (work / "state.json").write_text(json.dumps({"rows": rows}))
-        print(f"{rows:,} rows x {len(NUMERIC) + len(CATEGORICAL) + 1} columns generated in {time.perf_counter() - t0:.1f} s")
+        print(f"{generated:,} rows x {len(NUMERIC) + len(CATEGORICAL) + 1} columns generated in {time.perf_counter() - t0:.1f} s")
+        if drift_only:
+            print(f"(--drift-only: trained on {train_rows:,} rows; {rows:,} logged requests)")
+            for stage in ("acquire", "preprocess", "evaluate"):
+                out = subprocess.run([sys.executable, __file__, "--stage", stage, str(work)], capture_output=True, text=True)
+                if out.returncode:
+                    print(out.stderr[-3000:])
+                    return 1
         print(f"{'stage':<12}{'seconds':>10}{'baseline':>20}{'seconds':>10}{'ratio':>8}{'peak RSS MB':>14}")
-        for stage, baseline in PAIRS:
+        for stage, baseline in PAIRS[-1:] if drift_only else PAIRS:
             figures = {}
             for name in (stage, baseline):
                 out = subprocess.run([sys.executable, __file__, "--stage", name, str(work)], capture_output=True, text=True)

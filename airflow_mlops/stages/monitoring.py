@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound
-from airflow_mlops.serving.predlog_reader import read_log
+from airflow_mlops.serving.predlog_reader import scan_log
 from airflow_mlops.stages.features import read_features
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.layout import model_prefix, report_prefix, schema_key
@@ -18,8 +18,11 @@ from airflow_mlops.store.registry import ModelRegistry
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
-    from airflow_mlops.ml.drift import DriftResult
+    from airflow_mlops.ml.drift import DriftCounts, DriftResult
+    from airflow_mlops.ml.sample import RowSample
+    from airflow_mlops.ml.traffic import TrafficChecks
     from airflow_mlops.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,16 @@ def last_drift_check(store: ArtifactStore, pipeline: str) -> float:
 
 
 def new_logged_rows(store: ArtifactStore, pipeline: str) -> int:
-    """Predictions logged since the last drift check."""
-    return len(read_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6, columns=[]))
+    """Predictions logged since the last drift check (counted one log file at a time, reading only ``_ts``)."""
+    return scan_log(store, pipeline, "predictions", last_drift_check(store, pipeline) + 1e-6, [], _RowCount).rows
+
+
+class _RowCount:
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += len(table)
 
 
 def drift_check(
@@ -47,15 +58,17 @@ def drift_check(
     quality: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compare predictions logged since the last check with the production model's reference profile and record
-    the check (``drift.json`` and an event). The statistics use every new row; the evidently report at ``report_uri``
-    is rendered afterwards by :func:`drift_report`, off the decision's path. A retry of a recorded check returns
-    its result unchanged.
+    the check (``drift.json`` and an event). The statistics use every new row, read one log file at a time into
+    mergeable counts (:class:`~airflow_mlops.ml.drift.DriftCounts`: PSI exact, numeric KS on a bounded uniform
+    sample), so memory stays bounded by one file whatever the rows; the evidently report at ``report_uri`` is
+    rendered afterwards by :func:`drift_report`, off the decision's path. A retry of a recorded check returns its
+    result unchanged.
 
     With ``quality`` (the config's ``validation`` thresholds) the same rows also get the data-quality checks of
     validation that apply to requests (null ratios, unseen categories, out-of-range and infinite values) against
     the accepted schema: named in the result, the reason and ``traffic_quality.html``, whether or not they drift.
     """
-    from airflow_mlops.ml.drift import detect_drift
+    from airflow_mlops.ml.drift import DriftCounts
 
     prefix = report_prefix(pipeline, run_id)
     if any(e.get("event_id") == f"drift-{run_id}" for e in read_events(store, pipeline)):
@@ -66,12 +79,18 @@ def drift_check(
     if production is None:
         raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
     profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
-    frame = read_log(store, pipeline, "predictions", since + 1e-6, columns=[*profile["numeric"], *profile["categorical"]])
+    schema = store.read_json_if_exists(schema_key(pipeline)) if quality is not None else None
+
+    def start() -> _CheckScan:
+        return _CheckScan(DriftCounts(profile, method), _traffic_checks(schema, quality))
+
+    columns = [*profile["numeric"], *profile["categorical"]]
+    scan = scan_log(store, pipeline, "predictions", since + 1e-6, columns, start)
     thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
-    result = detect_drift(frame, profile, method=method, **thresholds)
+    result = scan.drift.result(**thresholds)
     report_uri = store.uri(f"{prefix}/drift.html")
-    checked_until = float(frame["_ts"].max()) if len(frame) else since
-    issues = _traffic_quality(store, pipeline, frame, quality, prefix) if quality is not None and len(frame) else []
+    checked_until = scan.until if scan.drift.rows else since
+    issues = _traffic_quality(store, pipeline, scan.traffic, prefix, scan.drift.rows) if scan.drift.rows else []
     reason = result.reason
     if issues:
         reason += (
@@ -96,21 +115,50 @@ def drift_check(
     return out
 
 
+class _CheckScan:
+    """What the drift check keeps of the new rows while it reads the log file by file: the drift counts, the
+    traffic checks' counts (None: not checked) and the last row's time."""
+
+    def __init__(self, drift: DriftCounts, traffic: TrafficChecks | None) -> None:
+        self.drift = drift
+        self.traffic = traffic
+        self.until = float("-inf")
+
+    def add(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        if not len(table):
+            return
+        self.until = max(self.until, pc.max(table["_ts"]).as_py())
+        frame = table.to_pandas()
+        self.drift.add(frame)
+        if self.traffic is not None:
+            self.traffic.add(frame)
+
+
+def _traffic_checks(schema: Mapping[str, Any] | None, quality: Mapping[str, Any] | None) -> TrafficChecks | None:
+    """Validation's request checks against the accepted schema, fed file by file (None: no schema, or not asked)."""
+    if schema is None or quality is None:
+        return None
+    from airflow_mlops.ml.traffic import TrafficChecks
+    from airflow_mlops.ml.validation import Thresholds
+
+    return TrafficChecks(dict(schema), Thresholds(**quality))
+
+
 def _traffic_quality(
-    store: ArtifactStore, pipeline: str, frame: pd.DataFrame, quality: Mapping[str, Any], prefix: str
+    store: ArtifactStore, pipeline: str, checks: TrafficChecks | None, prefix: str, rows: int
 ) -> list[dict[str, Any]]:
-    """Validation's request checks of the logged rows against the accepted schema; the anomalies, as dicts."""
+    """The traffic checks' report over the logged rows (``traffic_quality.html``); the anomalies, as dicts."""
     from dataclasses import asdict
 
-    from airflow_mlops.ml.validation import Thresholds, check_traffic
     from airflow_mlops.ml.validation_report import render_report_html
 
-    schema = store.read_json_if_exists(schema_key(pipeline))
-    if schema is None:
+    if checks is None:
         return []
-    report = check_traffic(frame, schema, Thresholds(**quality))
+    report = checks.report()
     html = render_report_html(
-        report, pipeline=pipeline, dataset_id=f"{len(frame)} logged requests", schema_uri=store.uri(schema_key(pipeline))
+        report, pipeline=pipeline, dataset_id=f"{rows} logged requests", schema_uri=store.uri(schema_key(pipeline))
     )
     store.write_text(f"{prefix}/traffic_quality.html", html)
     for anomaly in report.anomalies:
@@ -128,17 +176,26 @@ def drift_report(store: ArtifactStore, pipeline: str, *, run_id: str) -> dict[st
     The new rows are those the check read (logged between its ``checked_from`` and ``checked_until``), against the
     eval rows the production model was checked on. Each column's test is the verdict's own score (computed on every
     new row against the reference profile, with the same method and threshold), so the report never contradicts
-    the decision; the plots use a sample of at most ``REPORT_SAMPLE_ROWS`` rows. Rendering again writes nothing.
+    the decision; the plots use a seeded uniform sample of at most ``REPORT_SAMPLE_ROWS`` new rows, drawn while the
+    log is read one file at a time (:class:`~airflow_mlops.ml.sample.RowSample`). Rendering again writes nothing.
     """
     from airflow_mlops.ml.drift import DriftResult
+    from airflow_mlops.ml.sample import RowSample
 
     prefix = report_prefix(pipeline, run_id)
     check = store.read_json(f"{prefix}/drift.json")
     if store.exists(f"{prefix}/drift.html"):
         log.info("Drift report of run %s already rendered: %s", run_id, check["report_uri"])
         return {"report_uri": check["report_uri"], "rows": check["rows"], "cached": True}
-    frame = read_log(store, pipeline, "predictions", check["checked_from"] + 1e-6, columns=list(check["scores"]))
-    frame = frame[frame["_ts"] <= check["checked_until"]]
+    columns = list(check["scores"])
+
+    def start() -> _ReportScan:
+        return _ReportScan(RowSample(REPORT_SAMPLE_ROWS), check["checked_until"], columns)
+
+    scan = scan_log(store, pipeline, "predictions", check["checked_from"] + 1e-6, columns, start)
+    frame = scan.sample.frame
+    if frame.empty:
+        frame = _empty_log_rows(columns)
     result = DriftResult(**{k: check[k] for k in DriftResult.__dataclass_fields__})
     html = _drift_html(
         store,
@@ -150,8 +207,32 @@ def drift_report(store: ArtifactStore, pipeline: str, *, run_id: str) -> dict[st
         share_threshold=check["share_threshold"],
     )
     store.write_text(f"{prefix}/drift.html", html)
-    log.info("Drift report over %d new rows (plots on at most %d): %s", len(frame), REPORT_SAMPLE_ROWS, check["report_uri"])
-    return {"report_uri": check["report_uri"], "rows": len(frame), "cached": False}
+    rows = scan.sample.rows
+    log.info("Drift report over %d new rows (plots on %d of them): %s", rows, len(frame), check["report_uri"])
+    return {"report_uri": check["report_uri"], "rows": rows, "cached": False}
+
+
+class _ReportScan:
+    """The report's sample of the rows its check read (logged up to ``until``), ``columns`` of them."""
+
+    def __init__(self, sample: RowSample, until: float, columns: list[str]) -> None:
+        self.sample = sample
+        self.until = until
+        self.columns = columns
+
+    def add(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.less_equal(table["_ts"], self.until))
+        if len(table):
+            frame = table.to_pandas()
+            self.sample.add(frame.reindex(columns=self.columns))
+
+
+def _empty_log_rows(columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
 
 
 def _drift_html(

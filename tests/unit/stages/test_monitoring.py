@@ -156,3 +156,68 @@ class TestDriftCheck:
         store = copy_store(built, tmp_path)
         with pytest.raises(ArtifactNotFound, match="churn has no production model"):
             check(store, "monitor-1")
+
+
+class TestDriftCheckMemory:
+    """The check reads the log one file at a time, only the profiled columns, into counts merged per file."""
+
+    def test_each_log_file_is_read_once_with_only_the_profiled_columns(self, store, serve, built, monkeypatch):
+        from airflow_mlops.config.data import ValidationConfig
+        from airflow_mlops.ml import drift
+        from airflow_mlops.ml.validation import Thresholds, check_traffic
+        from airflow_mlops.serving import predlog_reader
+        from airflow_mlops.stages.data import validate
+        from airflow_mlops.store.layout import model_prefix, schema_key
+
+        quality = ValidationConfig().model_dump()
+        validate(store, PIPELINE, built.dataset["dataset_id"], COLUMNS, quality, run_id="train")
+        batches = [make_churn(250, seed=31, drift=0.8), make_churn(120, seed=32), make_churn(310, seed=33, drift=0.4)]
+        batches[1].loc[batches[1].index % 2 == 0, "data_usage_gb"] = None
+        for rows in batches:
+            serve(rows)
+        whole = read_log(store, PIPELINE, "predictions", 0.0)
+        reads, added = [], []
+        real_read, real_add = predlog_reader.read_file, drift.DriftCounts.add
+
+        def read_file(store_, key, columns=None):
+            reads.append((key, columns))
+            return real_read(store_, key, columns)
+
+        def add(self, frame):
+            added.append(len(frame))
+            return real_add(self, frame)
+
+        monkeypatch.setattr(predlog_reader, "read_file", read_file)
+        monkeypatch.setattr(drift.DriftCounts, "add", add)
+        result = check(store, "monitor-m", quality=quality)
+
+        profile = store.read_json(f"{model_prefix(PIPELINE, built.model['model_version'])}/profile.json")
+        assert len(reads) == len(batches) == len({k for k, _ in reads})
+        assert all(columns == ["_ts", *profile["numeric"], *profile["categorical"]] for _, columns in reads)
+        assert sorted(added) == sorted(len(b) for b in batches)  # one file's rows at a time, never all of them
+        thresholds = {k: DRIFT[k] for k in ("column_threshold", "share_threshold")}
+        expected = drift.detect_drift(whole, profile, method=DRIFT["method"], **thresholds)
+        assert result["scores"] == expected.scores and result["drifted_columns"] == expected.drifted_columns
+        assert result["rows"] == len(whole) and result["checked_until"] == whole["_ts"].max()
+        traffic = check_traffic(whole, store.read_json(schema_key(PIPELINE)), Thresholds(**quality))
+        assert [(a["column"], a["kind"], a["message"]) for a in result["data_quality"]] == [
+            (a.column, a.kind, a.message) for a in traffic.anomalies
+        ]
+
+    def test_the_report_samples_the_rows_while_reading_file_by_file(self, store, serve, monkeypatch):
+        from airflow_mlops.stages import monitoring
+
+        for seed in (41, 42, 43):
+            serve(make_churn(200, seed=seed))
+        check(store, "monitor-r")
+        monkeypatch.setattr(monitoring, "REPORT_SAMPLE_ROWS", 150)
+        seen = []
+        real = monitoring._drift_html
+
+        def drift_html(store_, pipeline, production, current, result, **kwargs):
+            seen.append(len(current))
+            return real(store_, pipeline, production, current, result, **kwargs)
+
+        monkeypatch.setattr(monitoring, "_drift_html", drift_html)
+        assert drift_report(store, PIPELINE, run_id="monitor-r")["rows"] == 600
+        assert seen == [150]
