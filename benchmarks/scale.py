@@ -17,6 +17,12 @@ found the same drifted columns.
 
 runs only the drift pair over ROWS logged requests, after training on ``--train-rows`` rows (acquire, preprocess
 and evaluate run untimed on them, to put a model with its reference profile in production).
+
+    .venv/bin/python benchmarks/scale.py 1000000 --preprocess-only [--runner dask] [--workers 2]
+
+runs only the preprocess pair (acquire untimed before it); ``--runner dask`` runs the Beam pipelines on Beam's
+DaskRunner against a ``distributed.LocalCluster`` of ``--workers`` worker processes (one thread each) on 127.0.0.1,
+started before the clock starts. ``MLOPS_BENCH_PROFILE=FILE`` writes a cProfile of the preprocess stage to FILE.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ def run_stage(stage: str, work: Path) -> dict:
     import pandas as pd
 
     from airflow_mlops.stages.data import Columns, acquire
-    from airflow_mlops.stages.features import preprocess, read_features
+    from airflow_mlops.stages.features import read_features
     from airflow_mlops.stages.training import TrainSettings, load_booster, train
     from airflow_mlops.store.artifacts import ArtifactStore
 
@@ -89,10 +95,8 @@ def run_stage(stage: str, work: Path) -> dict:
     elif stage == "read_csv":
         pd.read_csv(work / "data.csv")
     elif stage == "preprocess":
-        result = preprocess(
-            store, "bench", state["dataset_id"], columns, eval_fraction=0.2, histogram_bins=10, runner="DirectRunner"
-        )
-        state["features_id"] = result["features_id"]
+        state["features_id"] = _preprocess(store, state, columns)["features_id"]
+        t0 = time.perf_counter() - state["preprocess_seconds"]  # the pipelines only, not a local cluster's start
     elif stage == "pandas_preprocess":
         frame = pd.read_parquet(next((work / "store" / "datasets" / "bench").glob("*/data.parquet")))
         out = {}
@@ -156,6 +160,45 @@ def run_stage(stage: str, work: Path) -> dict:
     return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _preprocess(store, state: dict, columns) -> dict:
+    """The preprocess stage on ``state["runner"]`` (DirectRunner, or dask on a local cluster of ``state["workers"]``)."""
+    import contextlib
+    import os
+
+    from airflow_mlops.stages.features import preprocess
+
+    runner, options = state.get("runner", "DirectRunner"), {}
+    with contextlib.ExitStack() as stack:
+        if runner == "dask":
+            from distributed import LocalCluster
+
+            cluster = LocalCluster(
+                n_workers=state.get("workers", 2), processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            )
+            stack.enter_context(cluster)
+            options["dask_client_address"] = cluster.scheduler_address
+        profile = os.environ.get("MLOPS_BENCH_PROFILE")
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            stack.callback(profiler.dump_stats, profile)
+            stack.enter_context(profiler)
+        t0 = time.perf_counter()
+        result = preprocess(
+            store,
+            "bench",
+            state["dataset_id"],
+            columns,
+            eval_fraction=0.2,
+            histogram_bins=10,
+            runner=runner,
+            pipeline_options=options,
+        )
+        state["preprocess_seconds"] = time.perf_counter() - t0
+    return result
+
+
 def _log_drifted_predictions(store, state: dict, rows: int, part_rows: int = 100_000) -> None:
     """The model in production (with its features as the reference) and ``rows`` drifted requests in its prediction log."""
     import io
@@ -210,14 +253,21 @@ def main() -> int:
         at = args.index("--train-rows")
         train_rows = int(args[at + 1])
         del args[at : at + 2]
-    args = [a for a in args if a != "--drift-only"]
+    preprocess_only = "--preprocess-only" in args
+    bench_state: dict = {}
+    for flag, key, kind in (("--runner", "runner", str), ("--workers", "workers", int)):
+        if flag in args:
+            at = args.index(flag)
+            bench_state[key] = kind(args[at + 1])
+            del args[at : at + 2]
+    args = [a for a in args if a not in ("--drift-only", "--preprocess-only")]
     rows = int(args[0]) if args else 100_000
     with tempfile.TemporaryDirectory(prefix="mlops-scale-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
         generated = train_rows if drift_only else rows
         make_data(generated, work / "data.csv")
-        (work / "state.json").write_text(json.dumps({"rows": rows}))
+        (work / "state.json").write_text(json.dumps({"rows": rows, **bench_state}))
         print(f"{generated:,} rows x {len(NUMERIC) + len(CATEGORICAL) + 1} columns generated in {time.perf_counter() - t0:.1f} s")
         if drift_only:
             print(f"(--drift-only: trained on {train_rows:,} rows; {rows:,} logged requests)")
@@ -227,7 +277,13 @@ def main() -> int:
                     print(out.stderr[-3000:])
                     return 1
         print(f"{'stage':<12}{'seconds':>10}{'baseline':>20}{'seconds':>10}{'ratio':>8}{'peak RSS MB':>14}")
-        for stage, baseline in PAIRS[-1:] if drift_only else PAIRS:
+        if preprocess_only:
+            out = subprocess.run([sys.executable, __file__, "--stage", "acquire", str(work)], capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-3000:])
+                return 1
+        pairs = PAIRS[-1:] if drift_only else PAIRS[1:2] if preprocess_only else PAIRS
+        for stage, baseline in pairs:
             figures = {}
             for name in (stage, baseline):
                 out = subprocess.run([sys.executable, __file__, "--stage", name, str(work)], capture_output=True, text=True)
@@ -239,6 +295,10 @@ def main() -> int:
             ratio = s["seconds"] / b["seconds"]
             print(f"{stage:<12}{s['seconds']:>10.2f}{baseline:>20}{b['seconds']:>10.2f}{ratio:>7.2f}x{s['peak_rss_mb']:>14.0f}")
         state = json.loads((work / "state.json").read_text())
+        if preprocess_only:
+            workers = f", {state.get('workers', 2)} workers" if state.get("runner") == "dask" else ""
+            print(f"(--preprocess-only: Beam runner {state.get('runner', 'DirectRunner')}{workers})")
+            return 0
         print(f"drift report (evidently, on a sample of the new rows; its own task): {state['report_seconds']:.2f} s")
         print(f"drifted columns: {', '.join(state['drifted'])} (expected: n00-n{DRIFTED - 1:02d} and c0)")
         if "evidently_drifted" in state:

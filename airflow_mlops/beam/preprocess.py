@@ -252,7 +252,9 @@ class SplitTransformWrite(beam.DoFn):
 
     def _write(self, split: str, index: int, table: pa.Table) -> tuple[str, int]:
         schema = self.schemas["raw" if split == "eval_raw" else "features"]
-        storage.write_parquet(storage.join(self.output_uri, split, f"part-{index:05d}.parquet"), table, schema)
+        # the raw rows' strings (categories) dictionary-encoded, not the unique row ids or any float
+        dictionary = [f.name for f in schema if f.name != ROW_ID and pa.types.is_string(f.type)] if split == "eval_raw" else []
+        storage.write_parquet(storage.join(self.output_uri, split, f"part-{index:05d}.parquet"), table, schema, dictionary)
         return split, table.num_rows
 
 

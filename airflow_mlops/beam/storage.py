@@ -20,9 +20,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from airflow_mlops.store.artifacts import dumps
 
-PARQUET_CODEC = "none"
-"""Feature files are written uncompressed (float64 features barely compress), as Beam's Parquet sink does by default."""
-
 
 def beam_path(uri: str) -> str:
     """The path Beam's filesystems take for a store URI: ``file://`` roots become local paths (Beam's local
@@ -78,11 +75,14 @@ def parquet_rows(uri: str) -> int:
         return pq.ParquetFile(fh).metadata.num_rows
 
 
-def write_parquet(uri: str, table: pa.Table, schema: pa.Schema) -> None:
-    """``table`` as one Parquet file (one row group) at ``uri``, streamed to the store as it is written."""
+def write_parquet(uri: str, table: pa.Table, schema: pa.Schema, dictionary: list[str] | None = None) -> None:
+    """``table`` as one Parquet file (one row group, snappy) at ``uri``, streamed to the store as it is written.
+
+    Only the ``dictionary`` columns are dictionary-encoded: tried on float columns, pyarrow's default encoding
+    costs more than ten times the rest of the write (0.34 s against 0.025 s per 131,072 rows x 22 floats)."""
     with (
         FileSystems.create(beam_path(uri), compression_type=CompressionTypes.UNCOMPRESSED) as fh,
-        pq.ParquetWriter(fh, schema, compression=PARQUET_CODEC) as writer,
+        pq.ParquetWriter(fh, schema, use_dictionary=dictionary or False) as writer,
     ):
         writer.write_table(table)
 
