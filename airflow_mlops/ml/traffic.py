@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.ml.schema import dtype_family
-from airflow_mlops.ml.transform import category_keys, numbers_of
+from airflow_mlops.ml.transform import _category_codes, numbers_of
 from airflow_mlops.ml.validation_report import Anomaly, ValidationReport
 
 if TYPE_CHECKING:
@@ -109,13 +109,22 @@ class TrafficChecks:
                     if spec.get("min") is not None:
                         counts.beyond += int(((finite < spec["min"]) | (finite > spec["max"])).sum())
             if spec["role"] == "categorical" and "domain" in spec:
-                keys = category_keys(series).dropna()
-                unseen = ~keys.isin(set(spec["domain"]))
-                counts.keys += len(keys)
-                counts.unseen += int(unseen.sum())
-                if unseen.any():
-                    counts.examples = sorted({*counts.examples, *keys[unseen].unique().tolist()})[:EXAMPLES]
+                self._categories(series, set(spec["domain"]), counts)
         return self
+
+    @staticmethod
+    def _categories(series: pd.Series, domain: set[str], counts: _Counts) -> None:
+        """Category keys counted per distinct value (``category_keys`` without a key per row)."""
+        import numpy as np
+
+        codes, keys = _category_codes(series)
+        known = np.array([k is not None for k in keys] + [False])  # code -1 (null) takes the last
+        unseen = np.array([k is not None and k not in domain for k in keys] + [False])
+        counts.keys += int(known[codes].sum())
+        found = int(unseen[codes].sum())
+        counts.unseen += found
+        if found:
+            counts.examples = sorted({*counts.examples, *(k for k, u in zip(keys, unseen, strict=False) if u)})[:EXAMPLES]
 
     def report(self) -> ValidationReport:
         """The anomalies and per-column statistics of every frame added."""
