@@ -1,4 +1,5 @@
-"""One pipeline's page: status and controls, retrain requests, canary, drift, performance, versions, runs and events."""
+"""One pipeline's page: status and controls, retrain requests, canary, drift, performance, batch scoring, versions,
+runs and events."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from airflow_mlops.plugins.pages.cells import code, percent, row, run_link, shor
 from airflow_mlops.plugins.pages.drift import drift_section
 from airflow_mlops.plugins.pages.layout import Urls, layout
 from airflow_mlops.plugins.pages.performance import performance_section
+from airflow_mlops.plugins.pages.scoring import scoring_section
 from airflow_mlops.plugins.pages.versions import versions_section
 from airflow_mlops.plugins.readers.pipelines import monitor_dag_id, training_dag_id
 
@@ -30,6 +32,7 @@ def pipeline_page(view: PipelineView, urls: Urls) -> str:
         canary_section(view),
         drift_section(view, urls),
         performance_section(view, urls),
+        scoring_section(view, urls),
         versions_section(view, urls),
         _runs(view.runs, urls),
         _events(view, urls),

@@ -1,5 +1,5 @@
 """Everything one pipeline's page shows: its versions, the canary's timeline, the drift and performance checks, the
-events log and the runs."""
+batch scoring runs, the events log and the runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from airflow_mlops.plugins.readers.events import read_events
 from airflow_mlops.plugins.readers.performance import PerformanceView, performance_view
 from airflow_mlops.plugins.readers.pipelines import RunState
 from airflow_mlops.plugins.readers.retrain_requests import RetrainRequest, open_requests
+from airflow_mlops.plugins.readers.scoring import ScoringRun, scoring_runs
 from airflow_mlops.plugins.readers.versions import VersionRow, version_rows
 from airflow_mlops.store.registry import ModelRegistry
 
@@ -43,6 +44,10 @@ class PipelineView:
     drift_threshold: float | None
     drift_method: str | None
     performance: PerformanceView
+    scoring: list[ScoringRun]
+    scoring_dag_id: str
+    scoring_configured: bool
+    """Whether the config has a ``scoring`` section (runs published before it was removed are listed all the same)."""
     events: list[dict[str, Any]]
     events_total: int
     open_requests: list[RetrainRequest]
@@ -82,6 +87,9 @@ def pipeline_view(
         drift_threshold=threshold,
         drift_method=method,
         performance=performance_view(config, events),
+        scoring=scoring_runs(pipeline, events),
+        scoring_dag_id=config.scoring_dag_id,
+        scoring_configured=config.scoring is not None,
         events=events[::-1][:events_shown],
         events_total=len(events),
         open_requests=open_requests(events),
