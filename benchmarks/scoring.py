@@ -87,6 +87,7 @@ def run(side: str, work: Path) -> dict:
     """One side, in this process: seconds (and per step), rows and peak RSS."""
     state = json.loads((work / "state.json").read_text())
     steps: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # peak RSS MB so far, after each step of ours
     t0 = time.perf_counter()
     if side == "ours":
         from airflow_mlops.config.data import ValidationConfig
@@ -101,6 +102,7 @@ def run(side: str, work: Path) -> dict:
             nonlocal last
             now = time.perf_counter()
             steps[name], last = now - last, now
+            peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         acquired = acquire(store, PIPELINE, str(work / "input.parquet"))
         step("acquire")
@@ -154,6 +156,7 @@ def run(side: str, work: Path) -> dict:
     return {
         "seconds": time.perf_counter() - t0,
         "steps": steps,
+        "peaks": peaks,
         "rows": rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -188,6 +191,7 @@ def main() -> int:
         ):
             print(f"{name:<34}{seconds:>9.2f}{rows / seconds:>12,.0f}{rss:>13.0f}")
         print("ours, per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in ours["steps"].items()))
+        print("ours, peak RSS MB after each step: " + ", ".join(f"{k} {v:.0f}" for k, v in ours["peaks"].items()))
         print("baseline, per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in base["steps"].items()))
         print(f"ratio to baseline: {ours['seconds'] / base['seconds']:.2f}x with acquire, {after / base['seconds']:.2f}x without")
     return 0
