@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.scoring import BATCH_ROWS
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
 from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX, PREDICTION_COLUMNS
-from airflow_mlops.stages.scoring_input import ON_ANOMALY, ROW_KINDS, skipped_rows, snapshot_file, validate_input
+from airflow_mlops.stages.scoring_input import BATCH_ROWS, ON_ANOMALY, ROW_KINDS, skipped_rows, snapshot_file, validate_input
 from airflow_mlops.store.layout import log_part_key, model_prefix, schema_key, scores_prefix, scoring_id
 
 if TYPE_CHECKING:

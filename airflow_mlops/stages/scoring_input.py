@@ -14,9 +14,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.scoring import BATCH_ROWS
 from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError, MlopsError
 from airflow_mlops.store.layout import dataset_prefix, report_prefix, schema_key
+
+BATCH_ROWS = 131_072
+"""Rows validated and scored at a time by default: a snapshot's row group (``store.datasets.ROW_GROUP_ROWS``), and
+the config's ``scoring.batch_rows`` default (a test keeps the two equal)."""
 
 if TYPE_CHECKING:
     import numpy as np

@@ -56,7 +56,7 @@ class TestLintCommand:
             (
                 f"{configs / 'bad.yml'}: colour: unknown key (allowed here: pipeline, description, owner, schedule, start_date, catchup, "
                 "tags, artifacts, source, label, task, features, validation, preprocess, model, compute, evaluation, canary, monitor, "
-                "operations). "
+                "scoring, operations). "
                 "Got 'x' instead."
             ),
         ]

@@ -98,3 +98,11 @@ class TestScoringDag:
         assert [d.dag_id for d in pipeline_dags(plain)] == ["mlops_churn_training"]
         with pytest.raises(ConfigError, match="scoring: the pipeline has no 'scoring' section"):
             build_scoring_dag(plain)
+
+
+def test_the_batch_default_is_the_stages_and_a_snapshot_row_group():
+    from airflow_mlops.config.scoring import BATCH_ROWS
+    from airflow_mlops.stages.scoring_input import BATCH_ROWS as STAGE_BATCH_ROWS
+    from airflow_mlops.store.datasets import ROW_GROUP_ROWS
+
+    assert BATCH_ROWS == STAGE_BATCH_ROWS == ROW_GROUP_ROWS
