@@ -552,6 +552,8 @@ class TestPinnedVersion:
             "production": v2,
             "canary": None,
             "canary_percent": 0.0,
+            "holdback": None,
+            "holdback_percent": 0.0,
             "load_errors": {},
             "worker": 0,
         }
