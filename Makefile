@@ -41,9 +41,9 @@ browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq chromium || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
-# The inner loop: style, then the tests not marked slow (no whole DAG runs, servers or the demo).
+# The inner loop: style, then the tests not marked slow (no whole DAG runs, servers or the demo), in 2 workers.
 quick: install style
-	@$(BIN)/python -m pytest -q -m "not slow"
+	@$(BIN)/python -m pytest -q -m "not slow" -n 2
 
 # ruff's lint rules and formatting (settings in pyproject.toml); `ruff format .` fixes the latter.
 style: install
