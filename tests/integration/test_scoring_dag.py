@@ -114,3 +114,66 @@ class TestScoringDag:
         assert [p["id"] for p in answer] == scored["customer_id"].tolist() and {p["version"] for p in answer} == {version}
         served = np.array([p["prediction"] for p in answer], dtype=float)
         assert served.tobytes() == scored["score"].to_numpy().tobytes(), "to the last bit of every float"
+
+
+class TestScoringOnS3:
+    def test_score_with_the_artifact_root_on_s3_through_the_connection(
+        self, pipeline, scoring_dag_file, tmp_path, s3_bucket, aws_connection, monkeypatch
+    ):
+        """The root is an mlops_artifacts connection's s3:// root on the moto server: the model, the snapshot, the
+        shards, the report and the logged rows all live there and nothing lands on the local disk."""
+        import json
+
+        import boto3
+
+        from airflow_mlops.factories import build_scoring_dag
+        from airflow_mlops.store.artifacts import ArtifactStore
+
+        endpoint, bucket = s3_bucket
+        extra = {"artifact_root": f"s3://{bucket}/mlops", "aws_conn_id": aws_connection}
+        monkeypatch.setenv("AIRFLOW_CONN_TEAM_ARTIFACTS", json.dumps({"conn_type": "mlops_artifacts", "extra": extra}))
+        store = ArtifactStore.from_uri(extra["artifact_root"], boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"))
+        scoring = {"input": {"uri": str(tmp_path / "tables" / "{{ ds }}.parquet")}, "id_columns": ["customer_id"]}
+        scoring |= {"log_sample": 0.1, "batch_rows": 1024}
+        overrides = {"model": {"num_boost_round": 20, "params": {"num_leaves": 7}}, "scoring": scoring}
+        config, training = pipeline(
+            churn_config("churn_batch_s3", tmp_path, artifacts={"conn_id": "team_artifacts"}, **overrides)
+        )
+        write_day(tmp_path, "2026-11-01", make_churn(1200, seed=1))
+        run, states = run_dag(training, "2026-11-01")
+        assert run.state == "success", states
+        version = ModelRegistry(store, "churn_batch_s3").production()
+        assert version == xcom(run, "training.train")["model_version"]
+
+        table = make_churn(2500, seed=4).drop(columns=["churned"])
+        (tmp_path / "tables").mkdir()
+        table.to_parquet(tmp_path / "tables" / "2026-11-02.parquet", index=False)
+        scoring_dag_file(config)
+        dag = build_scoring_dag(config)
+        assert dag.get_task("data.acquire").mlops_conn_id == "team_artifacts"
+        run, states = run_dag(dag, "2026-11-02")
+        assert run.state == "success", states
+        published = xcom(run, "scoring.publish")
+        assert (published["rows"], published["model_version"], published["parts"]) == (2500, version, 3)
+        event = asset_events(run)["mlops_churn_batch_s3_scores"]
+        assert (event["rows"], event["model_version"]) == (2500, version)
+        assert event["dataset_id"] == xcom(run, "data.acquire")["dataset_id"]
+        prefix = f"scores/churn_batch_s3/{published['scoring_id']}"
+        assert event["output_uri"] == f"s3://{bucket}/mlops/{prefix}" and store.exists(f"{prefix}/_SUCCESS.json")
+        parts = sorted(k for k in store.list(prefix) if "/part-" in k)
+        scored = pd.concat([pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in parts], ignore_index=True)
+        assert scored["customer_id"].tolist() == table["customer_id"].tolist()
+        assert set(scored["model_version"]) == {version} and scored["score"].between(0, 1).all()
+        validation = xcom(run, "data.validate")
+        assert (validation["anomalies"], validation["skipped_rows"]) == (0, 0)
+        assert validation["report_uri"].startswith(f"s3://{bucket}/mlops/")
+        logged = [k for k in store.list("predictions/churn_batch_s3") if k.endswith(".parquet")]
+        assert logged == [published["log_key"]]
+        before = {k: store.read_bytes(k) for k in parts}
+
+        run2, states2 = run_dag(dag, "2026-11-02")  # the same run again: the same files, nothing appended
+        assert run2.state == "success", states2
+        assert sorted(k for k in store.list(prefix) if "/part-" in k) == parts
+        assert {k: store.read_bytes(k) for k in parts} == before
+        assert [k for k in store.list("predictions/churn_batch_s3") if k.endswith(".parquet")] == logged
+        assert not (tmp_path / "artifacts").exists(), "nothing may land on the local disk"
