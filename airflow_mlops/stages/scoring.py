@@ -110,7 +110,7 @@ def score(
     target, prefix = output_folder(store, pipeline, scoring, output, output_client)
     path, cleanup = snapshot_file(store, pipeline, dataset_id)
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer held every row group read until the end
         names = parquet.schema_arrow.names
         ids = [c for c in names if c not in transform.features and c != spec["label"]] if id_columns is None else id_columns
         if missing := [c for c in ids if c not in names]:

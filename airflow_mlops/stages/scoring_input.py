@@ -109,7 +109,7 @@ def input_frames(path: Path, wanted: list[str], batch_rows: int) -> Iterator[pd.
     as pandas; an empty file gives one empty frame, so its columns and their types are still checked."""
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer held every row group read until the end
     columns = [c for c in wanted if c in parquet.schema_arrow.names]
     empty = True
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
