@@ -13,16 +13,41 @@ class SourceWaitConfig(Strict):
 
 
 class SourceConfig(Strict):
-    uri: str = Field(
-        ...,
+    uri: str | None = Field(
+        None,
         min_length=1,
-        description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}.",
+        description="Local path or glob (relative to the YAML file) or s3://bucket/prefix; Jinja allowed, e.g. {{ ds }}. "
+        "Give uri or sql.",
     )
+    sql: str | None = Field(
+        None,
+        min_length=1,
+        description="A query read through the DbApiHook of conn_id (any common-sql provider: PostgreSQL, Snowflake, "
+        "BigQuery, ...), streamed in chunks; Jinja allowed, e.g. where day = '{{ ds }}'. Give uri or sql.",
+    )
+    conn_id: str | None = Field(None, min_length=1, description="The Airflow connection the sql query runs on.")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
     wait: SourceWaitConfig | None = Field(
         None, description="Wait (deferrable) for late data before acquire: a file or object at the uri. None: no wait."
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.uri is None and self.sql is None:
+            raise config_issues([Issue(("uri",), "required key is missing. Or give sql and conn_id: a query")])
+        if self.uri is not None and self.sql is not None:
+            raise config_issues([Issue(("uri",), "give exactly one of uri (files) and sql (a query), not both")])
+        found = []
+        if self.sql is not None and self.conn_id is None:
+            found.append(Issue(("conn_id",), "required with sql: the Airflow connection the query runs on"))
+        if self.sql is None and self.conn_id is not None:
+            found.append(Issue(("conn_id",), "only for a sql source"))
+        if self.sql is not None and self.wait is not None:
+            found.append(Issue(("wait",), "only for a uri source (a query has no file to wait for)"))
+        if found:
+            raise config_issues(found)
+        return self
 
 
 class FeaturesConfig(Strict):

@@ -1,10 +1,10 @@
 """The ``scoring`` section: the batch scoring DAG's input, output, schedule, model and the rows it logs."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Strict, check_schedule
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Issue, Strict, check_schedule, config_issues
 from airflow_mlops.config.data import SourceConfig
 
 PRODUCTION = "production"
@@ -27,6 +27,12 @@ class ScoringInputConfig(SourceConfig):
         description="With scoring.schedule null: the name of the Asset whose events start a scoring run (the DAG "
         "that writes the input emits it). Null: mlops_<pipeline>_scoring_input.",
     )
+
+    @model_validator(mode="after")
+    def _files_only(self) -> Self:
+        if self.sql is not None:  # issue 23 item 5: the scoring input through a connection is not built yet
+            raise config_issues([Issue(("sql",), "the scoring input is read from files only (uri) for now")])
+        return self
 
 
 class ScoringConfig(Strict):

@@ -107,6 +107,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
     with DAG(**_dag_kwargs(config, kind="training", schedule=_training_schedule(config)), doc_md=_doc(config)) as dag:
         with _stage(config, "data", "Snapshot the source and check it against the schema"):
             source = {"source_uri": config.source.uri, "source_aws_conn_id": config.source.aws_conn_id}
+            sql = {"source_sql": config.source.sql, "source_conn_id": config.source.conn_id} if config.source.sql else {}
             if config.source.wait is not None:  # late data: wait for it, deferred
                 wait = SourceWaitSensor(
                     task_id="wait_for_source",
@@ -116,7 +117,7 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                     **common,
                 )
             acquire = DataAcquisitionOperator(
-                task_id="acquire", source_format=config.source.format, outlets=[assets["dataset"]], **source, **common
+                task_id="acquire", source_format=config.source.format, outlets=[assets["dataset"]], **source, **sql, **common
             )
             if config.source.wait is not None:
                 wait >> acquire
@@ -366,7 +367,7 @@ def _doc(config: PipelineConfig) -> str:
     return (
         f"### ML pipeline `{config.pipeline}` (training)\n\n"
         f"Built by airflow-mlops from `{config.config_path}`.\n\n"
-        f"* source: `{config.source.uri}`\n* label: `{config.label}` ({config.task})\n"
+        f"* source: `{config.source.uri or f'sql on {config.source.conn_id}'}`\n* label: `{config.label}` ({config.task})\n"
         f"* features: {len(config.features.numeric)} numeric, {len(config.features.categorical)} categorical\n"
         f"* artifacts: `{config.artifacts.location}`\n"
     )

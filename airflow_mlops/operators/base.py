@@ -68,7 +68,7 @@ class SourceMixin:
     ``data/{{ ds }}.csv`` picks that day's export.
     """
 
-    source_uri: str
+    source_uri: str | None
     source_aws_conn_id: str | None
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
@@ -82,9 +82,9 @@ class SourceMixin:
         return source_client(self.source_uri, self.source_aws_conn_id)
 
 
-def source_client(uri: str, aws_conn_id: str | None) -> Any:
+def source_client(uri: str | None, aws_conn_id: str | None) -> Any:
     """A boto3 S3 client from ``aws_conn_id`` when ``uri`` is ``s3://``, else None."""
-    if not uri.startswith("s3://"):
+    if not uri or not uri.startswith("s3://"):
         return None
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 

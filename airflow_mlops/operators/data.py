@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow.sdk import Context
@@ -12,9 +12,13 @@ from airflow_mlops.config.data import SourceConfig, ValidationConfig
 from airflow_mlops.links.report import ReportLink
 from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator, SourceMixin
 
+SQL_CHUNK_ROWS = 50_000
+"""Rows per fetch from a SQL source: the most of a query's result held at once."""
+
 
 class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
-    """Snapshot a local file, glob or S3 prefix (CSV or Parquet) into the store, addressed by content.
+    """Snapshot a local file, glob or S3 prefix (CSV or Parquet), or a SQL query's rows, into the store, addressed by
+    content.
 
     Returns ``{"dataset_id", "dataset_uri", "rows", "created", "source"}`` (``source`` rendered); a retry or an unchanged source
     finds the same snapshot and writes nothing.
@@ -23,28 +27,49 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         :class:`~airflow_mlops.operators.base.SourceMixin` for ``ds`` in runs without a logical date).
     :param source_format: ``auto`` (from the file extension), ``csv`` or ``parquet``.
     :param source_aws_conn_id: AWS connection for an ``s3://`` source; defaults to ``aws_conn_id``.
+    :param source_sql: instead of ``source_uri``, a query run on ``source_conn_id`` (templated like ``source_uri``);
+        its rows are streamed in chunks (a server-side cursor on PostgreSQL) and hashed as a file's rows are.
+    :param source_conn_id: the Airflow connection of ``source_sql``; its hook must be a common-sql ``DbApiHook``.
+    :param chunk_rows: rows fetched from the database at a time.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri", "source_sql")
 
     def __init__(
         self,
         *,
-        source_uri: str,
+        source_uri: str | None = None,
         source_format: str = field_default(SourceConfig, "format"),
         source_aws_conn_id: str | None = None,
+        source_sql: str | None = None,
+        source_conn_id: str | None = None,
+        chunk_rows: int = SQL_CHUNK_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source_uri = source_uri
         self.source_format = source_format
         self.source_aws_conn_id = source_aws_conn_id or self.aws_conn_id
+        self.source_sql = source_sql
+        self.source_conn_id = source_conn_id
+        self.chunk_rows = chunk_rows
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.stages.data import acquire
+        from airflow_mlops.exceptions import ConfigError
+        from airflow_mlops.stages.data import acquire, acquire_batches
 
-        self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
-        result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=self.source_client())
+        if (self.source_uri is None) == (self.source_sql is None) or (self.source_sql and not self.source_conn_id):
+            raise ConfigError(f"{self.task_id}: give source_uri, or source_sql with source_conn_id.")
+        if self.source_sql is not None:
+            self.log.info(
+                "Acquiring the query on connection %s for pipeline %s: %s", self.source_conn_id, self.pipeline, self.source_sql
+            )
+            source = f"sql:{self.source_conn_id}: {self.source_sql}"
+            batches = query_batches(self.source_conn_id, self.source_sql, self.chunk_rows, name=f"mlops_{self.task_id}")
+            result = acquire_batches(self.store, self.pipeline, source, batches)
+        else:
+            self.log.info("Acquiring %s for pipeline %s", self.source_uri, self.pipeline)
+            result = acquire(self.store, self.pipeline, self.source_uri, fmt=self.source_format, s3_client=self.source_client())
         self.log.info(
             "Dataset %s: %d rows (%s)",
             result["dataset_id"],
@@ -55,6 +80,36 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         self.record_lineage(context, "dataset", extra)
         self.openlineage_io([result["source"]], [result["dataset_uri"]])
         return result
+
+
+def query_batches(conn_id: str, sql: str, chunk_rows: int, *, name: str) -> Iterator[Any]:
+    """The rows of ``sql`` on connection ``conn_id`` as Arrow record batches of ``chunk_rows``, never the whole result
+    at once: PostgreSQL (psycopg2 or psycopg 3) reads through a server-side cursor named ``name``; another DbApiHook's
+    driver through ``fetchmany`` on its cursor (drivers that buffer the whole result there should be given a query
+    that bounds it). Nothing of the connection but its id is logged."""
+    import pyarrow as pa
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    from airflow_mlops.exceptions import ConfigError
+
+    hook = BaseHook.get_hook(conn_id)
+    if not isinstance(hook, DbApiHook):
+        raise ConfigError(f"Connection {conn_id!r} has a {type(hook).__name__}, not a common-sql DbApiHook: it cannot run sql.")
+    conn = hook.get_conn()
+    try:
+        server_side = getattr(hook, "conn_type", None) == "postgres"
+        cursor = conn.cursor(name=name) if server_side else conn.cursor()
+        if server_side:
+            cursor.itersize = chunk_rows
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(chunk_rows):
+            names = [d[0] for d in cursor.description]
+            columns = list(zip(*rows, strict=True))
+            yield pa.RecordBatch.from_arrays([pa.array(c) for c in columns], names=names)
+        cursor.close()
+    finally:
+        conn.close()
 
 
 class DataValidationOperator(ColumnsOperator):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,23 @@ def acquire(store: ArtifactStore, pipeline: str, source_uri: str, *, fmt: str = 
         "rows": snap.rows,
         "created": snap.created,
         "source": source_uri,
+    }
+
+
+def acquire_batches(store: ArtifactStore, pipeline: str, source: str, batches: Iterable[Any]) -> dict[str, Any]:
+    """Store a query's result, given as Arrow record batches, as a content-addressed snapshot (hashed as files are).
+
+    ``source`` names it in the manifest and the result (``sql:<conn_id>: <query>``), never with credentials."""
+    from airflow_mlops.store.tables import snapshot_batches
+
+    snap = snapshot_batches(store, pipeline, source, batches)
+    log.info("Read %d rows from %s", snap.rows, source)
+    return {
+        "dataset_id": snap.dataset_id,
+        "dataset_uri": snap.uri,
+        "rows": snap.rows,
+        "created": snap.created,
+        "source": source,
     }
 
 

@@ -216,6 +216,14 @@ BAD = [
     ),
     pytest.param({k: v for k, v in MINIMAL.items() if k != "label"}, ("label",), id="missing-label"),
     pytest.param(with_keys(source={"format": "csv"}), ("source", "uri"), id="missing-source-uri"),
+    pytest.param(
+        with_keys(source={"uri": "x.csv", "sql": "select 1", "conn_id": "pg"}), ("source", "uri"), id="both-uri-and-sql"
+    ),
+    pytest.param(with_keys(source={"sql": "select 1"}), ("source", "conn_id"), id="sql-without-conn-id"),
+    pytest.param(with_keys(source={"uri": "x.csv", "conn_id": "pg"}), ("source", "conn_id"), id="conn-id-without-sql"),
+    pytest.param(
+        with_keys(source={"sql": "select 1", "conn_id": "pg", "wait": {}}), ("source", "wait"), id="wait-on-a-sql-source"
+    ),
     pytest.param(with_keys(evaluation={"metric": "f1", "threshold": 0.7}), ("evaluation", "metric"), id="unknown-metric"),
     pytest.param(with_keys(evaluation={"metric": "mae", "threshold": 0.7}), ("evaluation", "metric"), id="metric-task-mismatch"),
     pytest.param(with_keys(canary={"steps": [10]}), ("canary",), id="canary-without-evaluation"),
@@ -434,3 +442,8 @@ class TestMinVolumeHistory:
             if hasattr(m, "le")
         )
         assert bound == VOLUME_HISTORY, "a history longer than the kept one could never be reached"
+
+
+def test_a_sql_source_with_its_connection():
+    config = PipelineConfig.model_validate(with_keys(source={"sql": "select * from t where day = '{{ ds }}'", "conn_id": "pg"}))
+    assert (config.source.uri, config.source.conn_id) == (None, "pg")

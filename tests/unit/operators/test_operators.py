@@ -24,7 +24,10 @@ COLUMNS = {"label_column": "y", "problem_type": "classification", "numeric": ["a
 
 CASES = [
     pytest.param(
-        DataAcquisitionOperator, {**COMMON, "source_uri": "data/{{ ds }}.csv"}, {"artifact_root", "source_uri"}, id="acquire"
+        DataAcquisitionOperator,
+        {**COMMON, "source_uri": "data/{{ ds }}.csv", "source_sql": "select * from t where day = '{{ ds }}'"},
+        {"artifact_root", "source_uri", "source_sql"},
+        id="acquire",
     ),
     pytest.param(
         DataValidationOperator, {**COMMON, **COLUMNS, "dataset_id": "{{ ds }}"}, {"artifact_root", "dataset_id"}, id="validate"
