@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from airflow_mlops.exceptions import DataValidationError
 from airflow_mlops.store.layout import is_report_key
 
 if TYPE_CHECKING:
+    import logging
+
     from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
 
@@ -51,3 +56,15 @@ class ReportLink(BaseOperatorLink):
     @classmethod
     def persist(cls, context: Context, report_uri: str) -> None:
         context["ti"].xcom_push(key=cls.key, value=report_uri)
+
+
+@contextmanager
+def report_on_failure(context: Context, log: logging.Logger, what: str) -> Iterator[None]:
+    """Around a validation: when it fails with :class:`DataValidationError`, the task links its report (the task's
+    report link) and logs ``what`` with the report's URI before failing."""
+    try:
+        yield
+    except DataValidationError as err:
+        ReportLink.persist(context, err.report_uri)
+        log.error("%s; report: %s", what, err.report_uri)
+        raise

@@ -9,7 +9,7 @@ from airflow.sdk import Context
 
 from airflow_mlops.config.base import field_default
 from airflow_mlops.config.data import SourceConfig, ValidationConfig
-from airflow_mlops.links.report import ReportLink
+from airflow_mlops.links.report import ReportLink, report_on_failure
 from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator, SourceMixin
 
 SQL_CHUNK_ROWS = 50_000
@@ -143,11 +143,10 @@ class DataValidationOperator(ColumnsOperator):
         self.thresholds = thresholds or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.exceptions import DataValidationError
         from airflow_mlops.stages.data import validate
 
         thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
-        try:
+        with report_on_failure(context, self.log, "Validation failed"):
             result = validate(
                 self.store,
                 self.pipeline,
@@ -157,10 +156,6 @@ class DataValidationOperator(ColumnsOperator):
                 run_id=context["run_id"],
                 label_change=self._label_change(context),
             )
-        except DataValidationError as err:
-            ReportLink.persist(context, err.report_uri)
-            self.log.error("Validation failed; report: %s", err.report_uri)
-            raise
         ReportLink.persist(context, result["report_uri"])
         self.log.info("Dataset %s passed validation; report: %s", self.dataset_id, result["report_uri"])
         return result

@@ -9,7 +9,7 @@ from airflow.sdk import Context
 
 from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
 from airflow_mlops.config.scoring import ScoringConfig
-from airflow_mlops.links.report import ReportLink
+from airflow_mlops.links.report import ReportLink, report_on_failure
 from airflow_mlops.operators.base import MlopsBaseOperator, lineage_asset, source_client
 
 
@@ -75,11 +75,10 @@ class ScoringValidationOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.config.data import ValidationConfig
-        from airflow_mlops.exceptions import DataValidationError
         from airflow_mlops.stages.scoring import validate_input
 
         thresholds = ValidationConfig.model_validate(self.thresholds).model_dump()
-        try:
+        with report_on_failure(context, self.log, "Scoring input failed validation"):
             result = validate_input(
                 self.store,
                 self.pipeline,
@@ -89,10 +88,6 @@ class ScoringValidationOperator(MlopsBaseOperator):
                 run_id=context["run_id"],
                 batch_rows=self.batch_rows,
             )
-        except DataValidationError as err:
-            ReportLink.persist(context, err.report_uri)
-            self.log.error("Scoring input failed validation; report: %s", err.report_uri)
-            raise
         ReportLink.persist(context, result["report_uri"])
         self.log.info(
             "Input %s: %d anomalies (%s), %d rows left out; report: %s",

@@ -260,6 +260,10 @@ class TestValidationGate:
                 store.read_text(f"reports/churn_bad/{bad_run.run_id.replace(':', '_').replace('+', '_')}/validation.json")
             )
             assert kind in {a["kind"] for a in report["anomalies"]}, (kind, report["anomalies"])
+            linked = xcom(bad_run, "data.validate", key="mlops_report_uri")
+            assert linked.endswith("/validation.html") and bad_run.run_id.replace(":", "_")[:20] in linked, (
+                "the failed task links it"
+            )
         assert ModelRegistry(store, "churn_bad").load() == registry_before
         assert store.list("models/churn_bad") == models_before
 
