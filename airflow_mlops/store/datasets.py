@@ -269,7 +269,28 @@ def _write_snapshot(
             writer.close()
     if schema is None:
         raise MlopsError(f"Source {uri!r} has no rows.")
-    dataset_id = digest.hexdigest()
+    return store_snapshot(store, pipeline, out, digest.hexdigest(), rows, schema, source=uri, files=names)
+
+
+def load_dataset(store: ArtifactStore, pipeline: str, dataset_id: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(store.read_bytes(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet")))
+
+
+def store_snapshot(
+    store: ArtifactStore,
+    pipeline: str,
+    out: Path,
+    dataset_id: str,
+    rows: int,
+    schema: pa.Schema,
+    *,
+    source: str,
+    files: list[str],
+) -> DatasetSnapshot:
+    """Store the written snapshot file ``out`` as dataset ``dataset_id`` (reused when already stored), then its
+    manifest, written last: its presence marks a complete snapshot."""
     prefix = dataset_prefix(pipeline, dataset_id)
     manifest_key = f"{prefix}/manifest.json"
     if store.exists(manifest_key):
@@ -279,18 +300,12 @@ def _write_snapshot(
     manifest = {
         "pipeline": pipeline,
         "dataset_id": dataset_id,
-        "source": uri,
-        "files": names,
+        "source": source,
+        "files": files,
         "rows": rows,
         "schema": {f.name: str(f.type) for f in schema},
         "hash": {"algorithm": "sha256", "value": dataset_id},
     }
-    store.write_json(manifest_key, manifest)  # written last: its presence marks a complete snapshot
+    store.write_json(manifest_key, manifest)
     log.info("Stored dataset %s (%d rows) at %s", dataset_id[:12], rows, store.uri(prefix))
     return DatasetSnapshot(dataset_id, store.uri(prefix), rows, created=True)
-
-
-def load_dataset(store: ArtifactStore, pipeline: str, dataset_id: str) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.read_parquet(io.BytesIO(store.read_bytes(f"{dataset_prefix(pipeline, dataset_id)}/data.parquet")))

@@ -21,8 +21,8 @@ from airflow_mlops.store.datasets import (
     _RowGroupWriter,
     _WiderType,
     row_hashes,
+    store_snapshot,
 )
-from airflow_mlops.store.layout import dataset_prefix
 
 if TYPE_CHECKING:
     from airflow_mlops.store.artifacts import ArtifactStore
@@ -82,22 +82,4 @@ def snapshot_batches(store: ArtifactStore, pipeline: str, source: str, batches: 
                 writer.close()
         if schema is None:
             raise MlopsError(f"Source {source} has no rows.")
-        dataset_id = digest.hexdigest()
-        prefix = dataset_prefix(pipeline, dataset_id)
-        manifest_key = f"{prefix}/manifest.json"
-        if store.exists(manifest_key):
-            log.info("Dataset %s already stored at %s; reusing it", dataset_id[:12], store.uri(prefix))
-            return DatasetSnapshot(dataset_id, store.uri(prefix), rows, created=False)
-        store.upload_file(out, f"{prefix}/data.parquet")
-    manifest = {
-        "pipeline": pipeline,
-        "dataset_id": dataset_id,
-        "source": source,
-        "files": [],
-        "rows": rows,
-        "schema": {f.name: str(f.type) for f in schema},
-        "hash": {"algorithm": "sha256", "value": dataset_id},
-    }
-    store.write_json(manifest_key, manifest)  # written last: its presence marks a complete snapshot
-    log.info("Stored dataset %s (%d rows) at %s", dataset_id[:12], rows, store.uri(prefix))
-    return DatasetSnapshot(dataset_id, store.uri(prefix), rows, created=True)
+        return store_snapshot(store, pipeline, out, digest.hexdigest(), rows, schema, source=source, files=[])
