@@ -14,7 +14,6 @@ transform, as the DaskRunner computes only the last one.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from airflow_mlops.beam import storage
+from airflow_mlops.beam.runners import option_flags, run, runner_for, shown_options, with_partitions
 from airflow_mlops.ml import transform as tf
 from airflow_mlops.ml.profile import build_profile
 from airflow_mlops.ml.transform import ROW_ID
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 SPLIT_BUCKETS = 10_000
 _HEX = np.frombuffer(b"0123456789abcdef", dtype="S1")
-_SECRET_OPTION = re.compile(r"secret|password|passwd|token|credential|private|api_?key|access_key", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,6 @@ def row_ids(hashes: np.ndarray) -> pa.Array:
 
 def is_eval(hashes: np.ndarray, eval_fraction: float) -> np.ndarray:
     return hashes % np.uint64(SPLIT_BUCKETS) < round(eval_fraction * SPLIT_BUCKETS)
-
-
-def option_flags(options: dict[str, Any]) -> list[str]:
-    """The config's ``pipeline_options`` as Beam command-line flags, each value passed through unchanged:
-    ``--key=value``; ``True`` as the bare ``--key`` and ``False`` left out (Beam's switches take no value)."""
-    return [f"--{k}" if v is True else f"--{k}={v}" for k, v in sorted(options.items()) if v is not False]
-
-
-def shown_options(options: dict[str, Any]) -> list[str]:
-    """:func:`option_flags` for the log, with the values of secret-looking keys masked."""
-    return option_flags({k: "***" if _SECRET_OPTION.search(k) and not isinstance(v, bool) else v for k, v in options.items()})
 
 
 def pipeline_options(spec: PreprocessSpec) -> PipelineOptions:
@@ -119,29 +107,6 @@ class QuantileSketchFn(beam.CombineFn):
             return []
         inner = self._compress(points, weights, self.num_quantiles)[0][1:-1]  # num_quantiles >= 3: bins >= 2
         return [low, *inner.tolist(), high]
-
-
-def runner_for(spec: PreprocessSpec) -> Any:
-    """The Beam runner of ``spec.runner``: ``DirectRunner`` as its in-process engine (it would first try to download
-    the Prism binary), ``dask`` as the DaskRunner (a ``dask.distributed`` cluster at ``--dask_client_address``),
-    any other by its name (``FlinkRunner``, ``SparkRunner``, ``DataflowRunner``, ``PrismRunner``)."""
-    if spec.runner == "DirectRunner":
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return FnApiRunner()
-    if spec.runner == "dask":
-        from apache_beam.runners.dask.dask_runner import DaskRunner
-
-        return DaskRunner()
-    return spec.runner
-
-
-def _run(pipeline: beam.Pipeline) -> None:
-    result = pipeline.run()
-    result.wait_until_finish()
-    client = getattr(result, "client", None)  # the DaskRunner's distributed.Client: leave the cluster, not stop it
-    if client is not None:
-        client.close()
 
 
 def _sketch_columns(frame: Any, columns: list[str], fn: QuantileSketchFn) -> dict[str, Any]:
@@ -277,9 +242,7 @@ def run_preprocess(input_uri: str, output_uri: str, spec: PreprocessSpec) -> dic
         ),
     }
     columns = [c for c in schema.names if c in set(spec.numeric + spec.categorical)]
-    options = spec.pipeline_options
-    if spec.runner == "dask" and not {"dask_npartitions", "dask_partition_size"} & set(options):
-        options = {**options, "dask_npartitions": groups}  # one row group per partition: spread over the workers
+    options = with_partitions(spec.runner, spec.pipeline_options, groups)
     log.info(
         "Starting Beam pipelines on %s (%d row groups) -> %s (runner %s, options %s)",
         input_uri,
@@ -290,7 +253,7 @@ def run_preprocess(input_uri: str, output_uri: str, spec: PreprocessSpec) -> dic
     )
     beam_options = PipelineOptions(option_flags(options))
 
-    analyze = beam.Pipeline(runner=runner_for(spec), options=beam_options)
+    analyze = beam.Pipeline(runner=runner_for(spec.runner), options=beam_options)
     _ = (
         analyze
         | "RowGroups" >> beam.Create(list(range(groups)), reshuffle=False)
@@ -298,18 +261,18 @@ def run_preprocess(input_uri: str, output_uri: str, spec: PreprocessSpec) -> dic
         | "Merge" >> beam.CombineGlobally(MergeSummaries(spec))
         | "WriteFitted" >> beam.FlatMap(_write_fitted, output_uri, spec, flags)
     )
-    _run(analyze)
+    run(analyze)
     fitted = storage.read_json(storage.join(output_uri, "transform.json"))
 
     # The second pass, with the fitted transform as data of its DoFn (a side input would be recomputed per
     # partition on the DaskRunner), streams each row group from read to write.
-    transform = beam.Pipeline(runner=runner_for(spec), options=beam_options)
+    transform = beam.Pipeline(runner=runner_for(spec.runner), options=beam_options)
     _ = (
         transform
         | "RowGroups" >> beam.Create(list(range(groups)), reshuffle=False)
         | "SplitTransformWrite" >> beam.ParDo(SplitTransformWrite(input_uri, output_uri, spec, fitted, schemas, flags))
     )
-    _run(transform)
+    run(transform)
 
     summary = {
         "rows": storage.read_json(storage.join(output_uri, "profile.json"))["rows"],

@@ -87,6 +87,11 @@ def write_parquet(uri: str, table: pa.Table, schema: pa.Schema, dictionary: list
         writer.write_table(table)
 
 
+def write_bytes(uri: str, data: bytes) -> None:
+    with FileSystems.create(beam_path(uri), compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(data)
+
+
 def write_json(uri: str, obj: Any) -> None:
     with FileSystems.create(beam_path(uri), mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         fh.write(dumps(obj))  # the store's canonical JSON

@@ -8,14 +8,16 @@ of the rows into frames is the report over all of them at once: the same anomali
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.ml.schema import dtype_family
-from airflow_mlops.ml.transform import _category_codes, numbers_of
+from airflow_mlops.ml.transform import _category_codes, category_keys, numbers_of
 from airflow_mlops.ml.validation_report import Anomaly, ValidationReport
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from airflow_mlops.ml.validation import Thresholds
@@ -205,3 +207,29 @@ class TrafficChecks:
             stats["unseen_share"] = share
             if share > limits.max_unseen_category_share:
                 add(Anomaly(name, "unseen_categories", f"{share:.1%} of values are unseen categories, e.g. {counts.examples}"))
+
+
+def skipped_rows(frame: pd.DataFrame, schema: Mapping[str, Any], skip: Mapping[str, list[str]]) -> np.ndarray:
+    """Which rows of ``frame`` carry a value of a kind in ``skip`` (column -> anomaly kinds), as a boolean mask."""
+    import numpy as np
+
+    mask = np.zeros(len(frame), dtype=bool)
+    for column, kinds in skip.items():
+        spec = schema["columns"][column]
+        series = frame[column]
+        nulls = series.isna().to_numpy()
+        if "null_ratio" in kinds:
+            mask |= nulls
+        if spec["role"] == "numeric":
+            values = numbers_of(series, len(series))
+            if "type_change" in kinds:
+                mask |= ~nulls & np.isnan(values)
+            if "infinite_values" in kinds:
+                mask |= np.isinf(values)
+            if "out_of_range" in kinds and spec.get("min") is not None:
+                with np.errstate(invalid="ignore"):
+                    mask |= np.isfinite(values) & ((values < spec["min"]) | (values > spec["max"]))
+        elif "unseen_categories" in kinds and "domain" in spec:
+            keys = category_keys(series)
+            mask |= (keys.notna() & ~keys.isin(set(spec["domain"]))).to_numpy()
+    return mask

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+from airflow_mlops.serving.batch import BatchScorer, input_ids, parquet_bytes, part_key
 from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX, PREDICTION_COLUMNS
-from airflow_mlops.stages.scoring_input import BATCH_ROWS, ON_ANOMALY, ROW_KINDS, skipped_rows, snapshot_file, validate_input
+from airflow_mlops.stages.scoring_input import BATCH_ROWS, ON_ANOMALY, ROW_KINDS, snapshot_file, validate_input
 from airflow_mlops.store.layout import log_part_key, model_prefix, schema_key, scores_prefix, scoring_id
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from airflow_mlops.store.artifacts import ArtifactStore
@@ -31,20 +31,17 @@ __all__ = [
     "ON_ANOMALY",
     "PRODUCTION",
     "ROW_KINDS",
-    "SCORE_THREADS",
+    "BatchScorer",
     "output_folder",
     "publish",
     "resolve_model",
     "score",
-    "skipped_rows",
     "validate_input",
 ]
 
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
-SCORE_THREADS = 1
-"""LightGBM threads per predict, as the server and evaluation call it."""
 DONE = "_SUCCESS.json"
 """Written last into an output folder: the parts it lists are the complete scores."""
 
@@ -83,6 +80,9 @@ def score(
     batch_rows: int = BATCH_ROWS,
     log_sample: float = 0.0,
     log_max_rows: int = 100_000,
+    engine: str = "local",
+    runner: str = "DirectRunner",
+    pipeline_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the input snapshot with ``model_version`` in batches of ``batch_rows``: one Parquet part per batch with
     the id columns, ``score`` (a classifier's class-1 probability, with ``class`` at 0.5), ``model_version`` and
@@ -93,56 +93,35 @@ def score(
     ``log_max_rows``) goes into the prediction log as one part, its ``_request`` ``batch-<scoring id>``; a rerun
     rewrites that same part.
 
+    ``engine``: ``local`` scores the batches in this process; ``beam`` runs :class:`BatchScorer` over the
+    snapshot's row groups as a Beam pipeline on ``runner`` with ``pipeline_options`` (the batches are the row
+    groups, so ``batch_rows`` must be the snapshot's row group size; the parts are the same, to the bit).
+
     :param skip: rows to leave out (:func:`validate_input`'s ``skip``).
     :param output_client: S3 client for an ``s3://`` output.
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from airflow_mlops.ml.transform import FeatureTransform
-    from airflow_mlops.stages.training import load_booster
-
     scoring = scoring_id(dataset_id, model_version)
     spec = store.read_json(f"{model_prefix(pipeline, model_version)}/transform.json")
-    transform, booster = FeatureTransform(spec), load_booster(store, pipeline, model_version)
+    model_text = store.read_text(f"{model_prefix(pipeline, model_version)}/model.txt")
     schema = store.read_json_if_exists(schema_key(pipeline)) if skip else None
     target, prefix = output_folder(store, pipeline, scoring, output, output_client)
-    path, cleanup = snapshot_file(store, pipeline, dataset_id)
-    try:
-        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer held every row group read until the end
-        names = parquet.schema_arrow.names
-        ids = [c for c in names if c not in transform.features and c != spec["label"]] if id_columns is None else id_columns
-        if missing := [c for c in ids if c not in names]:
-            raise MlopsError(f"scoring.id_columns {missing} are not columns of the input (it has {names}).")
-        columns = list(dict.fromkeys([*ids, *(c for c in transform.features if c in names)]))
-        written, rows, skipped, sample = [], 0, 0, []
-        draw = np.random.default_rng(int(scoring.encode().hex()[:15], 16))
-        for i, batch in enumerate(parquet.iter_batches(batch_size=batch_rows, columns=columns)):
-            frame = batch.to_pandas()
-            if skip:
-                keep = ~skipped_rows(frame, schema, skip)
-                skipped += int((~keep).sum())
-                batch, frame = batch.filter(pa.array(keep)), frame[keep].reset_index(drop=True)
-            scores = booster.predict(transform.apply_frame(frame), num_threads=SCORE_THREADS) if len(frame) else np.empty(0)
-            table = _scored_table(batch.select(ids), scores, spec["task"], model_version, dataset_id)
-            key = f"{prefix}/part-{i:05d}.parquet"
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            target.write_bytes(key, buffer.getvalue())
-            written.append(key)
-            if log_sample > 0 and len(frame):
-                picked = np.flatnonzero(draw.random(len(frame)) < log_sample)[: max(log_max_rows - sum(map(len, sample)), 0)]
-                if len(picked):
-                    sample.append(_log_rows(frame.iloc[picked], scores[picked], ids, transform, model_version, i, rows))
-            rows += len(frame)
-    finally:
-        cleanup()
+    settings = {"ids": id_columns, "model_version": model_version, "dataset_id": dataset_id, "schema": schema}
+    settings |= {"skip": skip, "log_sample": log_sample, "log_max_rows": log_max_rows}
+    if engine == "beam":
+        if batch_rows != BATCH_ROWS:
+            raise MlopsError(f"scoring.batch_rows must be {BATCH_ROWS} (the snapshot's row groups) with engine beam.")
+        from airflow_mlops.beam.scoring import run_scoring
+
+        parts = run_scoring(store, pipeline, spec, model_text, settings, target, prefix, runner, dict(pipeline_options or {}))
+    else:
+        parts = _score_local(store, pipeline, spec, model_text, settings, target, prefix, batch_rows)
+    written = [key for key, _, _, _ in parts]
+    rows, skipped = sum(p[1] for p in parts), sum(p[2] for p in parts)
     for stale in sorted(set(target.list(prefix)) - set(written)):
         if stale.rsplit("/", 1)[-1].startswith("part-"):
             target.delete(stale)
-    logged = _write_log_sample(store, pipeline, scoring, sample) if sample else {"rows": 0, "key": None}
-    where = target.uri(prefix)
+    sample = [p[3] for p in parts if p[3] is not None]
+    logged = _write_log_sample(store, pipeline, scoring, sample, log_max_rows) if sample else {"rows": 0, "key": None}
     log.info(
         "Scored %d rows (%d left out) of %s with %s: %d part(s) at %s",
         rows,
@@ -150,7 +129,7 @@ def score(
         dataset_id[:12],
         model_version,
         len(written),
-        where,
+        target.uri(prefix),
     )
     return {
         "scoring_id": scoring,
@@ -163,6 +142,37 @@ def score(
         "logged_rows": logged["rows"],
         "log_key": logged["key"],
     }
+
+
+def _score_local(
+    store: ArtifactStore,
+    pipeline: str,
+    spec: Mapping[str, Any],
+    model_text: str,
+    settings: dict[str, Any],
+    target: ArtifactStore,
+    prefix: str,
+    batch_rows: int,
+) -> list[tuple[str, int, int, pd.DataFrame | None]]:
+    """The batches scored in this process, each part written as it is scored: ``(key, rows, skipped, sample)`` each."""
+    import pyarrow.parquet as pq
+
+    path, cleanup = snapshot_file(store, pipeline, settings["dataset_id"])
+    try:
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer held every row group read until the end
+        names = parquet.schema_arrow.names
+        scorer = BatchScorer(spec, model_text, **{**settings, "ids": input_ids(names, spec, settings["ids"])})
+        parts, sampled = [], 0
+        for i, batch in enumerate(parquet.iter_batches(batch_size=batch_rows, columns=scorer.columns(names))):
+            table, sample, skipped = scorer.score(batch, i)
+            target.write_bytes(part_key(prefix, i), parquet_bytes(table))
+            if sample is not None and sampled >= scorer.log_max_rows:
+                sample = None  # the log holds the first log_max_rows sampled rows, in batch order
+            sampled += 0 if sample is None else len(sample)
+            parts.append((part_key(prefix, i), table.num_rows, skipped, sample))
+        return parts
+    finally:
+        cleanup()
 
 
 def publish(
@@ -212,50 +222,10 @@ def output_folder(
     return ArtifactStore.from_uri(output, client), scoring
 
 
-def _scored_table(ids: Any, scores: np.ndarray, task: str, model_version: str, dataset_id: str) -> Any:
-    import pyarrow as pa
-
-    table = pa.Table.from_batches([ids]).append_column("score", pa.array(scores, pa.float64()))
-    if task == "classification":
-        table = table.append_column("class", pa.array((scores >= 0.5).astype("int8")))
-    n = len(scores)
-    return table.append_column("model_version", pa.array([model_version] * n, pa.string())).append_column(
-        "dataset_id", pa.array([dataset_id] * n, pa.string())
-    )
-
-
-def _log_rows(
-    frame: pd.DataFrame, scores: np.ndarray, ids: list[str], transform: Any, version: str, batch: int, offset: int
-) -> pd.DataFrame:
-    """Prediction log rows (``serving.predlog``'s columns) for sampled scored rows: the first id column is the row id
-    (else ``<batch>-<row>``); features as the server logs them (numbers as floats, categories as text). A batch row
-    has no request latency: ``_latency_ms`` is 0, and its ``_request`` (``batch-...``) marks it as batch traffic."""
-    import pandas as pd
-
-    from airflow_mlops.ml.transform import numbers_of
-
-    n = len(frame)
-    row_ids = frame[ids[0]].astype(str) if ids else pd.Series([f"{batch:05d}-{offset + i}" for i in frame.index])
-    out = {
-        "_id": row_ids.to_numpy(dtype=object),
-        "_version": version,
-        "_prediction": scores,
-        "_error": False,
-        "_latency_ms": 0.0,
-        "_request": f"{BATCH_REQUEST_PREFIX}{batch:05d}",
-    }
-    numeric = set(transform.spec["numeric"])
-    for name in transform.features:
-        values = frame[name] if name in frame else pd.Series([None] * n, index=frame.index)
-        if name in numeric:
-            out[name] = numbers_of(values, n)
-        else:
-            out[name] = [None if v is None or v != v else str(v) for v in values.astype(object)]
-    return pd.DataFrame(out)
-
-
-def _write_log_sample(store: ArtifactStore, pipeline: str, scoring: str, parts: list[pd.DataFrame]) -> dict[str, Any]:
-    """One prediction log part for a scoring's sample. Its key and row times are recorded first (``log.json``), so a
+def _write_log_sample(
+    store: ArtifactStore, pipeline: str, scoring: str, parts: list[pd.DataFrame], max_rows: int
+) -> dict[str, Any]:
+    """One prediction log part for a scoring's sample (its first ``max_rows`` rows, in batch order). Its key and row times are recorded first (``log.json``), so a
     rerun rewrites the same part with the same rows, never a second copy."""
     import pandas as pd
 
@@ -265,7 +235,7 @@ def _write_log_sample(store: ArtifactStore, pipeline: str, scoring: str, parts: 
         now = datetime.now(UTC)
         plan = {"key": log_part_key("predictions", pipeline, now, f"batch-{scoring}"), "ts": now.timestamp()}
         store.write_json(plan_key, plan)
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True).iloc[:max_rows]
     frame.insert(0, "_ts", plan["ts"])
     frame["_request"] = frame["_request"].str.replace(BATCH_REQUEST_PREFIX, f"{BATCH_REQUEST_PREFIX}{scoring}-", n=1)
     frame = frame.astype({c: t for c, t in PREDICTION_COLUMNS.items() if c in frame})

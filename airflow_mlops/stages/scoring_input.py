@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, DataValidationError, MlopsError
+from airflow_mlops.ml.traffic import skipped_rows
 from airflow_mlops.store.layout import dataset_prefix, report_prefix, schema_key
 
 BATCH_ROWS = 131_072
@@ -22,7 +23,6 @@ BATCH_ROWS = 131_072
 the config's ``scoring.batch_rows`` default (a test keeps the two equal)."""
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from airflow_mlops.store.artifacts import ArtifactStore
@@ -117,34 +117,6 @@ def input_frames(path: Path, wanted: list[str], batch_rows: int) -> Iterator[pd.
         yield batch.to_pandas()
     if empty:
         yield parquet.schema_arrow.empty_table().select(columns).to_pandas()
-
-
-def skipped_rows(frame: pd.DataFrame, schema: Mapping[str, Any], skip: Mapping[str, list[str]]) -> np.ndarray:
-    """Which rows of ``frame`` carry a value of a kind in ``skip`` (column -> anomaly kinds), as a boolean mask."""
-    import numpy as np
-
-    from airflow_mlops.ml.transform import category_keys, numbers_of
-
-    mask = np.zeros(len(frame), dtype=bool)
-    for column, kinds in skip.items():
-        spec = schema["columns"][column]
-        series = frame[column]
-        nulls = series.isna().to_numpy()
-        if "null_ratio" in kinds:
-            mask |= nulls
-        if spec["role"] == "numeric":
-            values = numbers_of(series, len(series))
-            if "type_change" in kinds:
-                mask |= ~nulls & np.isnan(values)
-            if "infinite_values" in kinds:
-                mask |= np.isinf(values)
-            if "out_of_range" in kinds and spec.get("min") is not None:
-                with np.errstate(invalid="ignore"):
-                    mask |= np.isfinite(values) & ((values < spec["min"]) | (values > spec["max"]))
-        elif "unseen_categories" in kinds and "domain" in spec:
-            keys = category_keys(series)
-            mask |= (keys.notna() & ~keys.isin(set(spec["domain"]))).to_numpy()
-    return mask
 
 
 def snapshot_file(store: ArtifactStore, pipeline: str, dataset_id: str) -> tuple[Path, Any]:
