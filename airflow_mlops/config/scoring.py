@@ -74,6 +74,19 @@ class ScoringConfig(Strict):
     batch_rows: int = Field(
         BATCH_ROWS, ge=1024, le=4_194_304, description="Rows scored at a time (the memory bound), and rows per output shard."
     )
+    engine: Literal["local", "beam"] = Field(
+        "local",
+        description="local: the batches are scored in the score task's process; beam: the same batch function as a "
+        "Beam pipeline on the pipeline's preprocess.runner (its pipeline_options or dask cluster), a part per row "
+        "group of the input's snapshot (batch_rows stays at its default), the same parts to the bit.",
+    )
+
+    @model_validator(mode="after")
+    def _beam_batches(self) -> Self:
+        if self.engine == "beam" and self.batch_rows != BATCH_ROWS:
+            message = f"engine beam scores the snapshot's row groups of {BATCH_ROWS} rows: leave batch_rows at {BATCH_ROWS}"
+            raise config_issues([Issue(("batch_rows",), message)])
+        return self
 
     @field_validator("schedule")
     @classmethod

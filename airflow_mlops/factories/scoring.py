@@ -68,6 +68,9 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
                 batch_rows=scoring.batch_rows,
                 log_sample=scoring.log_sample,
                 log_max_rows=scoring.log_max_rows,
+                engine=scoring.engine,
+                runner=config.preprocess.runner,
+                pipeline_options=config.preprocess.beam_options(),
                 **output,
                 **common,
             )

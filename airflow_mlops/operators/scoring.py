@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 
 from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
+from airflow_mlops.config.data import PreprocessConfig
 from airflow_mlops.config.scoring import ScoringConfig
 from airflow_mlops.links.report import ReportLink, report_on_failure
 from airflow_mlops.operators.base import MlopsBaseOperator, lineage_asset, source_client
@@ -123,6 +124,9 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
     :param skip: the validation's rows to leave out (templated).
     :param batch_rows: rows per batch and per part.
     :param log_sample: share of the scored rows written into the prediction log; ``log_max_rows`` at most.
+    :param engine: ``local`` (this task's process) or ``beam`` (a Beam pipeline on ``runner``).
+    :param runner: the Beam runner of ``engine: beam`` (the pipeline's ``preprocess.runner``).
+    :param pipeline_options: its Beam pipeline options (the S3 ones of the store are added).
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_id", "model_version", "destination", "skip")
@@ -139,6 +143,9 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
         batch_rows: int = field_default(ScoringConfig, "batch_rows"),
         log_sample: float = field_default(ScoringConfig, "log_sample"),
         log_max_rows: int = field_default(ScoringConfig, "log_max_rows"),
+        engine: str = field_default(ScoringConfig, "engine"),
+        runner: str = field_default(PreprocessConfig, "runner"),
+        pipeline_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -151,6 +158,9 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
         self.batch_rows = batch_rows
         self.log_sample = log_sample
         self.log_max_rows = log_max_rows
+        self.engine = engine
+        self.runner = runner
+        self.pipeline_options = pipeline_options
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.scoring import score
@@ -167,6 +177,9 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
             batch_rows=self.batch_rows,
             log_sample=self.log_sample,
             log_max_rows=self.log_max_rows,
+            engine=self.engine,
+            runner=self.runner,
+            pipeline_options=self.pipeline_options,
         )
         self.log.info("Scored %d rows with %s into %s", result["rows"], result["model_version"], result["output_uri"])
         return result

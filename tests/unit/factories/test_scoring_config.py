@@ -37,7 +37,12 @@ class TestScoringConfig:
         assert scoring.input.uri == str(tmp_path / "tables" / "{{ ds }}.parquet"), "resolved like source.uri"
         assert scoring.output == str(tmp_path / "scored")
         assert (scoring.schedule, scoring.model, scoring.on_anomaly, scoring.id_columns) == (None, "production", "fail", None)
-        assert (scoring.log_sample, scoring.log_max_rows, scoring.batch_rows) == (0.05, 100_000, BATCH_ROWS)
+        assert (scoring.log_sample, scoring.log_max_rows, scoring.batch_rows, scoring.engine) == (
+            0.05,
+            100_000,
+            BATCH_ROWS,
+            "local",
+        )
         assert (scoring.input.asset, scoring.input.wait, scoring.input.format) == (None, None, "auto")
         assert config.scoring_dag_id == "mlops_churn_scoring"
         relative = load_pipeline_config(write(tmp_path, {"input": {"uri": "in/x.csv"}, "output": "s3://b/scores"})).scoring
@@ -56,6 +61,12 @@ class TestScoringConfig:
             pytest.param({"output": "gs://b/x"}, "scoring.output: use s3://bucket/prefix, a local path or null", id="output"),
             pytest.param({"id_columns": ["id", "tenure"]}, "scoring.id_columns[1]: is a feature", id="id-is-feature"),
             pytest.param({"batch_rows": 10}, "scoring.batch_rows: Input should be greater than or equal to 1024", id="batch"),
+            pytest.param(
+                {"engine": "beam", "batch_rows": 4096},
+                "scoring.batch_rows: engine beam scores the snapshot's row groups",
+                id="beam",
+            ),
+            pytest.param({"engine": "spark"}, "scoring.engine: Input should be 'local' or 'beam'", id="engine"),
             pytest.param({"model": "prod uction"}, "scoring.model: String should match pattern", id="model"),
             pytest.param({"input": {"format": "csv"}}, "scoring.input.uri: required key is missing", id="input-uri"),
             pytest.param({"inptu": {}}, "scoring.inptu: unknown key (did you mean 'input'?)", id="typo"),
@@ -90,6 +101,14 @@ class TestScoringDag:
         dag = build_scoring_dag(cron)
         assert "data.wait_for_input" not in dag.task_dict and dag.get_task("data.acquire").upstream_task_ids == {"resolve_model"}
         assert dag.schedule == "0 3 * * *"
+
+        beam = copy.deepcopy(BASE)
+        beam["scoring"]["engine"] = "beam"
+        beam["preprocess"] = {"runner": "dask", "dask": {"scheduler_address": "tcp://10.0.0.5:8786"}}
+        (tmp_path / "beam.yaml").write_text(yaml.safe_dump(beam))
+        score = build_scoring_dag(load_pipeline_config(tmp_path / "beam.yaml")).get_task("scoring.score")
+        assert (score.engine, score.runner) == ("beam", "dask"), "beam scoring runs on the pipeline's preprocess runner"
+        assert score.pipeline_options == {"dask_client_address": "tcp://10.0.0.5:8786"}
 
         without = copy.deepcopy(BASE)
         del without["scoring"]

@@ -62,6 +62,7 @@ class TestScoringOperators:
         root = tmp_path / "never-created"
         score = BatchScoringOperator(task_id="s", pipeline="churn", artifact_root=str(root), dataset_id="d", model_version="v")
         assert (score.batch_rows, score.log_sample, score.destination, score.multiple_outputs) == (131_072, 0.05, None, True)
+        assert (score.engine, score.runner, score.pipeline_options) == ("local", "DirectRunner", None)
         assert ScoringModelResolveOperator(task_id="r", pipeline="churn", artifact_root=str(root)).model == "production"
         publish = ScoresPublishOperator(task_id="p", pipeline="churn", artifact_root=str(root), scores={})
         assert publish.outlets == [scores_asset("churn")] and scores_asset("churn").name == "mlops_churn_scores"

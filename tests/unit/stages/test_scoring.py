@@ -193,3 +193,33 @@ class TestValidateInput:
 
 def data_file(store, dataset_id: str):
     return store.local_path(f"datasets/{PIPELINE}/{dataset_id}/data.parquet")
+
+
+class TestBeamEngine:
+    def test_beam_writes_the_parts_and_log_sample_of_the_local_engine_to_the_bit(self, store, tmp_path, versions):
+        """``engine: beam`` scores the snapshot's row groups with the same batch function on the DirectRunner: the
+        same parts, counts and prediction-log part as in the task's process, rows left out included."""
+        frame = make_churn(140_000, seed=21).drop(columns=["churned"])  # two row groups
+        frame.loc[frame.index % 97 == 0, "contract"] = "lifetime"
+        path = tmp_path / "big.parquet"
+        frame.to_parquet(path, index=False)
+        dataset_id = acquired(store, str(path))
+        skip = {"contract": ["unseen_categories"]}
+        args = {"skip": skip, "log_sample": 0.01, "log_max_rows": 1000}
+        local = scoring.score(store, PIPELINE, dataset_id, versions[0], **args)
+        prefix = f"scores/{PIPELINE}/{local['scoring_id']}"
+        parts = {k: store.read_bytes(k) for k in store.list(prefix) if "part-" in k.rsplit("/", 1)[-1]}
+        logged = store.read_bytes(local["log_key"])
+        assert local["parts"] == 2 and local["skipped_rows"] == int((frame.index % 97 == 0).sum())
+        assert local["logged_rows"] == 1000
+        for key in parts:
+            store.delete(key)
+        beam = scoring.score(store, PIPELINE, dataset_id, versions[0], engine="beam", runner="DirectRunner", **args)
+        assert beam == local
+        assert {k: store.read_bytes(k) for k in store.list(prefix) if "part-" in k.rsplit("/", 1)[-1]} == parts
+        assert store.read_bytes(local["log_key"]) == logged
+
+    def test_beam_needs_the_snapshots_row_groups_as_batches(self, store, tmp_path, versions):
+        path, _ = unlabelled(tmp_path)
+        with pytest.raises(MlopsError, match="batch_rows must be 131072"):
+            scoring.score(store, PIPELINE, acquired(store, path), versions[0], engine="beam", batch_rows=1024)
