@@ -109,7 +109,9 @@ def parquet_bytes(table: Any) -> bytes:
 def scored_table(ids: Any, scores: np.ndarray, task: str, model_version: str, dataset_id: str) -> Any:
     import pyarrow as pa
 
-    table = (pa.Table.from_batches([ids]) if isinstance(ids, pa.RecordBatch) else ids).append_column("score", pa.array(scores, pa.float64()))
+    table = (pa.Table.from_batches([ids]) if isinstance(ids, pa.RecordBatch) else ids).append_column(
+        "score", pa.array(scores, pa.float64())
+    )
     if task == "classification":
         table = table.append_column("class", pa.array((scores >= 0.5).astype("int8")))
     n = len(scores)
