@@ -85,8 +85,9 @@ class ArtifactStore(ABC):
         Returns False when another writer got there first."""
 
     @abstractmethod
-    def upload_file(self, path: Path, key: str) -> None:
-        """Store the file at ``path`` under ``key`` without reading it into memory as a whole."""
+    def upload_file(self, path: Path, key: str, *, move: bool = False) -> None:
+        """Store the file at ``path`` under ``key`` without reading it into memory as a whole. ``move``: the caller
+        has no further use for the file, so a local store may rename it into place instead of copying it."""
 
     @abstractmethod
     def download_file(self, key: str, path: Path) -> None:
@@ -194,7 +195,15 @@ class LocalArtifactStore(ArtifactStore):
     def write_bytes(self, key: str, data: bytes) -> None:
         self._replace(key, lambda fh: fh.write(data))
 
-    def upload_file(self, path: Path, key: str) -> None:
+    def upload_file(self, path: Path, key: str, *, move: bool = False) -> None:
+        if move:
+            target = self._path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, target)  # one rename: readers never see half a file
+                return
+            except OSError:  # another filesystem: copy it
+                pass
         with open(path, "rb") as src:
             self._replace(key, lambda fh: shutil.copyfileobj(src, fh, _COPY_CHUNK))
 
@@ -292,7 +301,7 @@ class S3ArtifactStore(ArtifactStore):
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
-    def upload_file(self, path: Path, key: str) -> None:
+    def upload_file(self, path: Path, key: str, *, move: bool = False) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(key))  # multipart above boto3's threshold
 
     def download_file(self, key: str, path: Path) -> None:
