@@ -47,6 +47,8 @@ class PreprocessSpec:
     histogram_bins: int
     runner: str
     pipeline_options: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] | None = None
+    """A multiclass label's classes (category keys, in class index order); None for the other tasks."""
 
 
 def row_ids(hashes: np.ndarray) -> pa.Array:
@@ -172,7 +174,7 @@ class MergeSummaries(beam.CombineFn):
 def _write_fitted(merged: tuple[dict[str, Any], dict[str, list[float]]], output_uri: str, spec: PreprocessSpec, flags: list[str]):
     storage.use_options(flags)
     stats, quantiles = merged
-    fitted = tf.fit(stats, label=spec.label, task=spec.task)
+    fitted = tf.fit(stats, label=spec.label, task=spec.task, classes=spec.classes)
     storage.write_json(storage.join(output_uri, "transform.json"), fitted)
     storage.write_json(storage.join(output_uri, "profile.json"), build_profile(stats, quantiles))
     yield stats["rows"]
@@ -199,7 +201,7 @@ class SplitTransformWrite(beam.DoFn):
         hashes = row_hashes(frame)
         ids = row_ids(hashes)
         evaluation = is_eval(hashes, self.spec.eval_fraction)
-        labels = tf.numbers_of(frame[self.spec.label], len(frame))
+        labels = tf.label_values(frame[self.spec.label], len(frame), self.spec.classes)
         labelled = ~np.isnan(labels)
         features = None
         for split, mask in (("train", ~evaluation & labelled), ("eval", evaluation & labelled)):

@@ -15,16 +15,21 @@ class FairnessConfig(Strict):
 
 class EvaluationConfig(Strict):
     metric: Literal[tuple(HIGHER_IS_BETTER)] = Field(  # type: ignore[valid-type]
-        ..., description="Gate metric: roc_auc, log_loss, accuracy (classification); rmse, mae (regression)."
+        ...,
+        description="Gate metric: roc_auc, log_loss, accuracy (classification); roc_auc_macro, roc_auc_weighted "
+        "(one-vs-rest ROC AUC, averaged over the classes or weighted by their support), log_loss, accuracy (multiclass); "
+        "rmse, mae (regression).",
     )
-    threshold: float = Field(..., description="Minimum for roc_auc/accuracy; maximum for log_loss/rmse/mae.")
+    threshold: float = Field(
+        ..., description="Minimum for roc_auc/roc_auc_macro/roc_auc_weighted/accuracy; maximum for log_loss/rmse/mae."
+    )
     must_beat_production_by: float = Field(0.0, ge=0.0, description="Required improvement over production; 0 means not worse.")
     slices: list[str] = Field(default_factory=list, description="Categorical features to report the metric for, per value.")
     fairness: FairnessConfig | None = Field(None, description="Limit on the metric gap between slices of one column.")
 
     @property
     def higher_is_better(self) -> bool:
-        """True for roc_auc and accuracy (the threshold is a minimum), False for losses (the threshold is a maximum)."""
+        """True for the ROC AUCs and accuracy (the threshold is a minimum), False for losses (the threshold is a maximum)."""
         return HIGHER_IS_BETTER[self.metric]
 
     @model_validator(mode="after")

@@ -56,7 +56,11 @@ class PipelineConfig(Strict):
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig, description="Where artifacts are stored.")
     source: SourceConfig = Field(..., description="Where the training data comes from.")
     label: str = Field(..., min_length=1, description="Label column.")
-    task: Literal["classification", "regression"] = Field(..., description="Binary classification or regression.")
+    task: Literal["classification", "multiclass", "regression"] = Field(
+        ...,
+        description="classification (binary), multiclass (one of the label's classes, as the accepted schema records "
+        "them) or regression.",
+    )
     features: FeaturesConfig = Field(..., description="Feature columns by kind.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Data validation thresholds.")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Beam preprocessing settings.")
@@ -192,9 +196,18 @@ def _monitor_issues(data: Mapping[str, Any], label: Any) -> list[Issue]:
         if task == "regression":
             message = "estimated performance needs class probabilities (binary classification); use off or warn for regression"
             found.append(Issue(where, message, "request"))
+        elif task == "multiclass":
+            message = "estimated performance (CBPE) is for binary classification only, not multiclass; use off"
+            found.append(Issue(where, message, "request"))
         elif task == "classification" and metric in HIGHER_IS_BETTER and metric not in ESTIMATED_METRICS:
             message = f"estimation gives {' and '.join(ESTIMATED_METRICS)}, not {metric}; use off or warn, or another metric"
             found.append(Issue(where, message, "request"))
+    if task == "multiclass" and monitor.get("performance") is not None:
+        message = (
+            "realized performance is judged for classification and regression, not yet for multiclass: remove "
+            "monitor.performance (monitor.labels alone still ingests labels and counts label classes the model does not know)"
+        )
+        found.append(Issue(("monitor", "performance"), message, NO_INPUT))
     columns = {
         "id_column": labels.get("id_column", "id"),
         "label_column": labels.get("label_column") or label,

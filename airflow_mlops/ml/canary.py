@@ -3,6 +3,7 @@ watch: the promoted model against a holdback on the model it replaced, over the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from airflow_mlops.ml.evaluate import compute_metrics
 from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER
+from airflow_mlops.ml.multiclass import PROBABILITIES, js_distance, mean_probabilities, probability_matrix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +66,9 @@ def requests_of(rows: pd.DataFrame) -> int:
     return int(rows["_request"].nunique()) if "_request" in rows else len(rows)
 
 
-def _side(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A version's figures, and its answered rows joined with their labels (finite labels only)."""
+def _side(rows: pd.DataFrame, labels: pd.DataFrame, classes: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A version's figures, and its answered rows joined with their labels (finite labels only; for a multiclass
+    version, whose ``classes`` are given, the labels of its classes, as class indexes, with the rows' probabilities)."""
     ok = rows[~rows["_error"]]
     figures: dict[str, Any] = {
         "requests": requests_of(rows),
@@ -76,6 +79,12 @@ def _side(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict[str, Any], pd.
     }
     labels = labels[np.isfinite(labels["label"].to_numpy(float))] if len(labels) else labels
     joined = ok.merge(labels, on="_id") if len(labels) else ok.iloc[:0]
+    if classes is not None:
+        from airflow_mlops.ml.transform import label_values
+
+        index = label_values(joined["label"], len(joined), list(classes))
+        figures["unseen_label_class_rows"] = int(np.isnan(index).sum())
+        joined = joined.assign(label=index)[~np.isnan(index)]
     figures["labels"] = len(joined)
     return figures, joined
 
@@ -83,6 +92,9 @@ def _side(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[dict[str, Any], pd.
 def _quality(task: str, joined: pd.DataFrame) -> float | None:
     if joined["label"].nunique() < 2:
         return None
+    if task == "multiclass":  # class indexes against the logged class probabilities
+        value = compute_metrics(task, joined["label"], probability_matrix(joined[PROBABILITIES]))[DEFAULT_METRIC[task]]
+        return value if np.isfinite(value) else None
     return compute_metrics(task, joined["label"], joined["_prediction"])[DEFAULT_METRIC[task]]
 
 
@@ -142,12 +154,20 @@ def _worse_quality(quality: dict[str, Any], criteria: Criteria, against: str) ->
 
 
 def _compare(
-    rows: pd.DataFrame, control: pd.DataFrame, labels: pd.DataFrame, *, names: tuple[str, str], task: str, criteria: Criteria
+    rows: pd.DataFrame,
+    control: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    names: tuple[str, str],
+    task: str,
+    criteria: Criteria,
+    classes: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The figures of ``rows`` and ``control`` (two versions' rows of one window; ``names`` name them in the figures
-    and the reasons) and why ``rows`` fails against ``control``: error rate, p95 latency, and label quality where
-    both sides have ``min_labels`` labelled rows."""
-    (a, a_labelled), (b, b_labelled) = _side(rows, labels), _side(control, labels)
+    and the reasons; ``classes``: each one's classes, for multiclass) and why ``rows`` fails against ``control``:
+    error rate, p95 latency, and label quality where both sides have ``min_labels`` labelled rows."""
+    own, other = classes if classes is not None else (None, None)
+    (a, a_labelled), (b, b_labelled) = _side(rows, labels, own), _side(control, labels, other)
     figures: dict[str, Any] = {names[0]: a, names[1]: b}
     against, failures = names[1], []
     if a["error_rate"] - b["error_rate"] > criteria.max_error_rate_increase:
@@ -164,24 +184,55 @@ def _compare(
     return figures, failures
 
 
-def analyze(frame: pd.DataFrame, labels: pd.DataFrame, *, canary: str, production: str, task: str, criteria: Criteria) -> Verdict:
-    """Compare the two versions' rows of ``frame`` (the prediction log window) and judge the canary."""
+def analyze(
+    frame: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    canary: str,
+    production: str,
+    task: str,
+    criteria: Criteria,
+    classes: Mapping[str, Sequence[str]] | None = None,
+) -> Verdict:
+    """Compare the two versions' rows of ``frame`` (the prediction log window) and judge the canary.
+
+    The prediction divergence is the KS statistic of the two sides' predictions; for multiclass (``classes``: each
+    version's classes) the Jensen-Shannon distance between the two sides' mean class probability vectors, by class."""
     c_rows, p_rows = frame[frame["_version"] == canary], frame[frame["_version"] == production]
-    figures, failures = _compare(c_rows, p_rows, labels, names=("canary", "production"), task=task, criteria=criteria)
-    c_pred = c_rows.loc[~c_rows["_error"], "_prediction"].to_numpy(float)
-    p_pred = p_rows.loc[~p_rows["_error"], "_prediction"].to_numpy(float)
-    divergence = figures["prediction_divergence"] = ks_statistic(c_pred, p_pred)
+    sides = (classes[canary], classes[production]) if task == "multiclass" and classes else None
+    figures, failures = _compare(
+        c_rows, p_rows, labels, names=("canary", "production"), task=task, criteria=criteria, classes=sides
+    )
+    if sides is not None:
+        c_mean, p_mean = mean_probabilities(c_rows, sides[0]), mean_probabilities(p_rows, sides[1])
+        figures["canary"]["mean_probabilities"], figures["production"]["mean_probabilities"] = c_mean, p_mean
+        divergence, measure = js_distance(c_mean, p_mean), "JS"
+    else:
+        c_pred = c_rows.loc[~c_rows["_error"], "_prediction"].to_numpy(float)
+        p_pred = p_rows.loc[~p_rows["_error"], "_prediction"].to_numpy(float)
+        divergence, measure = ks_statistic(c_pred, p_pred), "KS"
+    figures["prediction_divergence"] = divergence
     if divergence > criteria.max_prediction_divergence:
         failures.append(
-            f"prediction distribution diverges from production (KS {divergence:.3f} > {criteria.max_prediction_divergence})"
+            f"prediction distribution diverges from production ({measure} {divergence:.3f} > "
+            f"{criteria.max_prediction_divergence})"
         )
     if failures:
         return Verdict(False, "; ".join(failures), figures)
     requests = figures["canary"]["requests"]
-    return Verdict(True, f"canary within limits over {requests} requests (KS {divergence:.3f})", figures)
+    return Verdict(True, f"canary within limits over {requests} requests ({measure} {divergence:.3f})", figures)
 
 
-def watch(frame: pd.DataFrame, labels: pd.DataFrame, *, version: str, holdback: str, task: str, criteria: Criteria) -> Verdict:
+def watch(
+    frame: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    version: str,
+    holdback: str,
+    task: str,
+    criteria: Criteria,
+    classes: Mapping[str, Sequence[str]] | None = None,
+) -> Verdict:
     """Judge a promoted ``version`` against the ``holdback`` version (the model it replaced, kept on a small share
     of the traffic while the watch lasts) over the same window ``frame``, by the canary's rules: error rate, p95
     latency (ratio and SLO floor) and label quality (the bootstrap interval rule). Both sides see the same load at
@@ -189,7 +240,8 @@ def watch(frame: pd.DataFrame, labels: pd.DataFrame, *, version: str, holdback: 
     the canary's question, and the drift monitor watches inputs that move.
     """
     rows, control = frame[frame["_version"] == version], frame[frame["_version"] == holdback]
-    figures, failures = _compare(rows, control, labels, names=("now", "holdback"), task=task, criteria=criteria)
+    sides = (classes[version], classes[holdback]) if task == "multiclass" and classes else None
+    figures, failures = _compare(rows, control, labels, names=("now", "holdback"), task=task, criteria=criteria, classes=sides)
     if failures:
         return Verdict(False, "; ".join(failures), figures)
     now, held = figures["now"]["requests"], figures["holdback"]["requests"]
@@ -197,7 +249,13 @@ def watch(frame: pd.DataFrame, labels: pd.DataFrame, *, version: str, holdback: 
 
 
 def watch_against_canary_time(
-    rows: pd.DataFrame, labels: pd.DataFrame, *, baseline: dict[str, Any], task: str, criteria: Criteria
+    rows: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    baseline: dict[str, Any],
+    task: str,
+    criteria: Criteria,
+    classes: Sequence[str] | None = None,
 ) -> Verdict:
     """Without a holdback (``canary.watch.holdback_percent: 0``): judge a promoted model's rows since promotion
     against ``baseline``, the figures of its last passed canary step (``canary``: this model then, ``production``:
@@ -208,7 +266,7 @@ def watch_against_canary_time(
     quality, where both the rows since promotion (``min_labels``) and the baseline have it, is compared with the
     replaced model's by the same bootstrap rule as the canary.
     """
-    now, joined = _side(rows, labels)
+    now, joined = _side(rows, labels, classes if task == "multiclass" else None)
     then, before = baseline.get("canary") or {}, baseline.get("production") or {}
     figures: dict[str, Any] = {"now": now, "canary_time": then, "previous_production": before}
     failures = []

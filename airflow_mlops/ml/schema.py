@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.dtypes import is_number_column
+from airflow_mlops.exceptions import MlopsError
+from airflow_mlops.ml.metrics import CLASS_LABEL_TASKS
 from airflow_mlops.ml.transform import category_keys, numbers_of
 
 if TYPE_CHECKING:
@@ -62,8 +64,9 @@ def infer_schema(frame: pd.DataFrame, *, numeric: list[str], categorical: list[s
     import numpy as np
 
     columns: dict[str, dict[str, Any]] = {}
-    label_kind = "categorical" if task == "classification" else "numeric"
+    label_kind = "categorical" if task in CLASS_LABEL_TASKS else "numeric"
     roles = {**dict.fromkeys(numeric, "numeric"), **dict.fromkeys(categorical, "categorical"), label: label_kind}
+    # a multiclass label's class keys are names, not amounts: no feature correlates with them
     numeric_label = (label in frame and task == "classification" and is_number_column(frame[label])) or task == "regression"
     for name in frame.columns:
         series = frame[name]
@@ -88,9 +91,20 @@ def infer_schema(frame: pd.DataFrame, *, numeric: list[str], categorical: list[s
             if len(domain) <= MAX_DOMAIN:
                 entry["domain"] = domain
         if name == label:
-            if task == "classification":
+            if task in CLASS_LABEL_TASKS:
                 entry["shares"] = label_shares(category_keys(series))
             elif len(finite := finite_numbers(series)):
                 entry["label_quantiles"] = np.quantile(finite, [0.1, 0.5, 0.9]).tolist()
         columns[name] = entry
     return {"version": SCHEMA_VERSION, "label": label, "task": task, "rows": len(frame), "columns": columns}
+
+
+def label_classes(schema: dict[str, Any]) -> list[str]:
+    """A multiclass label's classes, in the order of the model's class indexes: the category keys the accepted
+    schema's label shares hold, by number when every key is an integer (``2`` before ``10``), else by text."""
+    shares = schema.get("columns", {}).get(schema.get("label"), {}).get("shares")
+    if not shares:
+        raise MlopsError(f"The accepted schema records no classes of the label {schema.get('label')!r}.")
+    keys = list(shares)
+    integral = all(k.lstrip("-").isdigit() for k in keys)
+    return sorted(keys, key=int) if integral else sorted(keys)

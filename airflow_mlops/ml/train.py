@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = {"classification": "binary", "regression": "regression"}
+OBJECTIVES = {"classification": "binary", "multiclass": "multiclass", "regression": "regression"}
 RESERVED_PARAMS = ("objective", "seed", "deterministic")
 """Set by the pipeline, never by ``model.params`` (the config schema reads this; keep this module's imports light)."""
 
@@ -51,7 +51,11 @@ def model_version(
     return digest(material)[:12]
 
 
-def lgb_params(task: str, params: Mapping[str, Any], seed: int, device: str = "cpu") -> dict[str, Any]:
+def lgb_params(
+    task: str, params: Mapping[str, Any], seed: int, device: str = "cpu", num_class: int | None = None
+) -> dict[str, Any]:
+    """LightGBM's parameters: ``params`` with the pipeline's own (objective, seed, determinism; ``num_class``, the
+    number of the label's classes, for multiclass)."""
     clash = sorted(set(params) & set(RESERVED_PARAMS))
     if clash:
         raise MlopsError(f"model.params may not set {clash}: they are fixed by the pipeline.")
@@ -64,6 +68,10 @@ def lgb_params(task: str, params: Mapping[str, Any], seed: int, device: str = "c
         "deterministic": True,
         "force_row_wise": True,
     }
+    if task == "multiclass":
+        if not num_class or num_class < 2:
+            raise MlopsError(f"A multiclass model needs the label's classes (at least 2), got {num_class}.")
+        full["num_class"] = num_class
     if device != "cpu":  # the CPU parameters stay exactly as they were: byte-identical CPU models
         full["device_type"] = device
         full.pop("force_row_wise")  # a CPU histogram setting
@@ -83,6 +91,7 @@ def train_model(
     early_stopping_rounds: int | None = None,
     log_every: int = 50,
     device: str = "cpu",
+    num_class: int | None = None,
 ) -> lgb.Booster:
     """Train on ``train`` (rows sorted by row id first, so file order never matters) on ``device``.
 
@@ -98,7 +107,7 @@ def train_model(
     # Row ids are ASCII: their byte order is their string order, and sorting bytes is ~5x faster than sorting objects.
     order = np.argsort(train[ROW_ID].to_numpy().astype("S"), kind="stable")
     train = train[[ROW_ID, *features, label]].take(order).reset_index(drop=True)
-    full = lgb_params(task, params, seed, device)
+    full = lgb_params(task, params, seed, device, num_class)
     callbacks = [lgb.log_evaluation(period=log_every), _progress(log_every, num_boost_round)]
     valid = None
     if early_stopping_rounds:

@@ -145,8 +145,9 @@ def _opt(fn: Any, a: float | None, b: float | None) -> float | None:
 # -- fitting -----------------------------------------------------------------------------------
 
 
-def fit(stats: dict[str, Any], *, label: str, task: str) -> dict[str, Any]:
-    """The transform spec (``transform.json``) from the full-pass statistics."""
+def fit(stats: dict[str, Any], *, label: str, task: str, classes: list[str] | None = None) -> dict[str, Any]:
+    """The transform spec (``transform.json``) from the full-pass statistics; a multiclass label's ``classes`` (its
+    category keys, in class index order) are kept in it, so the model carries them wherever it goes."""
     numeric = {}
     for col, acc in stats["numeric"].items():
         mean, std = moments(acc)
@@ -162,7 +163,23 @@ def fit(stats: dict[str, Any], *, label: str, task: str) -> dict[str, Any]:
         "features": list(numeric) + list(categorical),
         "numeric": numeric,
         "categorical": categorical,
+        **({"classes": list(classes)} if classes is not None else {}),
     }
+
+
+def label_values(values: pd.Series | None, rows: int, classes: list[str] | None = None) -> np.ndarray:
+    """The label as the model learns it, float64 with NaN for no label: the number itself (binary classification,
+    regression; ``classes`` None), or the index of its category key in ``classes`` (multiclass; a class not among
+    them is NaN). The one label encoding of preprocessing, evaluation, the canary and the monitor."""
+    import numpy as np
+
+    if classes is None:
+        return numbers_of(values, rows)
+    if values is None:
+        return np.full(rows, np.nan)
+    codes, keys = _category_codes(values)
+    index = {c: float(i) for i, c in enumerate(classes)}
+    return np.array([index.get(k, np.nan) for k in keys] + [np.nan], dtype=float)[codes]
 
 
 # -- applying ----------------------------------------------------------------------------------

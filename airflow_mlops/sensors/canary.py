@@ -62,7 +62,7 @@ class CanaryAnalysisSensor(ServingTargetMixin, DeploymentCheckSensor):
     :param pipeline: pipeline name.
     :param artifact_root: the artifact store (templated).
     :param steps: canary traffic percent at each step; the deploy operator set the first.
-    :param problem_type: ``classification`` or ``regression`` (for label quality).
+    :param problem_type: ``classification``, ``multiclass`` or ``regression`` (for label quality).
     :param min_requests: canary requests that end a step's wait.
     :param bake_minutes: time that ends a step's wait.
     :param criteria: :class:`airflow_mlops.ml.canary.Criteria` fields; those not given take the config's
@@ -146,7 +146,7 @@ class PromotionWatchSensor(ServingTargetMixin, DeploymentCheckSensor):
     :param artifact_root: the artifact store (templated).
     :param promotion: the promote task's result (templated): its ``version`` is watched; a run that did not
         promote has nothing to watch.
-    :param problem_type: ``classification`` or ``regression`` (for label quality).
+    :param problem_type: ``classification``, ``multiclass`` or ``regression`` (for label quality).
     :param watch_minutes: how long the model is watched.
     :param min_requests: requests each side (the promoted model, the holdback) needs since promotion before the
         watch judges.

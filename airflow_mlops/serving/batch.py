@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.ml.traffic import skipped_rows
-from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX
+from airflow_mlops.serving.predlog import BATCH_REQUEST_PREFIX, PROBABILITIES
 from airflow_mlops.store.layout import scoring_id
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class BatchScorer:
             batch, frame = batch.filter(pa.array(keep)), frame[keep]
         features = self.transform.apply_frame(frame.reset_index(drop=True))
         scores = self.booster.predict(features, num_threads=SCORE_THREADS) if len(frame) else np.empty(0)
-        table = scored_table(batch.select(self.ids), scores, self.spec["task"], self.model_version, self.dataset_id)
+        classes = self.spec.get("classes")
+        table = scored_table(batch.select(self.ids), scores, self.spec["task"], self.model_version, self.dataset_id, classes)
         sample = None
         if self.log_sample > 0 and len(frame):
             draw = np.random.default_rng([int(self.scoring.encode().hex()[:15], 16), index])
@@ -106,12 +107,26 @@ def parquet_bytes(table: Any) -> bytes:
     return buffer.getvalue()
 
 
-def scored_table(ids: Any, scores: np.ndarray, task: str, model_version: str, dataset_id: str) -> Any:
+def scored_table(
+    ids: Any, scores: np.ndarray, task: str, model_version: str, dataset_id: str, classes: list[str] | None = None
+) -> Any:
+    """The id columns and ``score`` (and a classifier's ``class``), the model version and the dataset id. A
+    multiclass model's (``classes``): ``class`` (the most probable class), ``score`` (its probability) and
+    ``probabilities`` (every class's, in ``classes`` order, as the model's ``transform.json`` lists them)."""
+    import numpy as np
     import pyarrow as pa
 
-    table = (pa.Table.from_batches([ids]) if isinstance(ids, pa.RecordBatch) else ids).append_column(
-        "score", pa.array(scores, pa.float64())
-    )
+    table = pa.Table.from_batches([ids]) if isinstance(ids, pa.RecordBatch) else ids
+    if classes is not None:
+        scores = np.asarray(scores, dtype=float).reshape(-1, len(classes))
+        best = np.argmax(scores, axis=1) if len(scores) else np.empty(0, dtype=np.int64)
+        table = table.append_column("class", pa.array(np.asarray(classes, dtype=object)[best], pa.string()))
+        table = table.append_column("score", pa.array(scores[np.arange(len(scores)), best], pa.float64()))
+        flat = pa.array(scores.ravel(), pa.float64())
+        table = table.append_column("probabilities", pa.FixedSizeListArray.from_arrays(flat, len(classes)))
+        scores = best
+    else:
+        table = table.append_column("score", pa.array(scores, pa.float64()))
     if task == "classification":
         table = table.append_column("class", pa.array((scores >= 0.5).astype("int8")))
     n = len(scores)
@@ -130,6 +145,9 @@ def log_rows(frame: pd.DataFrame, scores: np.ndarray, ids: list[str], transform:
 
     n = len(frame)
     row_ids = frame[ids[0]].astype(str) if ids else pd.Series([f"{batch:05d}-{i}" for i in frame.index], index=frame.index)
+    probabilities = None
+    if getattr(scores, "ndim", 1) == 2:  # a multiclass model's: the most probable class's index, and every class's
+        probabilities, scores = scores, scores.argmax(axis=1).astype(float)
     out = {
         "_id": row_ids.to_numpy(dtype=object),
         "_version": version,
@@ -138,6 +156,8 @@ def log_rows(frame: pd.DataFrame, scores: np.ndarray, ids: list[str], transform:
         "_latency_ms": 0.0,
         "_request": f"{BATCH_REQUEST_PREFIX}{batch:05d}",
     }
+    if probabilities is not None:
+        out[PROBABILITIES] = [row.tolist() for row in probabilities]
     numeric = set(transform.spec["numeric"])
     for name in transform.features:
         values = frame[name] if name in frame else pd.Series([None] * n, index=frame.index)

@@ -24,6 +24,8 @@ class ServedModel:
     booster: Any
     transform: FeatureTransform
     task: str
+    classes: tuple[str, ...] | None = None
+    """A multiclass model's classes (category keys) in the order of its probability columns; None otherwise."""
     features: tuple[str, ...] = field(init=False)
     numeric: frozenset[str] = field(init=False)
     """The transform's feature names in order, and the numeric ones: looked up for every row, so kept at hand."""
@@ -43,7 +45,8 @@ class ServedModel:
         text = store.read_text(f"{prefix}/model.txt")
         _check_loads(version, text)
         booster = lgb.Booster(model_str=text)
-        return cls(version, booster, FeatureTransform(spec), spec["task"])
+        classes = tuple(spec["classes"]) if spec.get("classes") else None
+        return cls(version, booster, FeatureTransform(spec), spec["task"], classes)
 
     def check(self, row: Any, index: int) -> None:
         """Raise a MlopsError naming the row and feature when ``row`` cannot be scored."""
@@ -67,12 +70,22 @@ class ServedModel:
             elif kind is not str and not isinstance(value, str | int):
                 raise MlopsError(f"instances[{index}].{name}: expected a string or null, got {kind.__name__}")
 
-    def predict(self, rows: list[dict[str, Any]]) -> list[float]:
+    def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """One score per row: a float (a probability of class 1, a regression value), or for a multiclass model the
+        list of its classes' probabilities (see :meth:`output`)."""
         import numpy as np
 
         apply = self.transform.apply
         matrix = np.array([apply(r) for r in rows], dtype=float)
         return self.booster.predict(matrix, num_threads=1).tolist()
+
+    def output(self, score: Any) -> Any:
+        """What a caller gets for a row's score: the score itself, or for a multiclass model
+        ``{"prediction": <the most probable class>, "probabilities": {<class>: <probability>, ...}}``."""
+        if self.classes is None or score is None:
+            return score
+        best = max(range(len(score)), key=score.__getitem__)
+        return {"prediction": self.classes[best], "probabilities": dict(zip(self.classes, score, strict=True))}
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,31 @@ async def infer(request: Request) -> Response:
             "model_version": ",".join(sorted(set(versions))),
             "id": given if isinstance(given, str) else uuid.uuid4().hex,
             "parameters": {"ids": ids, "versions": versions},
-            "outputs": [{"name": "predict", "datatype": "FP64", "shape": [len(rows)], "data": predictions}],
+            "outputs": _outputs(predictions),
         }
     )
+
+
+def _outputs(predictions: list[Any]) -> list[dict[str, Any]]:
+    """The ``outputs`` of an infer response: ``predict`` (FP64, one score per row); for a multiclass model
+    ``predict`` holds each row's class (BYTES) and ``probabilities`` (FP64, shape ``[n, classes]``, row-major) the
+    probability of each class its ``parameters.classes`` names (the classes of every version that answered, in
+    order of first appearance; a class a version does not know has probability 0 in its rows)."""
+    n = len(predictions)
+    if not predictions or not isinstance(predictions[0], dict):
+        return [{"name": "predict", "datatype": "FP64", "shape": [n], "data": predictions}]
+    classes = list(dict.fromkeys(c for p in predictions for c in p["probabilities"]))
+    data = [p["probabilities"].get(c, 0.0) for p in predictions for c in classes]
+    return [
+        {"name": "predict", "datatype": "BYTES", "shape": [n], "data": [p["prediction"] for p in predictions]},
+        {
+            "name": "probabilities",
+            "datatype": "FP64",
+            "shape": [n, len(classes)],
+            "data": data,
+            "parameters": {"classes": classes},
+        },
+    ]
 
 
 async def model_metadata(request: Request) -> Response:
@@ -59,7 +81,19 @@ async def model_metadata(request: Request) -> Response:
             "versions": [m.version for m in (model, server.router.canary, server.router.holdback) if m],
             "platform": "lightgbm",
             "inputs": inputs,
-            "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}],
+            "outputs": (
+                [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+                if model.classes is None
+                else [
+                    {"name": "predict", "datatype": "BYTES", "shape": [-1]},
+                    {
+                        "name": "probabilities",
+                        "datatype": "FP64",
+                        "shape": [-1, len(model.classes)],
+                        "parameters": {"classes": list(model.classes)},
+                    },
+                ]
+            ),
         }
     )
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.ml.multiclass import PROBABILITIES
 from airflow_mlops.serving.write_ahead import Owner, Segment, default_wal_dir, read_segment
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.layout import log_part_key
@@ -48,10 +49,20 @@ def served_rows(frame: Any) -> Any:
 
 
 def prediction_row(
-    *, row_id: str, version: str, prediction: float | None, latency_ms: float, request_id: str, features: dict[str, Any]
+    *,
+    row_id: str,
+    version: str,
+    prediction: float | None,
+    latency_ms: float,
+    request_id: str,
+    features: dict[str, Any],
+    probabilities: list[float] | None = None,
 ) -> dict[str, Any]:
-    """One prediction log row; ``features`` are the raw values the model was given."""
+    """One prediction log row; ``features`` are the raw values the model was given, ``probabilities`` a multiclass
+    model's class probabilities (``prediction``: the index of the most probable)."""
     row = {"_ts": time.time(), "_id": row_id, "_version": version, "_prediction": prediction, "_error": prediction is None}
+    if probabilities is not None:
+        row[PROBABILITIES] = probabilities
     return {**row, "_latency_ms": latency_ms, "_request": request_id, **features}
 
 

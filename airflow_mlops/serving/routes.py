@@ -30,7 +30,10 @@ async def predict(request: Request) -> Response:
     answers = await answer(ModelServer.of(request), rows, keys)
     if isinstance(answers, Response):
         return answers
-    return JSONResponse({"predictions": [{"id": i, "prediction": p, "version": v} for i, p, v in answers]})
+    # a multiclass model's output is {"prediction": class, "probabilities": {class: p}}: its keys join the row's
+    return JSONResponse(
+        {"predictions": [{"id": i, **(p if isinstance(p, dict) else {"prediction": p}), "version": v} for i, p, v in answers]}
+    )
 
 
 async def feedback(request: Request) -> Response:

@@ -27,9 +27,11 @@ us and 352 us; the hop only pays for keeping the loop free for other requests wh
 loop is held at most about 0.2 ms."""
 
 
-async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[tuple[str, float | None, str]] | Response:
-    """``(id, prediction, version)`` per row, or the refusal: door checks, canary routing, scoring, the
-    prediction log, metrics and the answered ids. ``keys`` are the rows' own ids ("" for none: one is made)."""
+async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[tuple[str, Any, str]] | Response:
+    """``(id, output, version)`` per row, or the refusal: door checks, canary routing, scoring, the prediction log,
+    metrics and the answered ids. ``keys`` are the rows' own ids ("" for none: one is made). The output is the
+    model's :meth:`~airflow_mlops.serving.models.ServedModel.output`: a number, or for a multiclass model the class
+    and the probabilities of every class."""
     if (refused := rows_refusal(rows)) is not None:
         return refused
     router = server.router  # this request keeps this router even if the registry changes meanwhile
@@ -46,7 +48,7 @@ async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[
         ids.append(key or uuid.uuid4().hex)
         groups.setdefault(model.version, (model, []))[1].append(i)
     request_id = uuid.uuid4().hex  # the canary analysis takes one latency sample per request and version
-    answers: list[tuple[str, float | None, str]] = [("", None, "")] * len(rows)
+    answers: list[tuple[str, Any, str]] = [("", None, "")] * len(rows)
     logged: list[dict[str, Any] | None] = [None] * len(rows)
     failed = None
     for model, indexes in groups.values():
@@ -62,7 +64,7 @@ async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[
         if scores is None:
             failed, scores = f"model {model.version} failed to score", [None] * len(indexes)
         for i, score in zip(indexes, scores, strict=True):
-            answers[i] = (ids[i], score, model.version)
+            answers[i] = (ids[i], model.output(score), model.version)
             logged[i] = logged[i] or _log_row(rows[i], ids[i], model, score, ms, request_id)
     server.prediction_log.append(logged)
     if failed:
@@ -71,7 +73,7 @@ async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[
     return answers
 
 
-async def _score(server: ModelServer, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[float] | None, float]:
+async def _score(server: ModelServer, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[Any] | None, float]:
     """The model's scores for ``rows`` (None when it fails, counted as errors of its version) and the call's ms.
     Up to ``DIRECT_ROWS`` rows are scored right here on the event loop, more in a thread."""
     t0 = time.perf_counter()
@@ -86,8 +88,14 @@ async def _score(server: ModelServer, model: ServedModel, rows: list[dict[str, A
 
 
 def _log_row(
-    row: dict[str, Any], row_id: str, model: ServedModel, prediction: float | None, latency_ms: float, request_id: str
+    row: dict[str, Any], row_id: str, model: ServedModel, score: Any, latency_ms: float, request_id: str
 ) -> dict[str, Any]:
+    """The row's log entry: ``score`` a number, or a multiclass model's class probabilities (logged as they are, with
+    the most probable class's index as the prediction)."""
+    probabilities, prediction = None, score
+    if model.classes is not None and score is not None:
+        probabilities = list(score)
+        prediction = float(max(range(len(score)), key=score.__getitem__))
     numeric = model.numeric
     features = {
         name: (None if (value := row.get(name)) is None else float(value) if name in numeric else str(value))
@@ -100,4 +108,5 @@ def _log_row(
         latency_ms=latency_ms,
         request_id=request_id,
         features=features,
+        probabilities=probabilities,
     )

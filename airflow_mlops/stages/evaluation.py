@@ -37,12 +37,24 @@ class GateSettings:
     fairness_max_gap: float | None
 
 
-def score_raw(store: ArtifactStore, pipeline: str, version: str, raw: pd.DataFrame) -> Any:
-    """Predictions of a stored model on raw rows, through that model's own transform (the batch path)."""
+def score_raw(store: ArtifactStore, pipeline: str, version: str, raw: pd.DataFrame, classes: list[str] | None = None) -> Any:
+    """Predictions of a stored model on raw rows, through that model's own transform (the batch path). With
+    ``classes`` (multiclass), its class probabilities as columns in that order: a class the model does not know
+    has probability 0 (a model trained before a class appeared, judged on rows that have it)."""
+    import numpy as np
+
     from airflow_mlops.ml.transform import FeatureTransform
 
-    transform = FeatureTransform(store.read_json(f"{model_prefix(pipeline, version)}/transform.json"))
-    return load_booster(store, pipeline, version).predict(transform.apply_frame(raw), num_threads=1)
+    spec = store.read_json(f"{model_prefix(pipeline, version)}/transform.json")
+    scores = load_booster(store, pipeline, version).predict(FeatureTransform(spec).apply_frame(raw), num_threads=1)
+    if classes is None or spec.get("classes") == list(classes):
+        return scores
+    own = {c: j for j, c in enumerate(spec.get("classes") or [])}
+    aligned = np.zeros((len(raw), len(classes)))
+    for j, c in enumerate(classes):
+        if c in own:
+            aligned[:, j] = scores[:, own[c]]
+    return aligned
 
 
 def read_holdout(store: ArtifactStore, pipeline: str, features_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -59,7 +71,7 @@ def holdout_metrics(
     from airflow_mlops.ml.evaluate import compute_metrics
 
     predictions = load_booster(store, pipeline, version).predict(features[spec["features"]], num_threads=1)
-    return predictions, compute_metrics(spec["task"], features[spec["label"]].to_numpy(), predictions)
+    return predictions, compute_metrics(spec["task"], features[spec["label"]].to_numpy(), predictions, spec.get("classes"))
 
 
 def evaluate(
@@ -97,7 +109,8 @@ def evaluate(
     production_version = ModelRegistry(store, pipeline).production()
     production = None
     if production_version and production_version != model_version:
-        production = compute_metrics(task, y, score_raw(store, pipeline, production_version, raw))
+        classes = spec.get("classes")
+        production = compute_metrics(task, y, score_raw(store, pipeline, production_version, raw, classes), classes)
     decision = gate(
         gate_settings.metric,
         gate_settings.threshold,
@@ -109,7 +122,12 @@ def evaluate(
     )
     mprefix = model_prefix(pipeline, model_version)
     if not store.exists(f"{mprefix}/metrics.json"):
-        store.write_json(f"{mprefix}/metrics.json", {"eval_rows": len(y), "metrics": candidate, "slices": slices})
+        stored = {"eval_rows": len(y), "metrics": candidate, "slices": slices}
+        if task == "multiclass":  # the reference of the monitor's predicted class shares
+            from airflow_mlops.ml.multiclass import PREDICTED_CLASS_SHARES, class_shares
+
+            stored[PREDICTED_CLASS_SHARES] = class_shares(predictions.argmax(axis=1), spec["classes"])
+        store.write_json(f"{mprefix}/metrics.json", stored)
     # What the monitor judges realized performance against (with bootstrap replicates), and the calibrator of the
     # estimate before labels: both from these eval rows, stored with the model.
     groups = {col: raw[col].astype(str).to_numpy() for col in gate_settings.slices}

@@ -42,6 +42,13 @@ def preprocess(
         "histogram_bins": histogram_bins,
         "code": __version__,
     }
+    classes = None
+    if columns.task == "multiclass":  # the label's classes come from the accepted schema (validate stored it)
+        from airflow_mlops.ml.schema import label_classes
+        from airflow_mlops.store.layout import schema_key
+
+        classes = label_classes(store.read_json(schema_key(pipeline)))
+        settings["classes"] = classes
     features_id = f"{dataset_id[:16]}-{digest(settings)[:12]}"
     prefix = features_prefix(pipeline, features_id)
     if store.exists(f"{prefix}/{DONE}"):
@@ -58,6 +65,7 @@ def preprocess(
         task=columns.task,
         eval_fraction=eval_fraction,
         histogram_bins=histogram_bins,
+        classes=classes,
         runner=runner,
         # the store's S3 endpoint, region and credentials as Beam's s3_* options; the config's own options win
         pipeline_options={**s3_options(store.connection_settings()), **(pipeline_options or {})},

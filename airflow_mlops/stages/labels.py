@@ -103,6 +103,7 @@ def ingest_labels(
     predictions = _matching_predictions(store, pipeline, fresh["_id"], since, slices)
     joined = fresh.join(predictions, keys="_id", join_type="inner")
     unknown = fresh.filter(pc.invert(pc.is_in(fresh["_id"], value_set=predictions["_id"])))
+    unseen = _unseen_label_classes(store, pipeline, joined)
     days = _write_joined(store, pipeline, batch, joined, slices)
     for entry in plan["files"]:
         store.write_json(label_file_key(pipeline, entry["digest"]), {**entry, "batch": batch, "arrived": plan["arrived"]})
@@ -121,10 +122,38 @@ def ingest_labels(
         "joined": len(joined),
         "days": days,
     }
+    if unseen is not None:
+        result["unseen_label_classes"] = unseen
+        if unseen:
+            log.warning(
+                "Labels of %s name classes the models that predicted them do not know: %s",
+                pipeline,
+                ", ".join(f"{k} ({n})" for k, n in unseen.items()),
+            )
     store.write_json(label_batch_key(pipeline, batch), {**plan, "result": result})
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items() if isinstance(v, int))
     log.info("Labels of %s, batch %s: %s", pipeline, batch, counts)
     return result
+
+
+def _unseen_label_classes(store: ArtifactStore, pipeline: str, joined: pa.Table) -> dict[str, int] | None:
+    """Joined labels of multiclass models' predictions whose class is not among that model's classes, counted by
+    class; None when no multiclass model made the labelled predictions."""
+    import pyarrow.compute as pc
+
+    from airflow_mlops.ml.multiclass import unseen_label_classes
+    from airflow_mlops.store.layout import model_prefix
+
+    found: dict[str, int] | None = None
+    for version in pc.unique(joined["_version"]).to_pylist() if len(joined) else []:
+        spec = store.read_json_if_exists(f"{model_prefix(pipeline, version)}/transform.json", {})
+        if not spec.get("classes"):
+            continue
+        labels = joined.filter(pc.equal(joined["_version"], version))["label"].to_pandas()
+        found = found if found is not None else {}
+        for key, count in unseen_label_classes(labels, spec["classes"]).items():
+            found[key] = found.get(key, 0) + count
+    return None if found is None else dict(sorted(found.items()))
 
 
 def _plan(store: ArtifactStore, pipeline: str, source: LabelSource, batch: str, s3_client: Any, now: float) -> dict[str, Any]:

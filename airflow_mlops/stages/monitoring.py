@@ -80,11 +80,12 @@ def drift_check(
         raise ArtifactNotFound(f"{pipeline} has no production model to compare new data with.")
     profile = store.read_json(f"{model_prefix(pipeline, production)}/profile.json")
     schema = store.read_json_if_exists(schema_key(pipeline)) if quality is not None else None
+    classes = store.read_json(f"{model_prefix(pipeline, production)}/transform.json").get("classes")
 
     def start() -> _CheckScan:
-        return _CheckScan(DriftCounts(profile, method), _traffic_checks(schema, quality))
+        return _CheckScan(DriftCounts(profile, method), _traffic_checks(schema, quality), classes, production)
 
-    columns = [*profile["numeric"], *profile["categorical"]]
+    columns = [*profile["numeric"], *profile["categorical"], *(["_version", "_prediction", "_error"] if classes else [])]
     scan = scan_log(store, pipeline, "predictions", since + 1e-6, columns, start)
     thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
     result = scan.drift.result(**thresholds)
@@ -92,6 +93,12 @@ def drift_check(
     checked_until = scan.until if scan.drift.rows else since
     issues = _traffic_quality(store, pipeline, scan.traffic, prefix, scan.drift.rows) if scan.drift.rows else []
     reason = result.reason
+    class_drift = None
+    if classes:
+        threshold = column_threshold if method == "psi" else CLASS_SHARE_PSI
+        class_drift = _class_share_drift(store, pipeline, production, classes, scan.predicted, threshold)
+        if class_drift["drifted"]:
+            reason += f"; predicted class shares drifted (PSI {class_drift['psi']:.3f} > {threshold})"
     if issues:
         reason += (
             f"; data quality: {len(issues)} issue(s) in requests ("
@@ -101,6 +108,8 @@ def drift_check(
     out = {
         **result.to_dict(),
         "reason": reason,
+        **({"drifted": True} if class_drift and class_drift["drifted"] else {}),
+        **({"predicted_class_drift": class_drift} if class_drift else {}),
         "data_quality": issues,
         "production_version": production,
         "report_uri": report_uri,
@@ -115,14 +124,51 @@ def drift_check(
     return out
 
 
+CLASS_SHARE_PSI = 0.2
+"""The PSI above which a multiclass model's predicted class shares have drifted, when the drift method is not PSI
+(with ``psi`` the column threshold applies)."""
+
+
+def _class_share_drift(
+    store: ArtifactStore, pipeline: str, production: str, classes: list[str], predicted: Any, threshold: float
+) -> dict[str, Any]:
+    """The production model's predicted class shares in the new rows against those on its eval split (PSI)."""
+    from airflow_mlops.ml.multiclass import PREDICTED_CLASS_SHARES, class_share_drift
+
+    total = int(predicted.sum())
+    shares = {c: (float(n) / total if total else 0.0) for c, n in zip(classes, predicted.tolist(), strict=True)}
+    metrics = store.read_json_if_exists(f"{model_prefix(pipeline, production)}/metrics.json", {})
+    reference = metrics.get(PREDICTED_CLASS_SHARES)
+    if not total or not reference:
+        why = "no new predictions of the production model" if not total else "no reference class shares"
+        return {"drifted": False, "psi": None, "threshold": threshold, "shares": shares, "reference": reference, "note": why}
+    value = class_share_drift(reference, shares)
+    return {
+        "drifted": value > threshold,
+        "psi": value,
+        "threshold": threshold,
+        "rows": total,
+        "shares": shares,
+        "reference": reference,
+    }
+
+
 class _CheckScan:
     """What the drift check keeps of the new rows while it reads the log file by file: the drift counts, the
-    traffic checks' counts (None: not checked) and the last row's time."""
+    traffic checks' counts (None: not checked), the last row's time and, for a multiclass production model
+    (``classes``, ``version``), how often it predicted each class."""
 
-    def __init__(self, drift: DriftCounts, traffic: TrafficChecks | None) -> None:
+    def __init__(
+        self, drift: DriftCounts, traffic: TrafficChecks | None, classes: list[str] | None = None, version: str | None = None
+    ) -> None:
+        import numpy as np
+
         self.drift = drift
         self.traffic = traffic
         self.until = float("-inf")
+        self.classes = classes
+        self.predicted = np.zeros(len(classes or []), dtype=np.int64)
+        self.version = version
 
     def add(self, table: pa.Table) -> None:
         import pyarrow.compute as pc
@@ -134,6 +180,13 @@ class _CheckScan:
         self.drift.add(frame)
         if self.traffic is not None:
             self.traffic.add(frame)
+        if self.classes and "_prediction" in frame:
+            import numpy as np
+
+            answered = frame["_version"].eq(self.version) & ~frame["_error"].fillna(True).astype(bool)
+            index = frame.loc[answered, "_prediction"].to_numpy(dtype=float)
+            index = index[np.isfinite(index) & (index >= 0) & (index < len(self.classes))].astype(np.int64)
+            self.predicted += np.bincount(index, minlength=len(self.classes))
 
 
 def _traffic_checks(schema: Mapping[str, Any] | None, quality: Mapping[str, Any] | None) -> TrafficChecks | None:

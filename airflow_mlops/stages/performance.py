@@ -59,6 +59,8 @@ def store_reference(
     from airflow_mlops.ml.estimation import fit_calibrator
     from airflow_mlops.ml.performance import reference_performance
 
+    if task == "multiclass":  # realized performance is not judged for multiclass (lint says so): nothing to store
+        return
     key = reference_performance_key(pipeline, version)
     if not store.exists(key):
         store.write_json(key, reference_performance(task, labels, predictions, slices=slices))
@@ -111,7 +113,8 @@ def performance_check(
         return store.read_json(f"{prefix}/performance.json")["result"]
     now = time.time() if now is None else now
     production = ModelRegistry(store, pipeline).production()
-    reference = load_reference(store, pipeline, production, settings.slices) if production else None
+    judged = production and settings.task != "multiclass"  # a multiclass model's labels are ingested, not judged
+    reference = load_reference(store, pipeline, production, settings.slices) if judged else None
     windows: list[dict[str, Any]] = []
     if reference is not None:
         calibrator = store.read_json_if_exists(calibrator_key(pipeline, production))
@@ -292,7 +295,13 @@ def _decide(
     base |= {"min_labels": settings.min_labels, "window_count": len(windows), "estimated_mode": settings.estimated}
     base |= {"ingest": {k: v for k, v in (ingest or {}).items() if k not in ("days", "unknown_examples")}}
     if production is None or reference is None:
-        why = "no production model" if production is None else f"model {production} has no reference performance"
+        why = (
+            "no production model"
+            if production is None
+            else "realized performance is not judged for multiclass"
+            if settings.task == "multiclass"
+            else f"model {production} has no reference performance"
+        )
         return base | {"dropped": False, "trigger": None, "estimated_warning": False, "reason": f"not judged: {why}"}
     judged = [w for w in windows if w["judged"]]
     realized = sorted((w for w in judged if w["dropped"]), key=lambda w: -w["drop"]["interval"][0])

@@ -81,6 +81,8 @@ def train(store: ArtifactStore, pipeline: str, features_id: str, settings: Train
         "seed": settings.seed,
         "early_stopping_rounds": settings.early_stopping_rounds,
     }
+    if spec.get("classes"):  # multiclass: one score per class
+        inputs["num_class"] = len(spec["classes"])
     device, started = settings.device, time.perf_counter()
     try:
         booster = train_model(rows, **inputs, device=device)

@@ -144,8 +144,20 @@ def canary_check(
             production=production,
             task=task,
             criteria=Criteria(**criteria),
+            classes=model_classes(store, pipeline, [canary["version"], production]) if task == "multiclass" else None,
         )
     return verdict.to_dict() | {"version": canary["version"], "production": production, "weight": canary["weight"]}
+
+
+def model_classes(store: ArtifactStore, pipeline: str, versions: list[str | None]) -> dict[str, list[str]]:
+    """Each multiclass model version's classes, in the order of its probability columns (its ``transform.json``)."""
+    from airflow_mlops.store.layout import model_prefix
+
+    found = {}
+    for version in versions:
+        if version:
+            found[version] = list(store.read_json(f"{model_prefix(pipeline, version)}/transform.json").get("classes") or [])
+    return found
 
 
 def canary_resolve(

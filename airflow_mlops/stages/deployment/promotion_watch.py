@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.serving.predlog import served_rows
 from airflow_mlops.serving.predlog_reader import read_log
-from airflow_mlops.stages.deployment.canary import first_labels
+from airflow_mlops.stages.deployment.canary import first_labels, model_classes
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.registry import ModelRegistry
 
@@ -66,12 +66,14 @@ def promotion_watch_check(
         why = f"{version} is no longer production ({production.get('version')} is): nothing to watch"
         return Verdict(True, why, {}).to_dict() | {"version": version}
     limits = Criteria(**criteria)
-    if held := holdback_of(doc, version):
+    held = holdback_of(doc, version)
+    classes = model_classes(store, pipeline, [version, held and held["version"]]) if task == "multiclass" else None
+    if held:
         since = datetime.fromisoformat(production["promoted_at"]).timestamp()
         start, sides = float(held["since"]), {"now": version, "holdback": held["version"]}
 
         def judge(frame: Any, labels: Any) -> Verdict:
-            return watch(frame, labels, version=version, holdback=held["version"], task=task, criteria=limits)
+            return watch(frame, labels, version=version, holdback=held["version"], task=task, criteria=limits, classes=classes)
     else:
         baseline = canary_baseline(store, pipeline, version)
         if baseline is None:
@@ -81,7 +83,8 @@ def promotion_watch_check(
 
         def judge(frame: Any, labels: Any) -> Verdict:
             rows = frame[frame["_version"] == version]
-            return watch_against_canary_time(rows, labels, baseline=baseline, task=task, criteria=limits)
+            own = classes[version] if classes else None
+            return watch_against_canary_time(rows, labels, baseline=baseline, task=task, criteria=limits, classes=own)
 
     frame = served_rows(read_log(store, pipeline, "predictions", start))
     counts = {side: requests_of(frame[frame["_version"] == v]) for side, v in sides.items()}

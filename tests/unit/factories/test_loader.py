@@ -74,7 +74,7 @@ BAD = [
     pytest.param(with_change("source.uri", DELETE), "source.uri: required key is missing.", id="missing-source-uri"),
     pytest.param(
         with_change("evaluation.metric", "f1"),
-        "evaluation.metric: Input should be 'roc_auc', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
+        "evaluation.metric: Input should be 'roc_auc', 'roc_auc_macro', 'roc_auc_weighted', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
         id="unknown-metric",
     ),
     pytest.param(
