@@ -19,7 +19,8 @@ def input_asset_name(pipeline: str, asset: str | None) -> str:
 
 
 class ScoringInputConfig(SourceConfig):
-    """The table to score, written like ``source`` (its label may be absent), and the Asset that says it is new."""
+    """The table to score, written like ``source`` (files, or a query through a connection; its label may be
+    absent), and the Asset that says it is new."""
 
     asset: str | None = Field(
         None,
@@ -28,11 +29,18 @@ class ScoringInputConfig(SourceConfig):
         "that writes the input emits it). Null: mlops_<pipeline>_scoring_input.",
     )
 
-    @model_validator(mode="after")
-    def _files_only(self) -> Self:
-        if self.sql is not None:  # issue 23 item 5: the scoring input through a connection is not built yet
-            raise config_issues([Issue(("sql",), "the scoring input is read from files only (uri) for now")])
-        return self
+
+class ScoresTableConfig(Strict):
+    """A SQL table the scores are also written to, through a connection's common-sql ``DbApiHook``."""
+
+    conn_id: str = Field(..., min_length=1, description="The Airflow connection of the database (its hook a DbApiHook).")
+    table: str = Field(
+        ...,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+        description="The table, optionally schema-qualified (analytics.churn_scores); created on the first write "
+        "with the scored columns, else appended to.",
+    )
+    chunk_rows: int = Field(10_000, ge=100, le=1_000_000, description="Rows inserted per statement batch.")
 
 
 class ScoringConfig(Strict):
@@ -45,6 +53,11 @@ class ScoringConfig(Strict):
         "<input dataset>-<model version>/ folders. Jinja allowed.",
     )
     output_aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for an s3:// output.")
+    output_table: ScoresTableConfig | None = Field(
+        None,
+        description="Also write the scores to this SQL table (conn_id, table): one transaction per run replaces the "
+        "rows of the same input and model version, so a rerun never appends twice. Null: files only.",
+    )
     schedule: str | None = Field(
         None,
         description="Cron expression or preset of the scoring DAG; null: a run per event of the input's Asset (scoring.input.asset).",

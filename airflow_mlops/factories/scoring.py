@@ -13,6 +13,7 @@ from airflow_mlops.operators.data import DataAcquisitionOperator
 from airflow_mlops.operators.scoring import (
     BatchScoringOperator,
     ScoresPublishOperator,
+    ScoresTableWriteOperator,
     ScoringModelResolveOperator,
     ScoringValidationOperator,
 )
@@ -38,6 +39,8 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
         resolve = ScoringModelResolveOperator(task_id="resolve_model", model=scoring.model, **common)
         with _stage(config, "data", "Snapshot the input and check it in serving mode"):
             source = {"source_uri": scoring.input.uri, "source_aws_conn_id": scoring.input.aws_conn_id}
+            if scoring.input.sql is not None:
+                source |= {"source_sql": scoring.input.sql, "source_conn_id": scoring.input.conn_id}
             acquire = DataAcquisitionOperator(task_id="acquire", source_format=scoring.input.format, **source, **common)
             if scoring.input.wait is not None:
                 wait = SourceWaitSensor(
@@ -74,7 +77,7 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
                 **output,
                 **common,
             )
-            ScoresPublishOperator(
+            publish = ScoresPublishOperator(
                 task_id="publish",
                 scores=score.output,
                 validation=validate.output,
@@ -82,6 +85,17 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
                 **output,
                 **common,
             )
+            if scoring.output_table is not None:
+                table = ScoresTableWriteOperator(
+                    task_id="write_table",
+                    scores=score.output,
+                    conn_id=scoring.output_table.conn_id,
+                    table=scoring.output_table.table,
+                    chunk_rows=scoring.output_table.chunk_rows,
+                    **output,
+                    **common,
+                )
+                score >> table >> publish
     return dag
 
 
@@ -90,7 +104,7 @@ def _doc(config: PipelineConfig) -> str:
     return (
         f"### ML pipeline `{config.pipeline}` (scoring)\n\n"
         f"Built by airflow-mlops from `{config.config_path}`.\n\n"
-        f"* input: `{scoring.input.uri}`\n* model: `{scoring.model}`\n"
+        f"* input: `{scoring.input.uri or f'sql on {scoring.input.conn_id}'}`\n* model: `{scoring.model}`\n"
         f"* output: `{scoring.output or f'scores/{config.pipeline}/ in the artifact store'}`\n"
         f"* on anomaly: `{scoring.on_anomaly}`; prediction log sample: {scoring.log_sample:g}\n"
     )

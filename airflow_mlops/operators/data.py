@@ -82,12 +82,8 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         return result
 
 
-def query_batches(conn_id: str, sql: str, chunk_rows: int, *, name: str) -> Iterator[Any]:
-    """The rows of ``sql`` on connection ``conn_id`` as Arrow record batches of ``chunk_rows``, never the whole result
-    at once: PostgreSQL (psycopg2 or psycopg 3) reads through a server-side cursor named ``name``; another DbApiHook's
-    driver through ``fetchmany`` on its cursor (drivers that buffer the whole result there should be given a query
-    that bounds it). Nothing of the connection but its id is logged."""
-    import pyarrow as pa
+def dbapi_hook(conn_id: str) -> Any:
+    """The common-sql ``DbApiHook`` of connection ``conn_id`` (any SQL provider's), or a ConfigError naming it."""
     from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import BaseHook
 
@@ -96,6 +92,17 @@ def query_batches(conn_id: str, sql: str, chunk_rows: int, *, name: str) -> Iter
     hook = BaseHook.get_hook(conn_id)
     if not isinstance(hook, DbApiHook):
         raise ConfigError(f"Connection {conn_id!r} has a {type(hook).__name__}, not a common-sql DbApiHook: it cannot run sql.")
+    return hook
+
+
+def query_batches(conn_id: str, sql: str, chunk_rows: int, *, name: str) -> Iterator[Any]:
+    """The rows of ``sql`` on connection ``conn_id`` as Arrow record batches of ``chunk_rows``, never the whole result
+    at once: PostgreSQL (psycopg2 or psycopg 3) reads through a server-side cursor named ``name``; another DbApiHook's
+    driver through ``fetchmany`` on its cursor (drivers that buffer the whole result there should be given a query
+    that bounds it). Nothing of the connection but its id is logged."""
+    import pyarrow as pa
+
+    hook = dbapi_hook(conn_id)
     conn = hook.get_conn()
     try:
         server_side = getattr(hook, "conn_type", None) == "postgres"

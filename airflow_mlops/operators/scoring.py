@@ -10,6 +10,7 @@ from airflow.sdk import Context
 from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
 from airflow_mlops.config.data import PreprocessConfig
 from airflow_mlops.config.scoring import ScoringConfig
+from airflow_mlops.exceptions import MlopsError
 from airflow_mlops.links.report import ReportLink, report_on_failure
 from airflow_mlops.operators.base import MlopsBaseOperator, lineage_asset, source_client
 
@@ -183,6 +184,69 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
         )
         self.log.info("Scored %d rows with %s into %s", result["rows"], result["model_version"], result["output_uri"])
         return result
+
+
+class ScoresTableWriteOperator(_DestinationMixin, MlopsBaseOperator):
+    """Write a scoring's parts into a SQL table through a connection's common-sql ``DbApiHook`` (its SQLAlchemy
+    engine): in one transaction, the table's rows of the same input and model version are deleted and the parts
+    inserted, so a retry or a rerun leaves one copy. The table is created with the scored columns when absent.
+
+    Returns ``{"table", "rows", "replaced_rows"}``.
+
+    :param scores: the scoring task's result (templated).
+    :param conn_id: the database's Airflow connection.
+    :param table: the table, optionally ``schema.table``.
+    :param chunk_rows: rows per insert batch.
+    :param destination: as the scoring task had it (templated).
+    :param destination_aws_conn_id: AWS connection for an ``s3://`` output.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "scores", "destination")
+
+    def __init__(
+        self,
+        *,
+        scores: Any,
+        conn_id: str,
+        table: str,
+        chunk_rows: int = 10_000,
+        destination: str | None = None,
+        destination_aws_conn_id: str = DEFAULT_AWS_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.scores = scores
+        self.conn_id = conn_id
+        self.table = table
+        self.chunk_rows = chunk_rows
+        self.destination = destination
+        self.destination_aws_conn_id = destination_aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import sqlalchemy as sa
+
+        from airflow_mlops.operators.data import dbapi_hook
+        from airflow_mlops.stages.scoring import scored_parts
+
+        scores = self.scores
+        schema, _, name = self.table.rpartition(".")
+        schema = schema or None
+        parts = scored_parts(self.store, self.pipeline, scores, self.destination or None, self.destination_client())
+        engine = dbapi_hook(self.conn_id).get_sqlalchemy_engine()
+        rows = replaced = 0
+        self.log.info("Writing %d scored rows into %s on connection %s", scores["rows"], self.table, self.conn_id)
+        with engine.begin() as conn:  # one transaction: the old rows of this scoring go only if the new ones land
+            if sa.inspect(conn).has_table(name, schema=schema):
+                table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+                if missing := {"dataset_id", "model_version"} - set(table.c.keys()):
+                    raise MlopsError(f"Table {self.table} has no {sorted(missing)} column(s): it does not hold scores.")
+                matched = (table.c.dataset_id == scores["dataset_id"]) & (table.c.model_version == scores["model_version"])
+                replaced = conn.execute(table.delete().where(matched)).rowcount
+            for frame in parts:
+                frame.to_sql(name, conn, schema=schema, if_exists="append", index=False, chunksize=self.chunk_rows)
+                rows += len(frame)
+        self.log.info("Wrote %d rows into %s (replaced %d of an earlier run)", rows, self.table, replaced)
+        return {"table": self.table, "rows": rows, "replaced_rows": replaced}
 
 
 class ScoresPublishOperator(_DestinationMixin, MlopsBaseOperator):

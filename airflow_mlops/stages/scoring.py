@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +209,17 @@ def publish(
         **{k: v for k, v in record.items() if k not in ("parts", "pipeline")},
     )
     return record
+
+
+def scored_parts(
+    store: ArtifactStore, pipeline: str, result: Mapping[str, Any], output: str | None = None, client: Any = None
+) -> Iterator[pd.DataFrame]:
+    """The parts of a scoring (:func:`score`'s ``result``) as frames, one at a time, in order."""
+    import pandas as pd
+
+    target, prefix = output_folder(store, pipeline, result["scoring_id"], output, client)
+    for key in sorted(k for k in target.list(prefix) if k.rsplit("/", 1)[-1].startswith("part-")):
+        yield pd.read_parquet(io.BytesIO(target.read_bytes(key)))
 
 
 def output_folder(

@@ -1,6 +1,7 @@
 """The scoring DAG built from YAML, run for real with dag.test() on a local root after a real training run, writing
 to an s3:// destination on a moto server through an Airflow connection; its scores compared with a real
-``airflow-mlops serve`` answering /predict for the same rows."""
+``airflow-mlops serve`` answering /predict for the same rows. Also with the root on S3, and with a query as the input
+and a table as the output on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+import test_sql_source
 from conftest import DAGS, run_dag
 from test_training_dag import asset_events, churn_config, store_of, write_day, xcom
 
@@ -21,6 +23,7 @@ SCORING_DAG_FILE = """from airflow_mlops.factories import build_scoring_dag, loa
 
 scoring = build_scoring_dag(load_pipeline_config({path!r}))
 """
+database, churn_table = test_sql_source.database, test_sql_source.churn_table  # the SQL test's fixtures: PostgreSQL
 SCORING_TASKS = ["resolve_model", "data.wait_for_input", "data.acquire", "data.validate", "scoring.score", "scoring.publish"]
 
 
@@ -177,3 +180,65 @@ class TestScoringOnS3:
         assert {k: store.read_bytes(k) for k in parts} == before
         assert [k for k in store.list("predictions/churn_batch_s3") if k.endswith(".parquet")] == logged
         assert not (tmp_path / "artifacts").exists(), "nothing may land on the local disk"
+
+
+class TestScoringSql:
+    def test_a_query_in_and_a_table_out_through_connections_idempotently(
+        self, pipeline, scoring_dag_file, tmp_path, churn_table, caplog, capfd
+    ):
+        """The input is a query on PostgreSQL (a database of the test's own), the scores also go into a table there
+        through the same connection; a rerun replaces that run's rows, and no log holds the password."""
+        import sqlalchemy as sa
+        from test_sql_source import PASSWORD, QUERY
+
+        from airflow_mlops.factories import build_scoring_dag
+        from airflow_mlops.operators.data import dbapi_hook
+
+        scoring = {
+            "input": {"sql": QUERY, "conn_id": churn_table.conn_id},
+            "id_columns": ["customer_id"],
+            "batch_rows": 1024,
+            "output_table": {"conn_id": churn_table.conn_id, "table": "public.churn_scores", "chunk_rows": 500},
+        }
+        overrides = {"model": {"num_boost_round": 20, "params": {"num_leaves": 7}}, "scoring": scoring}
+        config, training = pipeline(churn_config("churn_sql_scoring", tmp_path, **overrides))
+        write_day(tmp_path, "2026-11-01", make_churn(1200, seed=1))
+        run, states = run_dag(training, "2026-11-01")
+        assert run.state == "success", states
+        version = ModelRegistry(store_of(config), "churn_sql_scoring").production()
+
+        table = make_churn(2300, seed=8).sort_values("customer_id", ignore_index=True)
+        churn_table(table, "2026-11-02")
+        churn_table(make_churn(100, seed=9), "2026-11-03")  # another day: not in the query's rows
+        scoring_dag_file(config)
+        dag = build_scoring_dag(config)
+        assert "data.wait_for_input" not in dag.task_dict
+        assert dag.get_task("scoring.write_table").upstream_task_ids == {"scoring.score"}
+        assert dag.get_task("scoring.publish").upstream_task_ids >= {"scoring.write_table"}
+        with caplog.at_level("INFO"):
+            run, states = run_dag(dag, "2026-11-02")
+        assert run.state == "success", states
+        written = xcom(run, "scoring.write_table")
+        assert (written["table"], written["rows"], written["replaced_rows"]) == ("public.churn_scores", 2300, 0)
+        published = xcom(run, "scoring.publish")
+        assert (published["rows"], published["model_version"]) == (2300, version)
+
+        engine = dbapi_hook(churn_table.conn_id).get_sqlalchemy_engine()
+
+        def stored():
+            with engine.connect() as conn:
+                return pd.read_sql(sa.text("select * from churn_scores order by customer_id"), conn)
+
+        rows = stored()
+        assert rows["customer_id"].tolist() == table["customer_id"].tolist()
+        assert set(rows["model_version"]) == {version} and set(rows["dataset_id"]) == {published["dataset_id"]}
+        parts = sorted(k for k in store_of(config).list(f"scores/churn_sql_scoring/{published['scoring_id']}") if "/part-" in k)
+        scored = pd.concat([pd.read_parquet(io.BytesIO(store_of(config).read_bytes(k))) for k in parts], ignore_index=True)
+        assert rows["score"].to_numpy().tobytes() == scored.sort_values("customer_id")["score"].to_numpy().tobytes()
+
+        run2, states2 = run_dag(dag, "2026-11-02")  # a rerun: the same rows, replaced, never appended
+        assert run2.state == "success", states2
+        assert xcom(run2, "scoring.write_table")["replaced_rows"] == 2300
+        assert stored().equals(rows)
+        logs = caplog.text + "".join(capfd.readouterr())
+        assert churn_table.conn_id in logs and PASSWORD not in logs

@@ -66,6 +66,11 @@ class TestScoringConfig:
                 "scoring.batch_rows: engine beam scores the snapshot's row groups",
                 id="beam",
             ),
+            pytest.param(
+                {"output_table": {"conn_id": "wh", "table": "a; drop table b"}}, "scoring.output_table.table", id="table"
+            ),
+            pytest.param({"output_table": {"table": "s"}}, "scoring.output_table.conn_id: required key is missing", id="t-conn"),
+            pytest.param({"input": {"sql": "select 1"}}, "scoring.input.conn_id: required with sql", id="sql-conn"),
             pytest.param({"engine": "spark"}, "scoring.engine: Input should be 'local' or 'beam'", id="engine"),
             pytest.param({"model": "prod uction"}, "scoring.model: String should match pattern", id="model"),
             pytest.param({"input": {"format": "csv"}}, "scoring.input.uri: required key is missing", id="input-uri"),
@@ -101,6 +106,14 @@ class TestScoringDag:
         dag = build_scoring_dag(cron)
         assert "data.wait_for_input" not in dag.task_dict and dag.get_task("data.acquire").upstream_task_ids == {"resolve_model"}
         assert dag.schedule == "0 3 * * *"
+
+        sql = {"input": {"sql": "select * from t where day = '{{ ds }}'", "conn_id": "wh"}}
+        sql |= {"output_table": {"conn_id": "wh", "table": "analytics.scores"}}
+        dag = build_scoring_dag(load_pipeline_config(write(tmp_path, sql)))
+        acquire = dag.get_task("data.acquire")
+        assert (acquire.source_sql, acquire.source_conn_id, acquire.source_uri) == (sql["input"]["sql"], "wh", None)
+        assert dag.get_task("scoring.write_table").table == "analytics.scores"
+        assert {"scoring.score", "scoring.write_table"} <= dag.get_task("scoring.publish").upstream_task_ids
 
         beam = copy.deepcopy(BASE)
         beam["scoring"]["engine"] = "beam"

@@ -5,6 +5,7 @@ import pytest
 from airflow_mlops.operators.scoring import (
     BatchScoringOperator,
     ScoresPublishOperator,
+    ScoresTableWriteOperator,
     ScoringModelResolveOperator,
     ScoringValidationOperator,
     scores_asset,
@@ -31,6 +32,12 @@ CASES = [
         },
         {"artifact_root", "dataset_id", "model_version", "destination", "skip"},
         id="score",
+    ),
+    pytest.param(
+        ScoresTableWriteOperator,
+        {**COMMON, "scores": {"s": "{{ ds }}"}, "conn_id": "wh", "table": "a.b", "destination": "/o/{{ ds }}"},
+        {"artifact_root", "scores", "destination"},
+        id="table",
     ),
     pytest.param(
         ScoresPublishOperator,
