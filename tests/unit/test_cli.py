@@ -52,7 +52,7 @@ class TestLintCommand:
         assert result.returncode == 1
         assert result.stdout == f"OK {configs / 'good.yaml'}\n"
         assert result.stderr.splitlines() == [
-            f"{configs / 'bad.yml'}: evaluation.metric: Input should be 'roc_auc', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
+            f"{configs / 'bad.yml'}: evaluation.metric: Input should be 'roc_auc', 'roc_auc_macro', 'roc_auc_weighted', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
             (
                 f"{configs / 'bad.yml'}: colour: unknown key (allowed here: pipeline, description, owner, schedule, start_date, catchup, "
                 "tags, artifacts, source, label, task, features, validation, preprocess, model, compute, evaluation, canary, monitor, "
