@@ -159,6 +159,8 @@ class TestMulticlassLoop:
         assert predict["data"] == [answer["prediction"]] and probabilities["shape"] == [1, 3]
         assert probabilities["parameters"]["classes"] == CLASSES
         assert probabilities["data"] == pytest.approx([answer["probabilities"][c] for c in CLASSES])
+        outputs = client.get(f"/v2/models/{PIPELINE}").json()["outputs"]
+        assert [o["name"] for o in outputs] == ["predict", "probabilities"] and outputs[1]["shape"] == [-1, 3]
 
         # Day 2: a retrained model goes through the gate and a canary on real traffic with feedback, and is promoted.
         with Traffic(client, make_segments(3000, seed=100)) as traffic:
