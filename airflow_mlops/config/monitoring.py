@@ -1,10 +1,10 @@
 """``monitor``: the drift check, labels and realized performance, the schedule and the governed retrain requests."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Strict, check_schedule
+from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, Fraction, Issue, Strict, check_schedule, config_issues
 from airflow_mlops.ml.metrics import HIGHER_IS_BETTER
 
 
@@ -17,12 +17,19 @@ class DriftConfig(Strict):
 
 
 class LabelsConfig(Strict):
-    uri: str = Field(
-        ...,
+    uri: str | None = Field(
+        None,
         min_length=1,
         description="Label exports: local path or glob (relative to the YAML file) or s3://bucket/prefix; each file is "
-        "read once (a file whose size or time changed is read again; first label per id wins).",
+        "read once (a file whose size or time changed is read again; first label per id wins). Give uri or sql.",
     )
+    sql: str | None = Field(
+        None,
+        min_length=1,
+        description="Instead of files, a query read through the DbApiHook of conn_id, as for source.sql; Jinja allowed "
+        "(e.g. labelled_at >= '{{ data_interval_start }}'). Its result is stored by content, read once.",
+    )
+    conn_id: str | None = Field(None, min_length=1, description="The Airflow connection the sql query runs on.")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// label exports.")
     id_column: str = Field("id", min_length=1, description="Column with the prediction id (the id a /predict row carried).")
@@ -37,6 +44,17 @@ class LabelsConfig(Strict):
         description="Predictions logged this long ago are the oldest a label is joined to; a label for an older "
         "or never logged id is counted as unknown.",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.uri is None and self.sql is None:
+            raise config_issues([Issue(("uri",), "required key is missing. Or give sql and conn_id: a query")])
+        if self.uri is not None and self.sql is not None:
+            raise config_issues([Issue(("uri",), "give exactly one of uri (label files) and sql (a query), not both")])
+        if (self.sql is None) != (self.conn_id is None):
+            message = "required with sql: the Airflow connection the query runs on" if self.sql else "only for a sql query"
+            raise config_issues([Issue(("conn_id",), message)])
+        return self
 
 
 class PerformanceConfig(Strict):

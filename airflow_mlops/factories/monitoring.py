@@ -87,6 +87,8 @@ def performance_tasks(config: PipelineConfig, common: dict[str, Any], *, notify:
     if labels is not None:
         source |= {
             "labels_uri": labels.uri,
+            "labels_sql": labels.sql,
+            "labels_conn_id": labels.conn_id,
             "labels_format": labels.format,
             "labels_aws_conn_id": labels.aws_conn_id,
             "id_column": labels.id_column,

@@ -12,6 +12,7 @@ from airflow_mlops.config.base import DEFAULT_AWS_CONN_ID, field_default
 from airflow_mlops.config.monitoring import LabelsConfig, PerformanceConfig
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.operators.base import MlopsBaseOperator, source_client
+from airflow_mlops.operators.data import SQL_CHUNK_ROWS
 
 
 class LabelIngestOperator(MlopsBaseOperator):
@@ -21,6 +22,9 @@ class LabelIngestOperator(MlopsBaseOperator):
 
     :param labels_uri: label files: a path or glob, or ``s3://bucket/prefix`` (optionally with a glob); None: only
         the ``/feedback`` log (templated).
+    :param labels_sql: instead of files, a query on ``labels_conn_id`` (templated); its result is stored by content
+        under ``labels/<pipeline>/queries/`` and read as a label export, once.
+    :param labels_conn_id: the Airflow connection of ``labels_sql`` (a common-sql ``DbApiHook``).
     :param labels_format: ``auto``, ``csv`` or ``parquet``.
     :param labels_aws_conn_id: Airflow AWS connection for ``s3://`` label files.
     :param id_column: the column holding the prediction id.
@@ -30,12 +34,14 @@ class LabelIngestOperator(MlopsBaseOperator):
     :param slices: slice columns kept with each joined label (the pipeline's ``evaluation.slices``).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "labels_uri")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "labels_uri", "labels_sql")
 
     def __init__(
         self,
         *,
         labels_uri: str | None = None,
+        labels_sql: str | None = None,
+        labels_conn_id: str | None = None,
         labels_format: str = field_default(LabelsConfig, "format"),
         labels_aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         id_column: str = field_default(LabelsConfig, "id_column"),
@@ -47,6 +53,8 @@ class LabelIngestOperator(MlopsBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.labels_uri = labels_uri
+        self.labels_sql = labels_sql
+        self.labels_conn_id = labels_conn_id
         self.labels_format = labels_format
         self.labels_aws_conn_id = labels_aws_conn_id
         self.id_column = id_column
@@ -58,15 +66,23 @@ class LabelIngestOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.stages.labels import LabelSource, ingest_labels
 
+        uri = self.labels_uri or None
+        client = source_client(uri, self.labels_aws_conn_id) if uri else None
+        if self.labels_sql:
+            from airflow_mlops.operators.data import query_batches
+            from airflow_mlops.stages.label_exports import store_label_query
+
+            self.log.info("Reading labels by a query on connection %s: %s", self.labels_conn_id, self.labels_sql)
+            batches = query_batches(self.labels_conn_id, self.labels_sql, SQL_CHUNK_ROWS, name=f"mlops_{self.task_id}")
+            uri, client = store_label_query(self.store, self.pipeline, batches), getattr(self.store, "client", None)
         source = LabelSource(
-            uri=self.labels_uri or None,
+            uri=uri,
             fmt=self.labels_format,
             id_column=self.id_column,
             label_column=self.label_column,
             event_time_column=self.event_time_column,
             max_delay_days=self.max_delay_days,
         )
-        client = source_client(self.labels_uri, self.labels_aws_conn_id) if self.labels_uri else None
         result = ingest_labels(
             self.store, self.pipeline, source, slices=list(self.slices), run_id=context["run_id"], s3_client=client
         )

@@ -7,6 +7,7 @@ import fnmatch
 import glob
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_mlops.stages.labels import LabelSource
+    from airflow_mlops.store.artifacts import ArtifactStore
 
 
 def label_files(uri: str, s3_client: Any) -> list[dict[str, Any]]:
@@ -47,6 +49,43 @@ def label_files(uri: str, s3_client: Any) -> list[dict[str, Any]]:
         }
         for name, size, version in sorted(found)
     ]
+
+
+def store_label_query(store: ArtifactStore, pipeline: str, batches: Iterable[Any]) -> str | None:
+    """A query's result (Arrow record batches) stored as one Parquet label export named by the hash of its rows, and
+    its URI for :func:`label_files`; the same rows give the same export, written once, so the ingest reads them once.
+    None when the query gave no rows."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.store.layout import label_query_key
+
+    digest, writer, rows = hashlib.sha256(), None, 0
+    with tempfile.TemporaryDirectory(prefix="mlops-labels-") as tmp:
+        path = Path(tmp) / "labels.parquet"
+        try:
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                    digest.update(repr(table.schema).encode())
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema) as ipc:
+                    ipc.write_table(table)
+                digest.update(sink.getvalue())
+                writer.write_table(table)
+                rows += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if not rows:
+            return None
+        key = label_query_key(pipeline, digest.hexdigest()[:32])
+        if not store.exists(key):
+            store.upload_file(path, key, move=True)
+    return store.uri(key)
 
 
 def label_table(ids: Any, labels: Any, event_ts: Any, label_ts: Any) -> pa.Table:

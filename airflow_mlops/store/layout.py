@@ -105,6 +105,11 @@ def label_file_key(pipeline: str, digest: str) -> str:
     return f"{labels_prefix(pipeline)}/files/{digest}.json"
 
 
+def label_query_key(pipeline: str, digest: str) -> str:
+    """A ``monitor.labels.sql`` query's result, stored by content as a label export the ingest reads once."""
+    return f"{labels_prefix(pipeline)}/queries/{digest}.parquet"
+
+
 def label_batch_key(pipeline: str, batch: str) -> str:
     """One ingest batch's plan and counts: a retry finds its files and its arrival time there."""
     return f"{labels_prefix(pipeline)}/batches/{batch}.json"

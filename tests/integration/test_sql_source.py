@@ -107,3 +107,62 @@ def test_the_training_dag_reads_a_query_and_no_log_holds_the_password(churn_tabl
     assert "mlops_test_pg" in logs
     for found in (logs, str(acquired), *(p.read_text(errors="replace") for p in (tmp_path / "artifacts").rglob("*.json"))):
         assert PASSWORD not in found
+
+
+def test_labels_from_a_query_are_stored_by_content_and_read_once(churn_table, tmp_path, caplog, capfd):
+    """``monitor.labels: {sql, conn_id}``: the ingest task runs the query through the connection, stores its result
+    by content as a label export, and joins it to the prediction log; the same rows are not read twice."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.ml.synthetic import FEATURES
+    from airflow_mlops.operators.performance import LabelIngestOperator
+    from airflow_mlops.store.layout import labels_prefix, log_part_key
+
+    store = ArtifactStore.from_uri(str(tmp_path / "artifacts"))
+    served = make_churn(400, seed=12)
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    logged = pd.DataFrame(
+        {
+            "_ts": when.timestamp() + np.arange(len(served), dtype=float),
+            "_id": served["customer_id"].to_numpy(),
+            "_version": "v1",
+            "_prediction": np.linspace(0.01, 0.99, len(served)),
+            "_error": False,
+            "_latency_ms": 2.0,
+            "_request": [f"r{i}" for i in range(len(served))],
+            **{k: served[k].to_numpy() for k in FEATURES},
+        }
+    )
+    buffer = io.BytesIO()
+    logged.to_parquet(buffer, index=False)
+    store.write_bytes(log_part_key("predictions", "churn", when, "t"), buffer.getvalue())
+    churn_table(served.iloc[:300], "2026-11-01")
+    churn_table(make_churn(50, seed=13), "2026-10-31")  # another day: not this run's labels
+
+    ingest = LabelIngestOperator(
+        task_id="ingest_labels",
+        pipeline="churn",
+        artifact_root=str(tmp_path / "artifacts"),
+        labels_sql="select customer_id as id, churned from churn where day = '{{ ds }}' order by customer_id",
+        labels_conn_id=churn_table.conn_id,
+        label_column="churned",
+    )
+    ingest.render_template_fields({"ds": "2026-11-01"})
+    assert "2026-11-01" in ingest.labels_sql
+    with caplog.at_level("INFO"):
+        first = ingest.execute({"run_id": "labels-1"})
+    assert (first["files"], first["file_labels"], first["joined"], first["unknown"]) == (1, 300, 300, 0)
+    exports = store.list(f"{labels_prefix('churn')}/queries")
+    assert len(exports) == 1 and exports[0].endswith(".parquet")
+
+    again = ingest.execute({"run_id": "labels-2"})  # the same rows: the same export, not read again
+    assert (again["files"], again["joined"]) == (0, 0) and store.list(f"{labels_prefix('churn')}/queries") == exports
+
+    churn_table(served.iloc[300:], "2026-11-01")  # 100 more labels arrive for the day
+    later = ingest.execute({"run_id": "labels-3"})
+    assert (later["files"], later["file_labels"], later["already_labelled"], later["joined"]) == (1, 400, 300, 100)
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert churn_table.conn_id in logs and PASSWORD not in logs

@@ -93,6 +93,12 @@ class TestPerformanceConfig:
             ),
             pytest.param({"monitor__labels": {"format": "csv"}}, "monitor.labels.uri: required key is missing", id="no-uri"),
             pytest.param(
+                {"monitor__labels": {"uri": "l.csv", "sql": "select 1", "conn_id": "wh"}},
+                "monitor.labels.uri: give exactly one of uri (label files) and sql (a query)",
+                id="uri-and-sql",
+            ),
+            pytest.param({"monitor__labels": {"sql": "select 1"}}, "monitor.labels.conn_id: required with sql", id="sql-no-conn"),
+            pytest.param(
                 {"monitor__labels": {"uri": "l.csv", "id_col": "x"}},
                 "monitor.labels.id_col: unknown key (did you mean 'id_column'?)",
                 id="misspelt-key",
@@ -118,6 +124,10 @@ class TestPerformanceConfig:
 class TestMonitorDag:
     def test_labels_ingest_then_the_performance_check_and_one_request_deciding_on_both(self, tmp_path):
         from airflow_mlops.factories import build_monitor_dag
+
+        query = {"sql": "select id, churned from labels where day = '{{ ds }}'", "conn_id": "warehouse"}
+        ingest = build_monitor_dag(load_pipeline_config(write(tmp_path, monitor__labels=query))).get_task("ingest_labels")
+        assert (ingest.labels_sql, ingest.labels_conn_id, ingest.labels_uri) == (query["sql"], "warehouse", None)
 
         path = write(tmp_path, operations={"notify": [{"kind": "webhook", "on": ["performance_drop", "retrain_request"]}]})
         dag = build_monitor_dag(load_pipeline_config(path))

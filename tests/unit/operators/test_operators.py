@@ -111,8 +111,15 @@ CASES = [
     ),
     pytest.param(
         LabelIngestOperator,
-        {**COMMON, "labels_uri": "labels/{{ ds }}/*.csv", "id_column": "cid", "slices": ["contract"]},
-        {"artifact_root", "labels_uri"},
+        {
+            **COMMON,
+            "labels_uri": "labels/{{ ds }}/*.csv",
+            "labels_sql": "select * from l where day = '{{ ds }}'",
+            "labels_conn_id": "wh",
+            "id_column": "cid",
+            "slices": ["contract"],
+        },
+        {"artifact_root", "labels_uri", "labels_sql"},
         id="label-ingest",
     ),
     pytest.param(
