@@ -17,13 +17,12 @@ and prints seconds, rows/s, peak RSS and the ratio to the baseline, with and wit
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from measure import in_process, peak_rss_mb
 from scale import CATEGORICAL, LABEL, NUMERIC, _table, make_data  # the benchmark's data, one owner (beside this file)
 
 TRAIN_ROWS = 200_000
@@ -102,7 +101,7 @@ def run(side: str, work: Path) -> dict:
             nonlocal last
             now = time.perf_counter()
             steps[name], last = now - last, now
-            peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peaks[name] = peak_rss_mb()
 
         acquired = acquire(store, PIPELINE, str(work / "input.parquet"))
         step("acquire")
@@ -158,15 +157,8 @@ def run(side: str, work: Path) -> dict:
         "steps": steps,
         "peaks": peaks,
         "rows": rows,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _in_process(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -178,10 +170,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mlops-scoring-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        state = _in_process(["--setup", str(rows), str(work)])
+        state = in_process(__file__, ["--setup", str(rows), str(work)])
         (work / "state.json").write_text(json.dumps(state))
         print(f"{rows:,} rows x {len(NUMERIC) + len(CATEGORICAL)} features (+ an id) ready in {time.perf_counter() - t0:.1f} s")
-        ours, base = _in_process(["--run", "ours", str(work)]), _in_process(["--run", "baseline", str(work)])
+        ours, base = in_process(__file__, ["--run", "ours", str(work)]), in_process(__file__, ["--run", "baseline", str(work)])
         print(f"{'':<34}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}")
         after = ours["seconds"] - ours["steps"]["acquire"]
         for name, seconds, rss in (

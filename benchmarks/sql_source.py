@@ -18,13 +18,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from measure import in_process, peak_rss_mb
 from scale import CATEGORICAL, LABEL, NUMERIC, _table  # the benchmark's data, one owner (beside this file)
 
 QUERY = "select * from bench order by id"
@@ -90,15 +90,8 @@ def run(side: str, database: str, work: Path) -> dict:
     return {
         "seconds": time.perf_counter() - t0,
         "rows": rows,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _in_process(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -112,7 +105,7 @@ def main() -> int:
         setup(database, rows)
         print(f"{rows:,} rows x 25 columns (+ an id) in PostgreSQL in {time.perf_counter() - t:.1f} s", flush=True)
         with tempfile.TemporaryDirectory(prefix="mlops-bench-sql-") as tmp:
-            results = {side: _in_process(["--side", side, database, tmp]) for side in ("ours", "read_sql", "copy")}
+            results = {side: in_process(__file__, ["--side", side, database, tmp]) for side in ("ours", "read_sql", "copy")}
     finally:
         subprocess.run([*PSQL, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False, capture_output=True)
     names = {
