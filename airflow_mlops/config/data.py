@@ -26,6 +26,13 @@ class SourceConfig(Strict):
         "BigQuery, ...), streamed in chunks; Jinja allowed, e.g. where day = '{{ ds }}'. Give uri or sql.",
     )
     conn_id: str | None = Field(None, min_length=1, description="The Airflow connection the sql query runs on.")
+    asset: str | None = Field(
+        None,
+        min_length=1,
+        description="The Airflow Asset this source follows (another pipeline's output, e.g. mlops_churn_scores or "
+        "mlops_features_dataset): runs are scheduled on its events, and with neither uri nor sql its newest event's "
+        "data (the extra's dataset_uri, output_uri or uri) is what is read.",
+    )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto picks it from the extension.")
     aws_conn_id: str = Field(DEFAULT_AWS_CONN_ID, description="Airflow AWS connection for s3:// sources.")
     wait: SourceWaitConfig | None = Field(
@@ -34,8 +41,9 @@ class SourceConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        if self.uri is None and self.sql is None:
-            raise config_issues([Issue(("uri",), "required key is missing. Or give sql and conn_id: a query")])
+        if self.uri is None and self.sql is None and self.asset is None:
+            message = "required key is missing. Or give sql and conn_id (a query), or asset (another pipeline's output)"
+            raise config_issues([Issue(("uri",), message)])
         if self.uri is not None and self.sql is not None:
             raise config_issues([Issue(("uri",), "give exactly one of uri (files) and sql (a query), not both")])
         found = []
@@ -43,8 +51,8 @@ class SourceConfig(Strict):
             found.append(Issue(("conn_id",), "required with sql: the Airflow connection the query runs on"))
         if self.sql is None and self.conn_id is not None:
             found.append(Issue(("conn_id",), "only for a sql source"))
-        if self.sql is not None and self.wait is not None:
-            found.append(Issue(("wait",), "only for a uri source (a query has no file to wait for)"))
+        if self.uri is None and self.wait is not None:
+            found.append(Issue(("wait",), "only for a uri source (a query or an Asset's output has no file to wait for)"))
         if found:
             raise config_issues(found)
         return self

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, AssetAny, TaskGroup
 
 from airflow_mlops.config.base import dag_id
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.monitoring import monitor_tasks
 from airflow_mlops.ml.metrics import DEFAULT_METRIC
 from airflow_mlops.notifications import PipelineNotifier
-from airflow_mlops.operators.base import LINEAGE, lineage_asset
+from airflow_mlops.operators.base import LINEAGE, followed_asset, lineage_asset
 from airflow_mlops.operators.data import DataAcquisitionOperator, DataValidationOperator
 from airflow_mlops.operators.deployment import CanaryBranchOperator, CanaryDeployOperator, CanaryResolveOperator
 from airflow_mlops.operators.evaluation import EvaluationGateOperator, ModelEvaluationOperator, ModelRegistrationOperator
@@ -117,7 +117,13 @@ def build_training_dag(config: PipelineConfig) -> DAG:
                     **common,
                 )
             acquire = DataAcquisitionOperator(
-                task_id="acquire", source_format=config.source.format, outlets=[assets["dataset"]], **source, **sql, **common
+                task_id="acquire",
+                source_format=config.source.format,
+                source_asset=config.source.asset,
+                outlets=[assets["dataset"]],
+                **source,
+                **sql,
+                **common,
             )
             if config.source.wait is not None:
                 wait >> acquire
@@ -276,15 +282,18 @@ def _trainer(config: PipelineConfig, common: dict[str, Any]) -> tuple[type, dict
 
 
 def _training_schedule(config: PipelineConfig) -> Any:
-    """The cron schedule, OR the pipeline's retrain-request Asset when a monitor can request retraining."""
-    if config.monitor is None:
+    """The cron schedule, OR an event of the Asset the source follows (``source.asset``), OR the pipeline's
+    retrain-request Asset when a monitor can request retraining."""
+    assets = [followed_asset(config.source.asset)] if config.source.asset else []
+    assets += [retrain_asset(config.pipeline)] if config.monitor is not None else []
+    if not assets:
         return config.schedule
-    asset = retrain_asset(config.pipeline)
     if config.schedule is None:
-        return [asset]
+        return assets if len(assets) == 1 else AssetAny(*assets)
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[asset])
+    timetable = CronTriggerTimetable(config.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=assets[0] if len(assets) == 1 else AssetAny(*assets))
 
 
 def build_monitor_dag(config: PipelineConfig) -> DAG:
@@ -367,7 +376,7 @@ def _doc(config: PipelineConfig) -> str:
     return (
         f"### ML pipeline `{config.pipeline}` (training)\n\n"
         f"Built by airflow-mlops from `{config.config_path}`.\n\n"
-        f"* source: `{config.source.uri or f'sql on {config.source.conn_id}'}`\n* label: `{config.label}` ({config.task})\n"
+        f"* source: `{config.source.uri or (f'sql on {config.source.conn_id}' if config.source.sql else f'asset {config.source.asset}')}`\n* label: `{config.label}` ({config.task})\n"
         f"* features: {len(config.features.numeric)} numeric, {len(config.features.categorical)} categorical\n"
         f"* artifacts: `{config.artifacts.location}`\n"
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.sdk import DAG, Asset
+from airflow.sdk import DAG
 
 from airflow_mlops.config.scoring import input_asset_name
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.builders import _dag_kwargs, _stage, _store_kwargs
+from airflow_mlops.operators.base import followed_asset
 from airflow_mlops.operators.data import DataAcquisitionOperator
 from airflow_mlops.operators.scoring import (
     BatchScoringOperator,
@@ -33,7 +34,7 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
     if scoring is None:
         raise ConfigError(f"{config.config_path}: scoring: the pipeline has no 'scoring' section.")
     common = _store_kwargs(config)
-    schedule = scoring.schedule or [Asset(name=input_asset_name(config.pipeline, scoring.input.asset), group="mlops")]
+    schedule = scoring.schedule or [followed_asset(input_asset_name(config.pipeline, scoring.input.asset))]
     output = {"destination": scoring.output, "destination_aws_conn_id": scoring.output_aws_conn_id}
     with DAG(**_dag_kwargs(config, kind="scoring", schedule=schedule), doc_md=_doc(config)) as dag:
         resolve = ScoringModelResolveOperator(task_id="resolve_model", model=scoring.model, **common)
@@ -41,7 +42,10 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
             source = {"source_uri": scoring.input.uri, "source_aws_conn_id": scoring.input.aws_conn_id}
             if scoring.input.sql is not None:
                 source |= {"source_sql": scoring.input.sql, "source_conn_id": scoring.input.conn_id}
-            acquire = DataAcquisitionOperator(task_id="acquire", source_format=scoring.input.format, **source, **common)
+            followed = scoring.input.asset if scoring.input.uri is None and scoring.input.sql is None else None
+            acquire = DataAcquisitionOperator(
+                task_id="acquire", source_format=scoring.input.format, source_asset=followed, **source, **common
+            )
             if scoring.input.wait is not None:
                 wait = SourceWaitSensor(
                     task_id="wait_for_input",
@@ -104,7 +108,7 @@ def _doc(config: PipelineConfig) -> str:
     return (
         f"### ML pipeline `{config.pipeline}` (scoring)\n\n"
         f"Built by airflow-mlops from `{config.config_path}`.\n\n"
-        f"* input: `{scoring.input.uri or f'sql on {scoring.input.conn_id}'}`\n* model: `{scoring.model}`\n"
+        f"* input: `{scoring.input.uri or (f'sql on {scoring.input.conn_id}' if scoring.input.sql else f'asset {scoring.input.asset}')}`\n* model: `{scoring.model}`\n"
         f"* output: `{scoring.output or f'scores/{config.pipeline}/ in the artifact store'}`\n"
         f"* on anomaly: `{scoring.on_anomaly}`; prediction log sample: {scoring.log_sample:g}\n"
     )

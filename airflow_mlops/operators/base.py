@@ -60,6 +60,24 @@ def lineage_asset(pipeline: str, kind: str) -> Asset:
     return Asset(name=f"mlops_{pipeline}_{kind}", group="mlops")
 
 
+def followed_asset(name: str) -> Asset:
+    """The Asset a source follows (``source.asset``): one of this package's (``mlops_...``, in its group) or any other."""
+    return Asset(name=name, group="mlops") if name.startswith("mlops_") else Asset(name=name)
+
+
+def asset_data_uri(name: str, extra: dict[str, Any]) -> str:
+    """Where the data of an Asset event is, from its extra: a snapshot's ``dataset_uri`` (its ``data.parquet``), a
+    scoring's ``output_uri`` (its ``part-*`` files) or a plain ``uri``."""
+    if extra.get("dataset_uri"):
+        return f"{extra['dataset_uri'].rstrip('/')}/data.parquet"
+    if extra.get("output_uri"):
+        folder = extra["output_uri"].rstrip("/")
+        return f"{folder}/part-" if folder.startswith("s3://") else f"{folder}/part-*.parquet"
+    if extra.get("uri"):
+        return str(extra["uri"])
+    raise MlopsError(f"The newest event of Asset {name!r} names no data (its extra has no dataset_uri, output_uri or uri).")
+
+
 class SourceMixin:
     """For tasks that read the pipeline's source (``source_uri``, templated) with ``source_aws_conn_id``.
 

@@ -9,8 +9,9 @@ from airflow.sdk import Context
 
 from airflow_mlops.config.base import field_default
 from airflow_mlops.config.data import SourceConfig, ValidationConfig
+from airflow_mlops.exceptions import ArtifactNotFound
 from airflow_mlops.links.report import ReportLink, report_on_failure
-from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator, SourceMixin
+from airflow_mlops.operators.base import ColumnsOperator, MlopsBaseOperator, SourceMixin, asset_data_uri, followed_asset
 
 SQL_CHUNK_ROWS = 50_000
 """Rows per fetch from a SQL source: the most of a query's result held at once."""
@@ -31,6 +32,8 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         its rows are streamed in chunks (a server-side cursor on PostgreSQL) and hashed as a file's rows are.
     :param source_conn_id: the Airflow connection of ``source_sql``; its hook must be a common-sql ``DbApiHook``.
     :param chunk_rows: rows fetched from the database at a time.
+    :param source_asset: with neither ``source_uri`` nor ``source_sql``: the Asset (another pipeline's output) whose
+        newest event's data is read (see :func:`~airflow_mlops.operators.base.asset_data_uri`); it is made an inlet.
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "source_uri", "source_sql")
@@ -44,8 +47,11 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         source_sql: str | None = None,
         source_conn_id: str | None = None,
         chunk_rows: int = SQL_CHUNK_ROWS,
+        source_asset: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if source_asset is not None and source_uri is None and source_sql is None:
+            kwargs["inlets"] = [*kwargs.get("inlets", []), followed_asset(source_asset)]
         super().__init__(**kwargs)
         self.source_uri = source_uri
         self.source_format = source_format
@@ -53,11 +59,18 @@ class DataAcquisitionOperator(SourceMixin, MlopsBaseOperator):
         self.source_sql = source_sql
         self.source_conn_id = source_conn_id
         self.chunk_rows = chunk_rows
+        self.source_asset = source_asset
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.exceptions import ConfigError
         from airflow_mlops.stages.data import acquire, acquire_batches
 
+        if self.source_uri is None and self.source_sql is None and self.source_asset is not None:
+            events = context["inlet_events"][followed_asset(self.source_asset)]
+            if not events:
+                raise ArtifactNotFound(f"Asset {self.source_asset!r} has no event yet: nothing to read.")
+            self.source_uri = asset_data_uri(self.source_asset, dict(events[-1].extra or {}))
+            self.log.info("Reading the newest output of Asset %s: %s", self.source_asset, self.source_uri)
         if (self.source_uri is None) == (self.source_sql is None) or (self.source_sql and not self.source_conn_id):
             raise ConfigError(f"{self.task_id}: give source_uri, or source_sql with source_conn_id.")
         if self.source_sql is not None:

@@ -73,6 +73,11 @@ BAD = [
     pytest.param(with_change("label", DELETE), "pipe.yaml: label: required key is missing.", id="missing-label"),
     pytest.param(with_change("source.uri", DELETE), "source.uri: required key is missing.", id="missing-source-uri"),
     pytest.param(
+        with_change("source", {"asset": "mlops_other_dataset", "wait": {"poke_seconds": 5}}),
+        "source.wait: only for a uri source",
+        id="wait-on-an-asset",
+    ),
+    pytest.param(
         with_change("evaluation.metric", "f1"),
         "evaluation.metric: Input should be 'roc_auc', 'roc_auc_macro', 'roc_auc_weighted', 'log_loss', 'accuracy', 'rmse' or 'mae'. Got 'f1' instead.",
         id="unknown-metric",

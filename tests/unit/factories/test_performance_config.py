@@ -173,3 +173,14 @@ class TestMonitorDag:
         )
         result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_a_source_following_an_asset_schedules_on_it_or_the_retrain_request(tmp_path):
+    from airflow_mlops.factories import build_training_dag
+
+    dag = build_training_dag(load_pipeline_config(write(tmp_path, source={"asset": "mlops_shared_features_dataset"})))
+    names = {a.name for a in dag.timetable.asset_condition.objects}
+    assert names == {"mlops_shared_features_dataset", "mlops_churn_retrain_request"}
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAny", "either event starts a run"
+    cron = build_training_dag(load_pipeline_config(write(tmp_path, source={"asset": "x_table"}, schedule="@daily")))
+    assert {a.name for a in cron.timetable.asset_condition.objects} == {"x_table", "mlops_churn_retrain_request"}

@@ -162,3 +162,34 @@ class TestOperators:
     def test_lifecycle_operators_push_each_output_key(self):
         op = ModelTrainingOperator(task_id="t", features_id="f", **COMMON)
         assert op.multiple_outputs is True
+
+
+class TestFollowedAsset:
+    @pytest.mark.parametrize(
+        ("extra", "uri"),
+        [
+            pytest.param(
+                {"dataset_uri": "file:///r/datasets/p/abc", "rows": 3}, "file:///r/datasets/p/abc/data.parquet", id="dataset"
+            ),
+            pytest.param({"output_uri": "/out/s1/"}, "/out/s1/part-*.parquet", id="local-scores"),
+            pytest.param({"output_uri": "s3://b/scores/p/s1"}, "s3://b/scores/p/s1/part-", id="s3-scores-prefix"),
+            pytest.param({"uri": "s3://b/features/2026-11-01/"}, "s3://b/features/2026-11-01/", id="plain-uri"),
+        ],
+    )
+    def test_the_data_an_asset_event_names(self, extra, uri):
+        from airflow_mlops.operators.base import asset_data_uri
+
+        assert asset_data_uri("a", extra) == uri
+
+    def test_an_event_without_data_and_the_inlet(self):
+        from airflow_mlops.exceptions import MlopsError
+        from airflow_mlops.operators.base import asset_data_uri, followed_asset
+
+        with pytest.raises(MlopsError, match="Asset 'mlops_x_scores' names no data"):
+            asset_data_uri("mlops_x_scores", {"rows": 3})
+        op = DataAcquisitionOperator(task_id="a", pipeline="p", artifact_root="/tmp/x", source_asset="mlops_x_scores")
+        assert op.inlets == [followed_asset("mlops_x_scores")] and followed_asset("mlops_x_scores").group == "mlops"
+        with_uri = DataAcquisitionOperator(
+            task_id="b", pipeline="p", artifact_root="/tmp/x", source_uri="d.csv", source_asset="t"
+        )
+        assert with_uri.inlets == [], "with a uri the Asset only schedules the DAG"
