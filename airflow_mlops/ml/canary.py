@@ -174,7 +174,8 @@ def _compare(
         failures.append(f"error rate {a['error_rate']:.3f} vs {against} {b['error_rate']:.3f}")
     if _slower(a["p95_latency_ms"], b["p95_latency_ms"], criteria):
         failures.append(f"p95 latency {a['p95_latency_ms']:.1f} ms vs {against} {b['p95_latency_ms']:.1f} ms")
-    if min(len(a_labelled), len(b_labelled)) >= criteria.min_labels:
+    judged = task != "multiclass" or classes is not None  # a multiclass label is judged as its class index only
+    if judged and min(len(a_labelled), len(b_labelled)) >= criteria.min_labels:
         quality = label_quality_comparison(task, a_labelled, b_labelled, criteria.confidence)
         if quality:
             a["label_quality"], b["label_quality"] = quality["canary"], quality["production"]
@@ -199,7 +200,8 @@ def analyze(
     The prediction divergence is the KS statistic of the two sides' predictions; for multiclass (``classes``: each
     version's classes) the Jensen-Shannon distance between the two sides' mean class probability vectors, by class."""
     c_rows, p_rows = frame[frame["_version"] == canary], frame[frame["_version"] == production]
-    sides = (classes[canary], classes[production]) if task == "multiclass" and classes else None
+    known = task == "multiclass" and classes and canary in classes and production in classes
+    sides = (classes[canary], classes[production]) if known else None
     figures, failures = _compare(
         c_rows, p_rows, labels, names=("canary", "production"), task=task, criteria=criteria, classes=sides
     )
@@ -240,7 +242,8 @@ def watch(
     the canary's question, and the drift monitor watches inputs that move.
     """
     rows, control = frame[frame["_version"] == version], frame[frame["_version"] == holdback]
-    sides = (classes[version], classes[holdback]) if task == "multiclass" and classes else None
+    known = task == "multiclass" and classes and version in classes and holdback in classes
+    sides = (classes[version], classes[holdback]) if known else None
     figures, failures = _compare(rows, control, labels, names=("now", "holdback"), task=task, criteria=criteria, classes=sides)
     if failures:
         return Verdict(False, "; ".join(failures), figures)
@@ -277,7 +280,8 @@ def watch_against_canary_time(
     if _slower(now["p95_latency_ms"], allowed_p95, criteria):
         failures.append(f"p95 latency {now['p95_latency_ms']:.1f} ms vs {allowed_p95:.1f} ms before promotion")
     replaced = before.get("label_quality")
-    if replaced is not None and len(joined) >= criteria.min_labels:
+    judged = task != "multiclass" or classes is not None
+    if judged and replaced is not None and len(joined) >= criteria.min_labels:
         quality = label_quality_comparison(task, joined, float(replaced), criteria.confidence)
         if quality:
             now["label_quality"], figures["label_quality"] = quality["canary"], quality

@@ -162,6 +162,8 @@ class TestDivergenceAndDrift:
         assert verdict.figures["canary"]["unseen_label_class_rows"] == 1 and verdict.figures["canary"]["labels"] == 199
         assert verdict.figures["label_quality"]["canary"] > 0.9
         assert set(mean_probabilities(good, classes["c"])) == {"0", "1", "2"}
+        blind = analyze(pd.concat([good, prod]), labels, canary="c", production="p", task="multiclass", criteria=criteria)
+        assert "label_quality" not in blind.figures, "without the versions' classes a label cannot be read as a class"
 
         skewed = np.tile([0.9, 0.05, 0.05], (200, 1))  # always class 0
         bad = self._log("c", skewed, 0)
