@@ -79,6 +79,17 @@ class ServedModel:
         matrix = np.array([apply(r) for r in rows], dtype=float)
         return self.booster.predict(matrix, num_threads=1).tolist()
 
+    def explain(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's explanation (:func:`airflow_mlops.ml.explain.explanation`): its features' contributions to the
+        raw score and the expected value, by class for a multiclass model. Computed only when asked for."""
+        import numpy as np
+
+        from airflow_mlops.ml.explain import contributions, explanation
+
+        apply = self.transform.apply
+        found = contributions(self.booster, np.array([apply(r) for r in rows], dtype=float))
+        return [explanation(row, self.features, self.classes) for row in found]
+
     def output(self, score: Any) -> Any:
         """What a caller gets for a row's score: the score itself, or for a multiclass model
         ``{"prediction": <the most probable class>, "probabilities": {<class>: <probability>, ...}}``."""

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from airflow_mlops.serving.admission import json_body, refusal
-from airflow_mlops.serving.scoring import answer
+from airflow_mlops.serving.scoring import answer, explanations
 from airflow_mlops.serving.server import ModelServer
 
 
@@ -32,6 +32,10 @@ async def infer(request: Request) -> Response:
     if isinstance(answers, Response):
         return answers
     ids, predictions, versions = (list(column) for column in zip(*answers, strict=True))
+    outputs = _outputs(predictions)
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict) and parameters.get("explain") is True:
+        outputs.append(_contributions(await explanations(server, rows, answers)))
     given = body.get("id")
     return JSONResponse(
         {
@@ -39,7 +43,7 @@ async def infer(request: Request) -> Response:
             "model_version": ",".join(sorted(set(versions))),
             "id": given if isinstance(given, str) else uuid.uuid4().hex,
             "parameters": {"ids": ids, "versions": versions},
-            "outputs": _outputs(predictions),
+            "outputs": outputs,
         }
     )
 
@@ -64,6 +68,34 @@ def _outputs(predictions: list[Any]) -> list[dict[str, Any]]:
             "parameters": {"classes": classes},
         },
     ]
+
+
+def _contributions(found: list[Any]) -> dict[str, Any]:
+    """The ``contributions`` output of an infer asked to explain (``parameters.explain``): FP64 of shape ``[n,
+    features + 1]``, or ``[n, classes, features + 1]`` for a multiclass model, row-major; ``parameters.features``
+    names the columns (the last is ``_expected_value``) and ``parameters.classes`` the classes. A feature or class
+    a row's version does not have is 0 there."""
+    from airflow_mlops.ml.explain import EXPECTED_VALUE
+
+    known = [f for f in found if f is not None]
+    multiclass = bool(known) and isinstance(known[0]["expected_value"], dict)
+    found = [f or {"contributions": {}, "expected_value": {} if multiclass else 0.0} for f in found]
+    if not multiclass:
+        features = list(dict.fromkeys(name for f in known for name in f["contributions"]))
+        data = [v for f in found for v in [*(f["contributions"].get(n, 0.0) for n in features), f["expected_value"]]]
+        shape, extra = [len(found), len(features) + 1], {}
+    else:
+        classes = list(dict.fromkeys(c for f in known for c in f["contributions"]))
+        features = list(dict.fromkeys(n for f in known for per in f["contributions"].values() for n in per))
+        data = [
+            v
+            for f in found
+            for c in classes
+            for v in [*(f["contributions"].get(c, {}).get(n, 0.0) for n in features), f["expected_value"].get(c, 0.0)]
+        ]
+        shape, extra = [len(found), len(classes), len(features) + 1], {"classes": classes}
+    names = [*features, EXPECTED_VALUE]
+    return {"name": "contributions", "datatype": "FP64", "shape": shape, "data": data, "parameters": {"features": names, **extra}}
 
 
 async def model_metadata(request: Request) -> Response:

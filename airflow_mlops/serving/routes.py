@@ -13,27 +13,32 @@ from starlette.responses import JSONResponse, Response
 from airflow_mlops.serving.admission import finite, json_body, refusal
 from airflow_mlops.serving.metrics import CONTENT_TYPE
 from airflow_mlops.serving.predlog import feedback_row
-from airflow_mlops.serving.scoring import answer
+from airflow_mlops.serving.scoring import answer, explanations
 from airflow_mlops.serving.server import ModelServer
 from airflow_mlops.serving.shared_state import NOT_ANSWERED, SharedState
 
 
 async def predict(request: Request) -> Response:
     """``{"instances": [row, ...]}`` (or a list of rows, or one row); a row's ``id`` (or ``request_id``) keeps it
-    on one side of a canary and is the id its feedback names."""
+    on one side of a canary and is the id its feedback names. With ``"explain": true`` each prediction also has its
+    ``explanation`` (the features' contributions to the raw score and the expected value, by the model that
+    answered it); a request without it never pays for them."""
     body = await json_body(request)
     if isinstance(body, Response):
         return body
     rows = body["instances"] if isinstance(body, dict) and "instances" in body else body
     rows = rows if isinstance(rows, list) else [rows]
     keys = [str(row.get("id") or row.get("request_id") or "") if isinstance(row, dict) else "" for row in rows]
-    answers = await answer(ModelServer.of(request), rows, keys)
+    server = ModelServer.of(request)
+    answers = await answer(server, rows, keys)
     if isinstance(answers, Response):
         return answers
     # a multiclass model's output is {"prediction": class, "probabilities": {class: p}}: its keys join the row's
-    return JSONResponse(
-        {"predictions": [{"id": i, **(p if isinstance(p, dict) else {"prediction": p}), "version": v} for i, p, v in answers]}
-    )
+    predictions = [{"id": i, **(p if isinstance(p, dict) else {"prediction": p}), "version": v} for i, p, v in answers]
+    if isinstance(body, dict) and body.get("explain") is True:
+        for prediction, found in zip(predictions, await explanations(server, rows, answers), strict=True):
+            prediction["explanation"] = found
+    return JSONResponse({"predictions": predictions})
 
 
 async def feedback(request: Request) -> Response:

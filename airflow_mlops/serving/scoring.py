@@ -73,6 +73,25 @@ async def answer(server: ModelServer, rows: list[Any], keys: list[str]) -> list[
     return answers
 
 
+async def explanations(server: ModelServer, rows: list[Any], answers: list[tuple[str, Any, str]]) -> list[Any]:
+    """Each answered row's explanation by the version that answered it (in a thread for more than ``DIRECT_ROWS``
+    rows); None for a row whose version is no longer loaded."""
+    router = server.router
+    models = {m.version: m for m in (router.production, router.canary, router.holdback) if m is not None}
+    found: list[Any] = [None] * len(rows)
+    groups: dict[str, list[int]] = {}
+    for i, (_, _, version) in enumerate(answers):
+        groups.setdefault(version, []).append(i)
+    for version, indexes in groups.items():
+        if (model := models.get(version)) is None:
+            continue
+        part = [rows[i] for i in indexes]
+        explained = model.explain(part) if len(part) <= DIRECT_ROWS else await asyncio.to_thread(model.explain, part)
+        for i, one in zip(indexes, explained, strict=True):
+            found[i] = one
+    return found
+
+
 async def _score(server: ModelServer, model: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[Any] | None, float]:
     """The model's scores for ``rows`` (None when it fails, counted as errors of its version) and the call's ms.
     Up to ``DIRECT_ROWS`` rows are scored right here on the event loop, more in a thread."""

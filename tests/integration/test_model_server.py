@@ -122,6 +122,37 @@ class TestModelServer:
         assert {p["version"] for p in response.json()["predictions"]} == {v1}
         np.testing.assert_array_equal(np.array(got), expected)
 
+    def test_explanations_on_request_sum_to_the_raw_score_by_feature(self, server):
+        """``explain: true`` on /predict (and ``parameters.explain`` on OIP v2) gives each row's contributions by raw
+        feature and the expected value, summing to the log-odds of its probability; without it there are none."""
+        client, store, v1, _, _ = server
+        spec = store.read_json(f"models/{PIPELINE}/{v1}/transform.json")
+        rows = [GOOD_ROW, {**GOOD_ROW, "tenure_months": float("nan"), "contract": "unseen", "region": None}]
+        rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]
+        plain = client.post("/predict", json={"instances": rows}).json()["predictions"]
+        assert all("explanation" not in p for p in plain)
+        explained = client.post("/predict", json={"instances": rows, "explain": True}).json()["predictions"]
+        for p, q in zip(plain, explained, strict=True):
+            assert p["prediction"] == q["prediction"] and q["version"] == v1
+            found = q["explanation"]
+            assert list(found["contributions"]) == spec["features"]
+            margin = sum(found["contributions"].values()) + found["expected_value"]
+            assert 1 / (1 + np.exp(-margin)) == pytest.approx(q["prediction"], rel=1e-9)
+
+        features = {name: [r[name] for r in rows] for name in spec["features"]}
+        numeric = set(spec["numeric"])
+        inputs = [
+            {"name": n, "shape": [2], "datatype": "FP64" if n in numeric else "BYTES", "data": v} for n, v in features.items()
+        ]
+        v2 = client.post(f"/v2/models/{PIPELINE}/infer", json={"inputs": inputs, "parameters": {"explain": True}}).json()
+        contributions = next(o for o in v2["outputs"] if o["name"] == "contributions")
+        assert contributions["shape"] == [2, len(spec["features"]) + 1]
+        assert contributions["parameters"]["features"] == [*spec["features"], "_expected_value"]
+        first = explained[0]["explanation"]
+        assert contributions["data"][: len(spec["features"]) + 1] == [*first["contributions"].values(), first["expected_value"]]
+        bare = client.post(f"/v2/models/{PIPELINE}/infer", json={"inputs": inputs}).json()
+        assert [o["name"] for o in bare["outputs"]] == ["predict"]
+
     def test_single_row_logging_metrics_and_feedback(self, server):
         client, store, v1, _, _ = server
         row = {**GOOD_ROW, "id": "cust-1"}

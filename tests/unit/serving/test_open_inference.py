@@ -3,7 +3,7 @@ naming the input."""
 
 import pytest
 
-from airflow_mlops.serving.open_inference import _v2_rows
+from airflow_mlops.serving.open_inference import _contributions, _v2_rows
 
 
 def v2(**inputs):
@@ -29,3 +29,24 @@ class TestV2Rows:
     def test_malformed_requests_are_refused_naming_the_input(self, body, message):
         response = _v2_rows(body)
         assert response.status_code == 400 and message in response.body.decode()
+
+
+class TestContributions:
+    def test_multiclass_rows_by_class_then_feature_and_an_unexplained_row_as_zeros(self):
+        a = {
+            "contributions": {"lo": {"x": 0.1, "c": -0.2}, "hi": {"x": 0.3, "c": 0.4}},
+            "expected_value": {"lo": 1.0, "hi": 2.0},
+        }
+        out = _contributions([a, None])
+        assert out["shape"] == [2, 2, 3] and out["parameters"] == {
+            "features": ["x", "c", "_expected_value"],
+            "classes": ["lo", "hi"],
+        }
+        assert out["data"] == [0.1, -0.2, 1.0, 0.3, 0.4, 2.0] + [0.0] * 6
+
+    def test_binary_rows_and_versions_with_other_features(self):
+        out = _contributions(
+            [{"contributions": {"x": 0.5}, "expected_value": -1.0}, {"contributions": {"y": 2.0}, "expected_value": 0.5}]
+        )
+        assert out["shape"] == [2, 3] and out["parameters"] == {"features": ["x", "y", "_expected_value"]}
+        assert out["data"] == [0.5, 0.0, -1.0, 0.0, 2.0, 0.5]
