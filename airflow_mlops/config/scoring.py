@@ -87,6 +87,11 @@ class ScoringConfig(Strict):
     batch_rows: int = Field(
         BATCH_ROWS, ge=1024, le=4_194_304, description="Rows scored at a time (the memory bound), and rows per output shard."
     )
+    explain: bool = Field(
+        False,
+        description="Also write each row's per-feature contributions (TreeSHAP, as /predict's explain: true): "
+        "contribution_<feature> and expected_value columns, summing to the raw score; costs about a predict more.",
+    )
     engine: Literal["local", "beam"] = Field(
         "local",
         description="local: the batches are scored in the score task's process; beam: the same batch function as a "

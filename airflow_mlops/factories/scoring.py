@@ -76,6 +76,7 @@ def build_scoring_dag(config: PipelineConfig) -> DAG:
                 log_sample=scoring.log_sample,
                 log_max_rows=scoring.log_max_rows,
                 engine=scoring.engine,
+                explain=scoring.explain,
                 runner=config.preprocess.runner,
                 pipeline_options=config.preprocess.beam_options(),
                 **output,

@@ -126,6 +126,7 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
     :param batch_rows: rows per batch and per part.
     :param log_sample: share of the scored rows written into the prediction log; ``log_max_rows`` at most.
     :param engine: ``local`` (this task's process) or ``beam`` (a Beam pipeline on ``runner``).
+    :param explain: also write each row's per-feature contributions.
     :param runner: the Beam runner of ``engine: beam`` (the pipeline's ``preprocess.runner``).
     :param pipeline_options: its Beam pipeline options (the S3 ones of the store are added).
     """
@@ -145,6 +146,7 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
         log_sample: float = field_default(ScoringConfig, "log_sample"),
         log_max_rows: int = field_default(ScoringConfig, "log_max_rows"),
         engine: str = field_default(ScoringConfig, "engine"),
+        explain: bool = field_default(ScoringConfig, "explain"),
         runner: str = field_default(PreprocessConfig, "runner"),
         pipeline_options: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -160,6 +162,7 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
         self.log_sample = log_sample
         self.log_max_rows = log_max_rows
         self.engine = engine
+        self.explain = explain
         self.runner = runner
         self.pipeline_options = pipeline_options
 
@@ -179,6 +182,7 @@ class BatchScoringOperator(_DestinationMixin, MlopsBaseOperator):
             log_sample=self.log_sample,
             log_max_rows=self.log_max_rows,
             engine=self.engine,
+            explain=self.explain,
             runner=self.runner,
             pipeline_options=self.pipeline_options,
         )

@@ -31,6 +31,7 @@ class BatchScorer:
     :param ids: the input columns copied to every scored row; the first is the row id in the prediction log.
     :param schema: the accepted schema, needed only with ``skip``.
     :param skip: rows to leave out (:func:`validate_input`'s ``skip``).
+    :param explain: also write each row's contributions (:func:`contribution_columns`).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class BatchScorer:
         skip: Mapping[str, list[str]] | None = None,
         log_sample: float = 0.0,
         log_max_rows: int = 100_000,
+        explain: bool = False,
     ) -> None:
         import lightgbm as lgb
 
@@ -55,6 +57,7 @@ class BatchScorer:
         self.transform = FeatureTransform(spec)
         self.booster = lgb.Booster(model_str=model_text)
         self.scoring = scoring_id(dataset_id, model_version)
+        self.explain = explain
 
     def columns(self, names: list[str]) -> list[str]:
         """The input columns a batch is read with (of the input's ``names``): the id columns, then the features."""
@@ -78,6 +81,12 @@ class BatchScorer:
         scores = self.booster.predict(features, num_threads=SCORE_THREADS) if len(frame) else np.empty(0)
         classes = self.spec.get("classes")
         table = scored_table(batch.select(self.ids), scores, self.spec["task"], self.model_version, self.dataset_id, classes)
+        if self.explain:
+            from airflow_mlops.ml.explain import contributions
+
+            found = contributions(self.booster, features) if len(frame) else np.empty((0, len(self.transform.features) + 1))
+            for name, values in contribution_columns(found, self.transform.features, classes).items():
+                table = table.append_column(name, pa.array(values, pa.float64()))
         sample = None
         if self.log_sample > 0 and len(frame):
             draw = np.random.default_rng([int(self.scoring.encode().hex()[:15], 16), index])
@@ -85,6 +94,21 @@ class BatchScorer:
             if len(picked):
                 sample = log_rows(frame.iloc[picked], scores[picked], self.ids, self.transform, self.model_version, index)
         return table, sample, skipped
+
+
+def contribution_columns(found: np.ndarray, features: list[str], classes: list[str] | None) -> dict[str, np.ndarray]:
+    """Contributions (:func:`airflow_mlops.ml.explain.contributions`) as output columns: ``contribution_<feature>``
+    and ``expected_value``; for a multiclass model ``contribution_<class>_<feature>`` and ``expected_value_<class>``.
+    Per row, a class's columns sum to its raw score, as ``/predict``'s explanation does."""
+    if classes is None:
+        columns = {f"contribution_{name}": found[:, j] for j, name in enumerate(features)}
+        return {**columns, "expected_value": found[:, -1]}
+    found = found.reshape(len(found), len(classes), len(features) + 1)
+    columns = {}
+    for k, c in enumerate(classes):
+        columns |= {f"contribution_{c}_{name}": found[:, k, j] for j, name in enumerate(features)}
+        columns[f"expected_value_{c}"] = found[:, k, -1]
+    return columns
 
 
 def input_ids(names: list[str], spec: Mapping[str, Any], id_columns: list[str] | None) -> list[str]:

@@ -81,6 +81,7 @@ def score(
     log_sample: float = 0.0,
     log_max_rows: int = 100_000,
     engine: str = "local",
+    explain: bool = False,
     runner: str = "DirectRunner",
     pipeline_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def score(
 
     :param skip: rows to leave out (:func:`validate_input`'s ``skip``).
     :param output_client: S3 client for an ``s3://`` output.
+    :param explain: also write each row's contributions (``contribution_<feature>``, ``expected_value``).
     """
     scoring = scoring_id(dataset_id, model_version)
     spec = store.read_json(f"{model_prefix(pipeline, model_version)}/transform.json")
@@ -106,7 +108,7 @@ def score(
     schema = store.read_json_if_exists(schema_key(pipeline)) if skip else None
     target, prefix = output_folder(store, pipeline, scoring, output, output_client)
     settings = {"ids": id_columns, "model_version": model_version, "dataset_id": dataset_id, "schema": schema}
-    settings |= {"skip": skip, "log_sample": log_sample, "log_max_rows": log_max_rows}
+    settings |= {"skip": skip, "log_sample": log_sample, "log_max_rows": log_max_rows, "explain": explain}
     if engine == "beam":
         if batch_rows != BATCH_ROWS:
             raise MlopsError(f"scoring.batch_rows must be {BATCH_ROWS} (the snapshot's row groups) with engine beam.")

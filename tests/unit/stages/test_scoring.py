@@ -223,3 +223,25 @@ class TestBeamEngine:
         path, _ = unlabelled(tmp_path)
         with pytest.raises(MlopsError, match="batch_rows must be 131072"):
             scoring.score(store, PIPELINE, acquired(store, path), versions[0], engine="beam", batch_rows=1024)
+
+
+class TestExplanations:
+    def test_batch_contributions_are_the_servers_and_sum_to_the_raw_score(self, store, tmp_path, versions):
+        from airflow_mlops.serving.models import ServedModel
+
+        nulls = [None if i % 5 == 0 else v for i, v in enumerate(make_churn(300, seed=8)["monthly_charges"])]
+        path, frame = unlabelled(tmp_path, rows=300, seed=8, monthly_charges=nulls)
+        result = scoring.score(store, PIPELINE, acquired(store, path), versions[0], explain=True)
+        out = read_parts(store, f"scores/{PIPELINE}/{result['scoring_id']}")
+        served = ServedModel.load(store, PIPELINE, versions[0])
+        rows = [{k: (None if pd.isna(v) else v) for k, v in r.items() if k in FEATURES} for r in frame.to_dict("records")]
+        expected = served.explain(rows)
+        columns = [f"contribution_{name}" for name in served.features]
+        assert [c for c in out.columns if c.startswith("contribution_")] == columns and "expected_value" in out
+        got = out[[*columns, "expected_value"]].to_numpy()
+        want = np.array([[*e["contributions"].values(), e["expected_value"]] for e in expected])
+        assert got.tobytes() == want.tobytes(), "to the last bit, as /predict's explain: true gives them"
+        margin = got.sum(axis=1)
+        np.testing.assert_allclose(1 / (1 + np.exp(-margin)), out["score"].to_numpy(), rtol=1e-9)
+        plain = scoring.score(store, PIPELINE, acquired(store, path), versions[0])
+        assert not any(c.startswith("contribution_") for c in read_parts(store, f"scores/{PIPELINE}/{plain['scoring_id']}"))
