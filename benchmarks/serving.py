@@ -236,7 +236,7 @@ def _start_bare(command: list[str], port: int, work: Path, env: dict) -> subproc
     raise RuntimeError(f"the bare endpoint did not start:\n{(work / 'bare.log').read_text()[-3000:]}")
 
 
-def run_ours(store_uri: str, raw: dict, work: Path, args: argparse.Namespace) -> dict:
+def run_ours(store_uri: str, raw: dict, work: Path, args: argparse.Namespace, *, explain: bool = False) -> dict:
     (work / "tokens").write_text(TOKEN + "\n")
     port = free_port()
     command = [sys.executable, "-m", "airflow_mlops.cli", "serve", "--artifact-root", store_uri, "--pipeline", PIPELINE]
@@ -247,9 +247,31 @@ def run_ours(store_uri: str, raw: dict, work: Path, args: argparse.Namespace) ->
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
         if not health["canary"]:
             raise RuntimeError(f"the canary is not served: {health}")
-        return load(f"http://127.0.0.1:{port}/predict", {"instances": [raw]}, work, args, token=TOKEN)
+        body = {"instances": [raw], "explain": True} if explain else {"instances": [raw]}
+        return load(f"http://127.0.0.1:{port}/predict", body, work, args, token=TOKEN)
     finally:
         stop(proc)
+
+
+def explain_costs(store_uri: str, version: str, raw: dict) -> dict[int, tuple[float, float]]:
+    """Seconds of ``ServedModel.predict`` and of ``ServedModel.explain`` on 1, 32 and 1000 copies of ``raw``."""
+    import statistics
+
+    from airflow_mlops.serving.models import ServedModel
+    from airflow_mlops.store.artifacts import ArtifactStore
+
+    model = ServedModel.load(ArtifactStore.from_uri(store_uri), PIPELINE, version)
+    costs = {}
+    for rows in (1, 32, 1000):
+        batch = [raw] * rows
+        timings = {"predict": [], "explain": []}
+        for _ in range(30):
+            for name, call in (("predict", model.predict), ("explain", model.explain)):
+                t0 = time.perf_counter()
+                call(batch)
+                timings[name].append(time.perf_counter() - t0)
+        costs[rows] = (statistics.median(timings["predict"]), statistics.median(timings["explain"]))
+    return costs
 
 
 def main() -> int:
@@ -258,7 +280,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--duration", type=int, default=15, help="seconds of each measured run")
-    parser.add_argument("--servers", default="mlserver,bare,ours", help="which servers to run (comma-separated)")
+    parser.add_argument(
+        "--servers",
+        default="mlserver,bare,ours,explain",
+        help="which servers to run (comma-separated; explain: ours with explain: true)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (servers' logs) and print it")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -280,7 +306,9 @@ def main() -> int:
             "mlserver": lambda: run_mlserver(model, features, work, args),
             "bare": lambda: run_bare(model, features, work, args),
             "ours": lambda: run_ours(store_uri, raw, work, args),
+            "explain": lambda: run_ours(store_uri, raw, work, args, explain=True),
         }
+        costs = explain_costs(store_uri, production, raw)
         results = {name: run() for name, run in runs.items() if name in args.servers.split(",")}
     finally:
         if args.keep:
@@ -295,6 +323,13 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:<10}{r['rps']:>10,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['non_2xx']:>10}")
     ours = results.get("ours")
+    if ours and (explained := results.get("explain")):
+        print(f"explain/ours    throughput {explained['rps'] / ours['rps']:.2f}x   p99 {explained['p99'] / ours['p99']:.2f}x")
+    print("in process, the production model on the same row repeated (median of 30):")
+    for rows, (predict, explain) in costs.items():
+        print(
+            f"  {rows:>5} rows: predict {predict * 1e3:.3f} ms, predict + explain {(predict + explain) * 1e3:.3f} ms ({(predict + explain) / predict:.2f}x)"
+        )
     for name in ("mlserver", "bare"):
         if not ours or not (other := results.get(name)):
             continue
