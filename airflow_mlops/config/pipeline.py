@@ -14,7 +14,13 @@ from airflow_mlops.config.monitoring import MonitorConfig
 from airflow_mlops.config.operations import OperationsConfig
 from airflow_mlops.config.scoring import ScoringConfig
 from airflow_mlops.config.training import ComputeConfig, ModelConfig
-from airflow_mlops.ml.metrics import DEFAULT_METRIC, HIGHER_IS_BETTER, TASK_METRICS, UNIT_INTERVAL_METRICS
+from airflow_mlops.ml.metrics import (
+    DEFAULT_METRIC,
+    HIGHER_IS_BETTER,
+    MULTICLASS_REALIZED_METRICS,
+    TASK_METRICS,
+    UNIT_INTERVAL_METRICS,
+)
 
 
 class ArtifactsConfig(Strict):
@@ -202,12 +208,12 @@ def _monitor_issues(data: Mapping[str, Any], label: Any) -> list[Issue]:
         elif task == "classification" and metric in HIGHER_IS_BETTER and metric not in ESTIMATED_METRICS:
             message = f"estimation gives {' and '.join(ESTIMATED_METRICS)}, not {metric}; use off or warn, or another metric"
             found.append(Issue(where, message, "request"))
-    if task == "multiclass" and monitor.get("performance") is not None:
+    if task == "multiclass" and monitor.get("performance") is not None and metric not in MULTICLASS_REALIZED_METRICS:
         message = (
-            "realized performance is judged for classification and regression, not yet for multiclass: remove "
-            "monitor.performance (monitor.labels alone still ingests labels and counts label classes the model does not know)"
+            f"realized multiclass performance judges {' or '.join(MULTICLASS_REALIZED_METRICS)} (means over rows), not "
+            f"{metric}: set monitor.performance.metric"
         )
-        found.append(Issue(("monitor", "performance"), message, NO_INPUT))
+        found.append(Issue(("monitor", "performance", "metric"), message, performance.get("metric") or NO_INPUT))
     columns = {
         "id_column": labels.get("id_column", "id"),
         "label_column": labels.get("label_column") or label,

@@ -26,3 +26,6 @@ CLASS_LABEL_TASKS = ("classification", "multiclass")
 """The tasks whose label is categorical: the schema records its class shares."""
 RECALL_PREFIX = "recall:"
 """A multiclass model's metrics hold ``recall:<class>`` for each class (reported, not a gate metric)."""
+MULTICLASS_REALIZED_METRICS = ("accuracy", "log_loss")
+"""The metrics realized performance judges for multiclass: means over rows of each row's hit or loss (the ROC AUCs
+over classes are not bootstrapped on labelled traffic yet)."""

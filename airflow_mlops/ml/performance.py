@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.ml.canary import BOOTSTRAP_ROUNDS
-from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, TASK_METRICS
+from airflow_mlops.ml.metrics import HIGHER_IS_BETTER, MULTICLASS_REALIZED_METRICS, TASK_METRICS
 
 SEED = 0
 REFERENCE_CONFIDENCE = 0.95
@@ -199,16 +199,20 @@ def reference_performance(
     """Every metric of ``task`` on the eval split with its bootstrap replicates, overall and per slice value: what a
     model's realized performance is later judged against (JSON-ready).
 
-    :param task: ``classification`` or ``regression``.
-    :param labels: the eval split's labels.
-    :param predictions: the model's predictions on it.
+    :param task: ``classification``, ``multiclass`` (``MULTICLASS_REALIZED_METRICS`` only) or ``regression``.
+    :param labels: the eval split's labels (class indexes for multiclass).
+    :param predictions: the model's predictions on it (rows x classes of probabilities for multiclass).
     :param slices: column -> the eval rows' values of that column.
     :param rounds: bootstrap resamples.
     """
     out: dict[str, Any] = {"task": task, "rows": len(np.asarray(labels)), "rounds": rounds, "seed": SEED}
     out["confidence"] = REFERENCE_CONFIDENCE
     out["metrics"], out["slices"] = {}, {}
-    for metric in TASK_METRICS[task]:
+    multiclass = task == "multiclass"
+    index, probabilities = labels, predictions
+    for metric in MULTICLASS_REALIZED_METRICS if multiclass else TASK_METRICS[task]:
+        if multiclass:
+            labels, predictions = per_row_equivalent(metric, index, probabilities)
         overall = bootstrap(metric, labels, predictions, confidence=REFERENCE_CONFIDENCE, rounds=rounds)[""]
         out["metrics"][metric] = overall.to_dict(replicates=True)
         for column, values in (slices or {}).items():
@@ -218,6 +222,22 @@ def reference_performance(
                 if value:
                     per_value.setdefault(value, {})[metric] = figure.to_dict(replicates=True)
     return out
+
+
+def per_row_equivalent(metric: str, labels: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A multiclass metric that is a mean over rows (``MULTICLASS_REALIZED_METRICS``) as the binary labels and scores
+    whose binary metric is the same per row, so :func:`bootstrap` judges it unchanged: every label 1, and as the score
+    the probability given to the row's class (``log_loss``: -log of it) or 1.0 where the most probable class is the
+    row's, else 0.0 (``accuracy``). ``labels``: class indexes; ``probabilities``: rows x classes."""
+    index = np.asarray(labels, dtype=float).astype(np.int64)
+    p = np.asarray(probabilities, dtype=float).reshape(len(index), -1)
+    if metric == "log_loss":
+        score = p[np.arange(len(index)), index]
+    elif metric == "accuracy":
+        score = (np.argmax(p, axis=1) == index).astype(float) if len(index) else np.empty(0)
+    else:
+        raise ValueError(f"realized multiclass performance judges {', '.join(MULTICLASS_REALIZED_METRICS)}, not {metric}")
+    return np.ones(len(index)), score
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import ArtifactNotFound, MlopsError
+from airflow_mlops.ml.multiclass import PROBABILITIES
 from airflow_mlops.serving.predlog_reader import COMPACT_GRACE, HOUR, READ_ATTEMPTS, read_file, read_log
 from airflow_mlops.stages.label_exports import label_files, label_table, read_label_file
 from airflow_mlops.store.artifacts import dumps
@@ -45,6 +46,10 @@ JOINED_COLUMNS = ("_id", "label", "_label_ts", "_event_ts", "_ts", "_version", "
 """A joined row: the id, the label, when it arrived and (optionally) happened, and the prediction it labels: when
 it was logged, by which model version, and its value; then the slice columns as logged (text)."""
 UNKNOWN_EXAMPLES = 5
+LABEL_INDEX, LABEL_PROBABILITY, LABEL_HIT = "_label_index", "_label_probability", "_label_hit"
+"""Joined rows of a multiclass model's predictions also hold the label's class index among the model's classes (NaN:
+not one of them), the probability the model gave that class and whether it was the most probable (1.0 or 0.0):
+what realized accuracy and log loss are taken from."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def ingest_labels(
     labelled, unknown ids, joined) and the prediction days the joined rows fall on. Labels whose id the prediction
     log of the last ``max_delay_days`` does not hold are counted as unknown (with a few examples), never joined.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -101,7 +107,15 @@ def ingest_labels(
     before = _labelled_before(store, pipeline, unique["_id"], since, batch)
     fresh = unique.filter(pc.invert(before))
     predictions = _matching_predictions(store, pipeline, fresh["_id"], since, slices)
+    probabilities = None
+    if PROBABILITIES in predictions.column_names:  # a list column cannot pass Arrow's join: it is taken by row after
+        probabilities = predictions[PROBABILITIES]
+        rows = pa.array(np.arange(len(predictions), dtype=np.int64))
+        predictions = predictions.drop_columns([PROBABILITIES]).append_column("_prow", rows)
     joined = fresh.join(predictions, keys="_id", join_type="inner")
+    if probabilities is not None:
+        joined = _with_label_classes(store, pipeline, joined, probabilities.take(joined["_prow"])).drop_columns(["_prow"])
+        predictions = predictions.drop_columns(["_prow"])
     unknown = fresh.filter(pc.invert(pc.is_in(fresh["_id"], value_set=predictions["_id"])))
     unseen = _unseen_label_classes(store, pipeline, joined)
     days = _write_joined(store, pipeline, batch, joined, slices)
@@ -134,6 +148,39 @@ def ingest_labels(
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items() if isinstance(v, int))
     log.info("Labels of %s, batch %s: %s", pipeline, batch, counts)
     return result
+
+
+def _with_label_classes(store: ArtifactStore, pipeline: str, joined: pa.Table, probabilities: Any) -> pa.Table:
+    """``joined`` with ``LABEL_INDEX``, ``LABEL_PROBABILITY`` and ``LABEL_HIT`` for the rows multiclass models
+    predicted (``probabilities``: their class probabilities, row by row; NaN on the other rows)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from airflow_mlops.ml.multiclass import probability_matrix
+    from airflow_mlops.ml.transform import label_values
+    from airflow_mlops.store.layout import model_prefix
+
+    n = len(joined)
+    index, chosen, hit = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    versions = joined["_version"].to_numpy(zero_copy_only=False)
+    labels = joined["label"].to_pandas()
+    vectors = probabilities.to_pylist()
+    for version in pc.unique(joined["_version"]).to_pylist() if n else []:
+        classes = store.read_json_if_exists(f"{model_prefix(pipeline, version)}/transform.json", {}).get("classes")
+        rows = np.flatnonzero(versions == version)
+        if not classes or not len(rows) or any(vectors[i] is None for i in rows):
+            continue
+        matrix = probability_matrix([vectors[i] for i in rows])
+        mine = label_values(labels.iloc[rows].reset_index(drop=True), len(rows), classes)
+        known = np.isfinite(mine)
+        at = mine[known].astype(np.int64)
+        index[rows] = mine
+        chosen[rows[known]] = matrix[known][np.arange(len(at)), at]
+        hit[rows[known]] = (np.argmax(matrix[known], axis=1) == at).astype(float)
+    for name, values in ((LABEL_INDEX, index), (LABEL_PROBABILITY, chosen), (LABEL_HIT, hit)):
+        joined = joined.append_column(name, pa.array(values, pa.float64()))
+    return joined
 
 
 def _unseen_label_classes(store: ArtifactStore, pipeline: str, joined: pa.Table) -> dict[str, int] | None:
@@ -202,7 +249,7 @@ def _matching_predictions(store: ArtifactStore, pipeline: str, ids: pa.ChunkedAr
     import pyarrow.compute as pc
 
     wanted = pc.unique(ids)
-    columns = ["_ts", "_id", "_version", "_prediction", "_error", *slices]
+    columns = ["_ts", "_id", "_version", "_prediction", "_error", PROBABILITIES, *slices]
 
     def where(t: pa.Table) -> Any:  # the smaller side makes the hash set: a log file, or the labels
         if len(wanted) <= len(t):
@@ -273,6 +320,8 @@ def _joinable(table: pa.Table | None, slices: list[str]) -> pa.Table:
     for name, kind in types.items():
         present = table is not None and name in table.column_names
         out[name] = pc.cast(table[name], kind) if present else pa.nulls(n, kind)
+    if table is not None and PROBABILITIES in table.column_names:  # a multiclass model's rows
+        out[PROBABILITIES] = pc.cast(table[PROBABILITIES], pa.list_(pa.float64()))
     return pa.table(out)
 
 
@@ -281,7 +330,8 @@ def _write_joined(store: ArtifactStore, pipeline: str, batch: str, joined: pa.Ta
     import numpy as np
     import pyarrow.parquet as pq
 
-    joined = joined.select([*JOINED_COLUMNS, *slices])
+    extra = [c for c in (LABEL_INDEX, LABEL_PROBABILITY, LABEL_HIT) if c in joined.column_names]
+    joined = joined.select([*JOINED_COLUMNS, *slices, *extra])
     day_numbers = np.floor(joined["_ts"].to_numpy() / 86400).astype("int64")
     days = []
     for number in np.unique(day_numbers).tolist():

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.ml.metrics import MULTICLASS_REALIZED_METRICS
 from airflow_mlops.stages.labels import read_joined, scan_predictions
 from airflow_mlops.store.events import append_event, read_events
 from airflow_mlops.store.layout import (
@@ -35,6 +36,15 @@ NOT_ESTIMATED_REGRESSION = (
     "not estimated for regression: confidence-based estimation needs class probabilities, and a regressor's output "
     "carries no confidence to take an expected error from; realized performance from labels judges it"
 )
+
+NOT_ESTIMATED_MULTICLASS = "not estimated for multiclass: confidence-based estimation is for binary classification"
+
+
+def _judged_metric(settings: PerformanceSettings) -> bool:
+    """Whether realized performance judges the settings' metric (a multiclass model: the per-row means only)."""
+    from airflow_mlops.ml.metrics import MULTICLASS_REALIZED_METRICS
+
+    return settings.task != "multiclass" or settings.metric in MULTICLASS_REALIZED_METRICS
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,6 @@ def store_reference(
     from airflow_mlops.ml.estimation import fit_calibrator
     from airflow_mlops.ml.performance import reference_performance
 
-    if task == "multiclass":  # realized performance is not judged for multiclass (lint says so): nothing to store
-        return
     key = reference_performance_key(pipeline, version)
     if not store.exists(key):
         store.write_json(key, reference_performance(task, labels, predictions, slices=slices))
@@ -113,7 +121,7 @@ def performance_check(
         return store.read_json(f"{prefix}/performance.json")["result"]
     now = time.time() if now is None else now
     production = ModelRegistry(store, pipeline).production()
-    judged = production and settings.task != "multiclass"  # a multiclass model's labels are ingested, not judged
+    judged = production and _judged_metric(settings)
     reference = load_reference(store, pipeline, production, settings.slices) if judged else None
     windows: list[dict[str, Any]] = []
     if reference is not None:
@@ -156,6 +164,23 @@ def _windows(
     return sorted(starts)
 
 
+def _multiclass_rows(table: Any, metric: str) -> tuple[Any, Any, Any]:
+    """The joined rows of a multiclass model whose label is one of its classes, and the binary labels and scores of
+    ``metric`` per row (:func:`airflow_mlops.ml.performance.per_row_equivalent`), from the columns label ingestion
+    adds (``LABEL_INDEX``, ``LABEL_PROBABILITY``, ``LABEL_HIT``)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from airflow_mlops.stages.labels import LABEL_HIT, LABEL_INDEX, LABEL_PROBABILITY
+
+    if LABEL_INDEX not in table.column_names:
+        table = table.slice(0, 0)
+        return table, np.empty(0), np.empty(0)
+    table = table.filter(pc.is_finite(pc.fill_null(table[LABEL_INDEX], float("nan"))))
+    score = table[LABEL_PROBABILITY if metric == "log_loss" else LABEL_HIT].to_numpy(zero_copy_only=False)
+    return table, np.ones(len(table)), score
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -173,7 +198,10 @@ def _window(
 
     end = start + settings.window_hours * 3600
     table = read_joined(store, pipeline, start, end)
-    y, p = table["label"].to_numpy(zero_copy_only=False), table["_prediction"].to_numpy(zero_copy_only=False)
+    if settings.task == "multiclass":  # each row's label class and the probability its model gave it
+        table, y, p = _multiclass_rows(table, settings.metric)
+    else:
+        y, p = table["label"].to_numpy(zero_copy_only=False), table["_prediction"].to_numpy(zero_copy_only=False)
     codes, names = _codes(table["_version"])
     out: dict[str, Any] = {"start": _iso(start), "end": _iso(end), "labels": len(table), "versions": {}, "slices": {}}
     figures = bootstrap(settings.metric, y, p, confidence=settings.confidence, groups=codes, names=names, overall=False)
@@ -242,6 +270,8 @@ def _estimate(
 
     if settings.estimated == "off":
         return {"done": False, "why": "monitor.performance.estimated is off"}
+    if settings.task == "multiclass":
+        return {"done": False, "why": NOT_ESTIMATED_MULTICLASS}
     if settings.task != "classification":
         return {"done": False, "why": NOT_ESTIMATED_REGRESSION}
     if settings.metric not in ESTIMATED_METRICS:
@@ -298,8 +328,8 @@ def _decide(
         why = (
             "no production model"
             if production is None
-            else "realized performance is not judged for multiclass"
-            if settings.task == "multiclass"
+            else f"realized multiclass performance judges {' or '.join(MULTICLASS_REALIZED_METRICS)}, not {settings.metric}"
+            if not _judged_metric(settings)
             else f"model {production} has no reference performance"
         )
         return base | {"dropped": False, "trigger": None, "estimated_warning": False, "reason": f"not judged: {why}"}

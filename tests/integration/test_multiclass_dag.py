@@ -15,6 +15,7 @@ from test_training_dag import store_of, write_day, xcom
 
 from airflow_mlops.stages.monitoring import new_logged_rows
 from airflow_mlops.store.events import read_events
+from airflow_mlops.store.layout import report_prefix
 from airflow_mlops.store.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,7 @@ def segments_config(tmp_path) -> dict:
             "cooldown_hours": 1,
             "drift": {"column_threshold": 0.2, "share_threshold": 0.9},
             "labels": {"uri": str(tmp_path / "labels" / "*.csv"), "id_column": "customer_id", "label_column": "segment"},
+            "performance": {"metric": "log_loss", "max_drop": 0.5, "min_labels": 50, "estimated": "off"},
         },
     }
 
@@ -179,17 +181,24 @@ class TestMulticlassLoop:
         # The monitor: traffic like the training data first (no class-share drift), then shifted traffic whose
         # predicted class shares move; labels of a class the model does not know are counted.
         time.sleep(1.0)  # the rows of the watch are logged before the first check
-        send(client, make_segments(600, seed=11))
+        like_training = make_segments(600, seed=11)
+        send(client, like_training)
         wait_logged(store, 600)
+        (tmp_path / "labels").mkdir()
+        like_training[["customer_id", "segment"]].iloc[:200].to_csv(tmp_path / "labels" / "calm.csv", index=False)
         calm, states = run_dag(monitor, "2026-11-03")
         assert calm.state == "success", states
+        judged = xcom(calm, "performance_check")  # realized log loss of the logged probabilities against the labels
+        assert judged["dropped"] is False and judged["window_count"] >= 1, judged
+        [window] = store.read_json(f"{report_prefix(PIPELINE, calm.run_id)}/performance.json")["windows"]
+        assert window["judged"] and window["production_labels"] >= 200, window
+        assert window["realized"]["value"] == pytest.approx(window["reference"]["value"], abs=0.25)
         first = xcom(calm, "drift_check")["predicted_class_drift"]
         assert first["drifted"] is False and first["psi"] < 0.1, first
 
         shifted = make_segments(600, seed=12, shift=2.5)
         send(client, shifted)
         wait_logged(store, 600)
-        (tmp_path / "labels").mkdir()
         labels = shifted[["customer_id", "segment"]].iloc[:200].copy()
         labels.loc[labels.index[:30], "segment"] = 3  # a segment the model never saw
         labels.to_csv(tmp_path / "labels" / "day.csv", index=False)
@@ -203,4 +212,4 @@ class TestMulticlassLoop:
         ingest = xcom(drifted, "ingest_labels")
         assert ingest["joined"] == 200 and ingest["unseen_label_classes"] == {"3": 30}, ingest
         performance = xcom(drifted, "performance_check")
-        assert performance["dropped"] is False and "not judged for multiclass" in performance["reason"]
+        assert performance["metric"] == "log_loss" and "not judged" not in performance["reason"], performance["reason"]

@@ -65,8 +65,14 @@ class TestMulticlassConfig:
             ),
             pytest.param(
                 {"monitor": {"labels": {"uri": "labels/*.csv"}, "performance": {}}},
-                "monitor.performance: realized performance is judged for classification and regression, not yet for multiclass",
-                id="realized",
+                "monitor.performance.metric: realized multiclass performance judges accuracy or log_loss (means over rows), "
+                "not roc_auc_macro",
+                id="realized-metric",
+            ),
+            pytest.param(
+                {"monitor": {"labels": {"uri": "l/*.csv"}, "performance": {"metric": "roc_auc_weighted"}}},
+                "monitor.performance.metric: realized multiclass performance judges accuracy or log_loss",
+                id="realized-auc",
             ),
         ],
     )
@@ -76,6 +82,11 @@ class TestMulticlassConfig:
     def test_the_multiclass_metrics_do_not_apply_to_binary_classification(self, tmp_path):
         found = errors(tmp_path, task="classification", evaluation={"metric": "roc_auc_macro", "threshold": 0.7})
         assert "evaluation.metric: does not apply to classification; use one of roc_auc, log_loss, accuracy" in found
+
+    @pytest.mark.parametrize("metric", ["accuracy", "log_loss"])
+    def test_realized_performance_on_its_per_row_metrics(self, tmp_path, metric):
+        monitor = {"labels": {"uri": "l/*.csv"}, "performance": {"metric": metric, "max_drop": 0.05}}
+        assert load_pipeline_config(write(tmp_path, monitor=monitor)).monitor.performance_check.metric == metric
 
     def test_labels_alone_are_accepted(self, tmp_path):
         config = load_pipeline_config(write(tmp_path, monitor={"labels": {"uri": "labels/*.csv"}}))

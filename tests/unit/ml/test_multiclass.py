@@ -18,6 +18,7 @@ from airflow_mlops.ml.multiclass import (
     mean_probabilities,
     unseen_label_classes,
 )
+from airflow_mlops.ml.performance import bootstrap, per_row_equivalent, reference_performance
 from airflow_mlops.ml.schema import infer_schema, label_classes
 from airflow_mlops.ml.train import lgb_params
 from airflow_mlops.ml.transform import label_values
@@ -172,3 +173,28 @@ class TestDivergenceAndDrift:
         )
         assert not verdict.passed
         assert "diverges from production (JS" in verdict.reason and "label quality ratio" in verdict.reason
+
+
+class TestRealizedPerformance:
+    def test_per_row_metrics_equal_the_gate_s(self):
+        rng = np.random.default_rng(5)
+        y = rng.choice(3, 300)
+        p = _probabilities(y, 3, 1.2, 6)
+        gate_metrics = compute_metrics("multiclass", y, p)
+        for metric in ("accuracy", "log_loss"):
+            ones, score = per_row_equivalent(metric, y, p)
+            figure = bootstrap(metric, ones, score, confidence=0.9, rounds=50)[""]
+            assert figure.value == pytest.approx(gate_metrics[metric])
+            assert figure.low <= figure.value <= figure.high
+        with pytest.raises(ValueError, match="accuracy, log_loss"):
+            per_row_equivalent("roc_auc_macro", y, p)
+
+    def test_the_reference_holds_the_per_row_metrics_per_slice(self):
+        rng = np.random.default_rng(7)
+        y = rng.choice(3, 200)
+        p = _probabilities(y, 3, 1.0, 8)
+        groups = {"region": np.where(np.arange(200) % 2 == 0, "a", "b")}
+        reference = reference_performance("multiclass", y, p, slices=groups, rounds=20)
+        assert set(reference["metrics"]) == {"accuracy", "log_loss"}
+        assert reference["metrics"]["log_loss"]["value"] == pytest.approx(compute_metrics("multiclass", y, p)["log_loss"])
+        assert set(reference["slices"]["region"]) == {"a", "b"} and reference["rows"] == 200
