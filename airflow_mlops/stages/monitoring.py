@@ -69,6 +69,7 @@ def drift_check(
     the accepted schema: named in the result, the reason and ``traffic_quality.html``, whether or not they drift.
     """
     from airflow_mlops.ml.drift import DriftCounts
+    from airflow_mlops.ml.sample import RowSample
 
     prefix = report_prefix(pipeline, run_id)
     if any(e.get("event_id") == f"drift-{run_id}" for e in read_events(store, pipeline)):
@@ -82,10 +83,13 @@ def drift_check(
     schema = store.read_json_if_exists(schema_key(pipeline)) if quality is not None else None
     classes = store.read_json(f"{model_prefix(pipeline, production)}/transform.json").get("classes")
 
-    def start() -> _CheckScan:
-        return _CheckScan(DriftCounts(profile, method), _traffic_checks(schema, quality), classes, production)
+    reference = store.read_json_if_exists(f"{model_prefix(pipeline, production)}/metrics.json", {}).get("importance")
 
-    columns = [*profile["numeric"], *profile["categorical"], *(["_version", "_prediction", "_error"] if classes else [])]
+    def start() -> _CheckScan:
+        attribution = RowSample(ATTRIBUTION_ROWS) if reference else None
+        return _CheckScan(DriftCounts(profile, method), _traffic_checks(schema, quality), classes, production, attribution)
+
+    columns = [*profile["numeric"], *profile["categorical"], "_version", "_error", *(["_prediction"] if classes else [])]
     scan = scan_log(store, pipeline, "predictions", since + 1e-6, columns, start)
     thresholds = {"column_threshold": column_threshold, "share_threshold": share_threshold}
     result = scan.drift.result(**thresholds)
@@ -99,6 +103,18 @@ def drift_check(
         class_drift = _class_share_drift(store, pipeline, production, classes, scan.predicted, threshold)
         if class_drift["drifted"]:
             reason += f"; predicted class shares drifted (PSI {class_drift['psi']:.3f} > {threshold})"
+    attribution = None
+    if scan.attribution is not None:
+        attribution = _attribution_drift(store, pipeline, production, reference, scan.attribution.frame)
+        if attribution.get("shifted"):
+            reason += (
+                "; feature attributions shifted ("
+                + ", ".join(
+                    f"{f}: share {attribution['features'][f]['reference']:.2f} -> {attribution['features'][f]['live']:.2f}"
+                    for f in attribution["shifted"]
+                )
+                + ")"
+            )
     if issues:
         reason += (
             f"; data quality: {len(issues)} issue(s) in requests ("
@@ -110,6 +126,7 @@ def drift_check(
         "reason": reason,
         **({"drifted": True} if class_drift and class_drift["drifted"] else {}),
         **({"predicted_class_drift": class_drift} if class_drift else {}),
+        **({"attribution_drift": attribution} if attribution else {}),
         "data_quality": issues,
         "production_version": production,
         "report_uri": report_uri,
@@ -122,6 +139,36 @@ def drift_check(
     append_event(store, pipeline, "drift_check", event_id=f"drift-{run_id}", **recorded)
     log.info("Drift check of %s over %d rows: %s", pipeline, result.rows, reason)
     return out
+
+
+ATTRIBUTION_ROWS = 5_000
+"""New rows of the production model (a uniform sample) the attribution drift explains: TreeSHAP's cost bounds it."""
+ATTRIBUTION_SHIFT = 0.1
+"""A feature's share of the total importance moving by more than this (absolute) is named as shifted."""
+
+
+def _attribution_drift(
+    store: ArtifactStore, pipeline: str, production: str, reference: Mapping[str, Any], rows: pd.DataFrame
+) -> dict[str, Any]:
+    """Each feature's share of importance (mean |contribution|, :mod:`airflow_mlops.ml.explain`) on a sample of
+    the new rows the production model answered, against its share on the eval split at training
+    (``metrics.json``'s ``importance``); the features whose share moved by more than :data:`ATTRIBUTION_SHIFT`."""
+    from airflow_mlops.ml.explain import contributions, importance, shares
+    from airflow_mlops.ml.transform import FeatureTransform
+    from airflow_mlops.stages.training import load_booster
+
+    before = reference["shares"]
+    if not len(rows):
+        return {"rows": 0, "threshold": ATTRIBUTION_SHIFT, "shifted": [], "note": "no new rows of the production model"}
+    spec = store.read_json(f"{model_prefix(pipeline, production)}/transform.json")
+    transform = FeatureTransform(spec)
+    found = contributions(load_booster(store, pipeline, production), transform.apply_frame(rows.reset_index(drop=True)))
+    now = shares(importance(found, transform.features))
+    features = {f: {"reference": before.get(f, 0.0), "live": now[f], "change": now[f] - before.get(f, 0.0)} for f in now}
+    shifted = sorted(
+        (f for f, v in features.items() if abs(v["change"]) > ATTRIBUTION_SHIFT), key=lambda f: -abs(features[f]["change"])
+    )
+    return {"rows": len(rows), "threshold": ATTRIBUTION_SHIFT, "features": features, "shifted": shifted}
 
 
 CLASS_SHARE_PSI = 0.2
@@ -159,7 +206,12 @@ class _CheckScan:
     (``classes``, ``version``), how often it predicted each class."""
 
     def __init__(
-        self, drift: DriftCounts, traffic: TrafficChecks | None, classes: list[str] | None = None, version: str | None = None
+        self,
+        drift: DriftCounts,
+        traffic: TrafficChecks | None,
+        classes: list[str] | None = None,
+        version: str | None = None,
+        attribution: RowSample | None = None,
     ) -> None:
         import numpy as np
 
@@ -169,6 +221,7 @@ class _CheckScan:
         self.classes = classes
         self.predicted = np.zeros(len(classes or []), dtype=np.int64)
         self.version = version
+        self.attribution = attribution
 
     def add(self, table: pa.Table) -> None:
         import pyarrow.compute as pc
@@ -180,6 +233,9 @@ class _CheckScan:
         self.drift.add(frame)
         if self.traffic is not None:
             self.traffic.add(frame)
+        if self.attribution is not None:  # the production model's answered rows, for its attributions
+            answered = frame["_version"].eq(self.version) & ~frame["_error"].fillna(True).astype(bool)
+            self.attribution.add(frame.loc[answered, [c for c in frame.columns if not c.startswith("_")]])
         if self.classes and "_prediction" in frame:
             import numpy as np
 

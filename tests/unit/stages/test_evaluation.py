@@ -64,7 +64,35 @@ class TestEvaluate:
         assert "BLESSED" in store.read_text(f"{prefix}/evaluation.html")
         assert store.read_json(f"{prefix}/evaluation.json") == {k: v for k, v in result.items() if k != "report_uri"}
         metrics = store.read_json(f"models/{PIPELINE}/{version}/metrics.json")
-        assert metrics == {"eval_rows": built.features["eval_rows"], "metrics": result["metrics"], "slices": {}}
+        importance = result["importance"]
+        assert metrics == {
+            "eval_rows": built.features["eval_rows"],
+            "metrics": result["metrics"],
+            "slices": {},
+            "importance": importance,
+        }
+        assert importance["rows"] == built.features["eval_rows"] and sum(importance["shares"].values()) == pytest.approx(1)
+        assert (
+            list(importance["mean_abs_contribution"])
+            == store.read_json(f"models/{PIPELINE}/{version}/transform.json")["features"]
+        )
+        assert "Global importance" in store.read_text(f"{prefix}/evaluation.html")
+
+    def test_global_importance_overall_and_per_slice_is_the_mean_absolute_contribution(self, built, store):
+        from airflow_mlops.ml.explain import contributions
+        from airflow_mlops.stages.evaluation import read_holdout
+
+        version = built.model["model_version"]
+        gate = dataclasses.replace(GATE, slices=["contract"])
+        importance = run_evaluate(store, built, version, gate)["importance"]
+        spec, features = read_holdout(store, PIPELINE, built.features["features_id"])
+        found = contributions(load_booster(store, PIPELINE, version), features[spec["features"]].to_numpy(dtype=float))
+        expected = np.abs(found[:, :-1]).mean(axis=0)
+        np.testing.assert_allclose(list(importance["mean_abs_contribution"].values()), expected, rtol=1e-12)
+        raw = read_features(store, PIPELINE, built.features["features_id"], "eval_raw").set_index(ROW_ID).loc[features[ROW_ID]]
+        month = (raw["contract"].astype(str) == "month-to-month").to_numpy()
+        by_contract = importance["slices"]["contract"]["month-to-month"]
+        np.testing.assert_allclose(list(by_contract.values()), np.abs(found[month, :-1]).mean(axis=0), rtol=1e-12)
 
     @pytest.mark.parametrize(
         ("metric", "threshold", "reason"),

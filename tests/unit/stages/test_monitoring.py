@@ -193,7 +193,7 @@ class TestDriftCheckMemory:
 
         profile = store.read_json(f"{model_prefix(PIPELINE, built.model['model_version'])}/profile.json")
         assert len(reads) == len(batches) == len({k for k, _ in reads})
-        assert all(columns == ["_ts", *profile["numeric"], *profile["categorical"]] for _, columns in reads)
+        assert all(columns == ["_ts", *profile["numeric"], *profile["categorical"], "_version", "_error"] for _, columns in reads)
         assert sorted(added) == sorted(len(b) for b in batches)  # one file's rows at a time, never all of them
         thresholds = {k: DRIFT[k] for k in ("column_threshold", "share_threshold")}
         expected = drift.detect_drift(whole, profile, method=DRIFT["method"], **thresholds)
@@ -203,6 +203,21 @@ class TestDriftCheckMemory:
         assert [(a["column"], a["kind"], a["message"]) for a in result["data_quality"]] == [
             (a.column, a.kind, a.message) for a in traffic.anomalies
         ]
+
+    def test_attribution_drift_names_the_features_whose_share_of_importance_moved(self, store, serve, built):
+        calm = make_churn(400, seed=51)
+        serve(calm)
+        first = check(store, "monitor-a1")["attribution_drift"]
+        reference = store.read_json(f"models/{PIPELINE}/{built.model['model_version']}/metrics.json")["importance"]["shares"]
+        assert first["rows"] == 400 and {f: v["reference"] for f, v in first["features"].items()} == reference
+        assert sum(v["live"] for v in first["features"].values()) == pytest.approx(1.0)
+        shifted = make_churn(400, seed=52).assign(tenure_months=24.0)  # the strongest feature stops telling rows apart
+        serve(shifted)
+        second = check(store, "monitor-a2")
+        moved = second["attribution_drift"]
+        assert moved["shifted"] == ["tenure_months", "contract"], moved["features"]  # its share went to contract
+        assert moved["features"]["tenure_months"]["change"] < -0.1 < 0.1 < moved["features"]["contract"]["change"]
+        assert "feature attributions shifted (tenure_months: share 0.41 -> 0.26" in second["reason"]
 
     def test_the_report_samples_the_rows_while_reading_file_by_file(self, store, serve, monkeypatch):
         from airflow_mlops.stages import monitoring
